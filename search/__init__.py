@@ -1,0 +1,1 @@
+"""medtune's sweep driver: the space file, its validation, the Tuner and the CLI."""

@@ -1,0 +1,122 @@
+"""``medtune`` command line: ``sweep`` runs a search, ``validate`` checks a space file and its data.
+
+Heavy imports (torch, Ray, MLflow) happen inside the commands, so ``medtune --help`` and a
+failing ``validate`` answer quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Sequence
+
+from search.spec import SpecError
+
+EXIT_BAD_INPUT = 2
+
+
+def _add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("space", help="space file (YAML), e.g. spaces/demo.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a YAML key by its dotted path (repeatable), e.g. --set search.num_samples=4")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medtune",
+        description="Hyperparameter search for transfer learning in medical imaging "
+                    "(Ray Tune + Optuna TPE + ASHA over timm models, logged to MLflow).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sweep = sub.add_parser("sweep", help="run a sweep: RAY_ADDRESS joins a cluster, else Ray starts locally")
+    _add_spec_arguments(sweep)
+    sweep.add_argument("--name", help="Ray run name (default: <name>-<timestamp>)")
+    sweep.add_argument("-o", "--best-config", help="where to write the best configuration "
+                                                   "(default: <storage>/<run>/best_config.yaml)")
+
+    validate = sub.add_parser("validate", help="check a space file and its data without running anything")
+    _add_spec_arguments(validate)
+
+    sub.add_parser("architectures", help="list the architectures with their stages and minimum input size")
+    return parser
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from search.loader import load_spec
+    from search.sweep import check_data
+
+    spec = load_spec(args.space, args.overrides)
+    summary = check_data(spec)
+    print(f"{args.space}: valid")
+    print(f"  data: {spec.data.source} -> {summary}")
+    print(f"  architectures: {', '.join(spec.architectures)}")
+    print(f"  space: {', '.join(f'{k}={d.to_yaml()}' for k, d in spec.space.items()) or '(empty)'}")
+    print(f"  objective: {spec.metric.name} ({spec.metric.mode}); {spec.search.num_samples} samples, "
+          f"{spec.search.max_concurrent} at a time; {spec.search.sampler.name} sampler, "
+          f"{spec.search.scheduler.name} scheduler, max {spec.search.scheduler.max_t} epochs")
+    for warning in weights_warnings(spec):
+        print(f"  warning: {warning}")
+    return 0
+
+
+def weights_warnings(spec) -> list[str]:
+    """Architectures that would need timm's hub for ImageNet weights (fine online, fails offline)."""
+    from trainables.models import get_architecture, resolve_weights_dir
+
+    if spec.fixed.get("pretrained", "none") != "imagenet":
+        return []
+    folder = resolve_weights_dir(None)
+    out = []
+    for arch in spec.architectures:
+        info = get_architecture(arch)
+        if not info.has_imagenet_weights:
+            continue
+        if folder is None or not any((folder / name).exists() for name in info.local_weights):
+            out.append(f"{arch}: no local ImageNet weights (MEDTUNE_WEIGHTS_DIR={folder}); "
+                       f"trials will download them from timm's hub")
+    return out
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from search.loader import load_spec
+    from search.sweep import run_sweep
+
+    spec = load_spec(args.space, args.overrides)
+    outcome = run_sweep(spec, run_name=args.name, best_config_out=args.best_config)
+    print(f"Ray results: {outcome.run_path}")
+    if spec.mlflow.enabled:
+        print(f"MLflow: {spec.mlflow.tracking_uri}, experiment {spec.experiment_name!r}, "
+              f"parent run {outcome.parent_run_id} (mlflow ui --backend-store-uri {spec.mlflow.tracking_uri})")
+    return 0 if outcome.best_config_path is not None else 1
+
+
+def cmd_architectures(args: argparse.Namespace) -> int:
+    from trainables.models import get_architecture, list_architectures
+
+    print(f"{'name':24} {'stages':>6} {'min px':>6}  imagenet weights")
+    for name in list_architectures():
+        info = get_architecture(name)
+        print(f"{name:24} {info.num_stages:>6} {info.min_input_size:>6}  {'yes' if info.has_imagenet_weights else 'no'}")
+    return 0
+
+
+COMMANDS = {"sweep": cmd_sweep, "validate": cmd_validate, "architectures": cmd_architectures}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SpecError as exc:
+        print(f"medtune: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

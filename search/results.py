@@ -1,0 +1,117 @@
+"""What a finished sweep hands back: a leaderboard and the best configuration as a space file.
+
+Trials are ranked by the best value of the objective over their epochs (the epoch whose checkpoint
+Tune keeps), so a trial that ASHA stopped early competes with the value it actually reached. The
+best configuration is written as an ordinary space file with an empty ``space`` and every chosen
+value under ``fixed``: ``medtune validate``/``sweep`` read it back, and so will the final run.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search.spec import SweepSpec
+
+
+@dataclass
+class LeaderboardEntry:
+    trial_id: str
+    config: dict[str, Any]
+    best_value: float
+    best_epoch: int
+    epochs_run: int
+    metrics_at_best: dict[str, float]
+    error: str | None = None
+
+
+def leaderboard(results: Any, spec: SweepSpec) -> list[LeaderboardEntry]:
+    """Rank the trials of a ``ResultGrid``; failed trials without any result go last."""
+    metric, mode = spec.metric.name, spec.metric.mode
+    entries: list[LeaderboardEntry] = []
+    for result in results:
+        history = result.metrics_dataframe
+        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+        error = str(result.error).strip().splitlines()[-1][:300] if result.error else None
+        if history is None or history.empty or metric not in history:
+            entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), math.nan, 0, 0, {}, error))
+            continue
+        history = history.dropna(subset=[metric])
+        if history.empty:
+            entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), math.nan, 0, 0, {}, error))
+            continue
+        row = history.loc[history[metric].idxmin() if mode == "min" else history[metric].idxmax()]
+        shown = {k: float(row[k]) for k in ("val_loss", "val_auc", "val_acc", "val_sensitivity", "val_specificity")
+                 if k in row}
+        epochs = int(history["epoch"].max()) if "epoch" in history else len(history)
+        entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), float(row[metric]),
+                                        int(row.get("epoch", 0)), epochs, shown, error))
+    sign = 1 if mode == "min" else -1
+    entries.sort(key=lambda e: (math.isnan(e.best_value), sign * e.best_value if not math.isnan(e.best_value) else 0))
+    return entries
+
+
+def format_leaderboard(entries: list[LeaderboardEntry], spec: SweepSpec, top: int = 5) -> str:
+    keys = list(spec.space)
+    header = ["rank", "trial", *keys, "epochs", "best_epoch", "val_loss", "val_auc", "val_acc"]
+    rows = [header]
+    for rank, e in enumerate(entries[:top], start=1):
+        rows.append([
+            str(rank), e.trial_id, *[_short(e.config.get(k)) for k in keys], str(e.epochs_run), str(e.best_epoch),
+            *[_short(e.metrics_at_best.get(k)) for k in ("val_loss", "val_auc", "val_acc")],
+        ])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) for r in rows]
+    return "\n".join([f"Top {min(top, len(entries))} of {len(entries)} trials by {spec.metric.name} ({spec.metric.mode}):",
+                      *lines])
+
+
+def write_leaderboard_csv(entries: list[LeaderboardEntry], spec: SweepSpec, path: str | Path) -> Path:
+    path = Path(path)
+    keys = list(spec.space)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["rank", "trial_id", *keys, "epochs_run", "best_epoch", f"best_{spec.metric.name}",
+                         "val_loss", "val_auc", "val_acc", "val_sensitivity", "val_specificity", "error"])
+        for rank, e in enumerate(entries, start=1):
+            writer.writerow([rank, e.trial_id, *[e.config.get(k) for k in keys], e.epochs_run, e.best_epoch,
+                             e.best_value, *[e.metrics_at_best.get(k) for k in
+                                             ("val_loss", "val_auc", "val_acc", "val_sensitivity", "val_specificity")],
+                             e.error or ""])
+    return path
+
+
+def best_config_document(spec: SweepSpec, best: LeaderboardEntry, run_name: str) -> dict[str, Any]:
+    """A space file that reproduces the best trial: everything fixed, one sample, no early stopping."""
+    doc = copy.deepcopy(spec.raw)
+    fixed = dict(doc.get("fixed") or {})
+    for key in spec.space:
+        fixed[key] = best.config[key]
+    doc["name"] = f"{spec.name}-best"
+    doc["space"] = {}
+    doc["fixed"] = fixed
+    search = dict(doc.get("search") or {})
+    search.update(num_samples=1, max_concurrent=1,
+                  scheduler={"name": "fifo", "max_t": spec.search.scheduler.max_t})
+    doc["search"] = search
+    doc["provenance"] = {
+        "sweep": run_name,
+        "space_file": spec.source,
+        "space_hash": spec.content_hash(),
+        "trial_id": best.trial_id,
+        "metric": spec.metric.name,
+        "best_value": best.best_value,
+        "best_epoch": best.best_epoch,
+        "epochs_run": best.epochs_run,
+    }
+    return doc
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)

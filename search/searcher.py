@@ -1,0 +1,90 @@
+"""The Optuna sampler behind the sweep, as a Ray Tune searcher.
+
+Ray Tune's ``OptunaSearch`` tells Optuna every trial that ends with a result as COMPLETE, with
+the value of its *last* epoch. A trial that ASHA stopped after one epoch would then enter TPE's
+model as if one epoch were a full budget, and TPE would learn "short training is bad" rather than
+"this configuration is bad". ``MedtuneOptunaSearch`` tells such trials to Optuna as PRUNED
+instead: Optuna's TPE ranks pruned trials by how far they got and their last intermediate value
+(the per-epoch values that ``OptunaSearch.on_trial_result`` already reports), which is how Optuna's
+own pruners feed TPE. Trials that ran their full budget are told as COMPLETE with their best
+value over epochs, the same number the best checkpoint is chosen by.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from search.space import DefineByRunSpace
+from search.spec import SweepSpec, trial_stage_counts
+
+log = logging.getLogger(__name__)
+
+#: Optuna's default number of random trials before TPE models the space is 10; small sweeps would
+#: spend almost everything at random, so medtune caps it at a third of the samples (at least 3).
+DEFAULT_STARTUP_CAP = 10
+
+
+class MedtuneOptunaSearch(OptunaSearch):
+    """OptunaSearch that reports ASHA-stopped trials as pruned and finished ones by their best epoch."""
+
+    def __init__(self, *args: Any, max_epochs: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._max_epochs = max_epochs
+        self._best_values: dict[str, float] = {}
+        self._epochs_seen: dict[str, int] = {}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        value = result.get(self._metric)
+        if isinstance(value, (int, float)) and not math.isnan(value):
+            best = self._best_values.get(trial_id)
+            if best is None or (value < best if self._mode == "min" else value > best):
+                self._best_values[trial_id] = float(value)
+        self._epochs_seen[trial_id] = int(result.get("epoch", result.get("training_iteration", 0)))
+        super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        epochs = self._epochs_seen.get(trial_id, 0)
+        best = self._best_values.get(trial_id)
+        ot_trial = self._ot_trials[trial_id]
+        if error or best is None:
+            state, value = (TrialState.FAIL, None) if error else (TrialState.PRUNED, None)
+        elif epochs < self._max_epochs:
+            state, value = TrialState.PRUNED, None
+        else:
+            state, value = TrialState.COMPLETE, best
+        try:
+            self._ot_study.tell(ot_trial, value, state=state)
+        except Exception as exc:  # e.g. a trial already told
+            log.warning("could not tell Optuna about trial %s: %s", trial_id, exc)
+        self._completed_trials.add(trial_id)
+
+
+def build_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+    sampler = spec.search.sampler
+    if sampler.name == "random":
+        return optuna.samplers.RandomSampler(seed=sampler.seed)
+    if sampler.name == "grid":
+        return optuna.samplers.GridSampler({k: list(d.values) for k, d in spec.space.items()}, seed=sampler.seed)
+    startup = sampler.n_startup_trials
+    if startup is None:
+        startup = min(DEFAULT_STARTUP_CAP, max(3, spec.search.num_samples // 3))
+    return optuna.samplers.TPESampler(seed=sampler.seed, n_startup_trials=startup)
+
+
+def build_searcher(spec: SweepSpec, fixed_for_trials: dict[str, Any]) -> MedtuneOptunaSearch:
+    space = DefineByRunSpace(spec.space, fixed_for_trials, trial_stage_counts(spec))
+    return MedtuneOptunaSearch(
+        space=space,
+        metric=spec.metric.name,
+        mode=spec.metric.mode,
+        sampler=build_sampler(spec),
+        max_epochs=spec.search.scheduler.max_t,
+    )

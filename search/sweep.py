@@ -1,0 +1,219 @@
+"""The sweep driver: prepare, run the Tuner, rank, write the best configuration.
+
+Order matters: everything that can fail on bad input (the spec, the data, a GPU request on a
+cluster without GPUs) fails here before a single trial is scheduled. The data is decoded into the
+node's cache before the Tuner starts, so trials on the driver's node find it ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search.loader import dump_yaml
+from search.results import (LeaderboardEntry, best_config_document, format_leaderboard, leaderboard,
+                            write_leaderboard_csv)
+from search.spec import SpecError, SweepSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepOutcome:
+    run_name: str
+    run_path: str
+    entries: list[LeaderboardEntry]
+    best_config_path: Path | None
+    parent_run_id: str | None
+    results: Any
+
+
+def check_data(spec: SweepSpec) -> dict[str, Any]:
+    """Cheap checks of the data source (no decoding); raises ``SpecError`` naming ``data.source``."""
+    from trainables.data import DataError, inspect_source
+    from trainables.train import data_config
+    from trainables.config import TrialConfig
+
+    cfg = TrialConfig.from_dict({k: v for k, v in _trial_base_with_env(spec).items()
+                                 if k.startswith("data_") or k in ("image_size", "cache_dir")})
+    try:
+        return inspect_source(data_config(cfg))
+    except DataError as exc:
+        raise SpecError(spec.source, [("data.source", str(exc))]) from None
+
+
+def prepare_data(spec: SweepSpec) -> str:
+    """Decode the data into the node's cache now; returns its fingerprint for MLflow."""
+    from trainables.config import TrialConfig
+    from trainables.data import load_splits
+    from trainables.train import data_config
+
+    base = _trial_base_with_env(spec)
+    sizes = [base["image_size"]] if "image_size" not in spec.space else list(spec.space["image_size"].values)
+    fingerprint = ""
+    for size in sizes:
+        cfg = TrialConfig.from_dict({k: v for k, v in base.items() if k.startswith("data_") or k == "cache_dir"}
+                                    | {"image_size": size})
+        fingerprint = load_splits(data_config(cfg)).fingerprint
+    return fingerprint
+
+
+def _trial_base_with_env(spec: SweepSpec) -> dict[str, Any]:
+    from search.tuner import trial_fixed_values
+
+    base = trial_fixed_values(spec)
+    base.setdefault("image_size", spec.data.image_size)
+    return base
+
+
+def check_cluster_resources(spec: SweepSpec) -> None:
+    """A GPU request on a cluster without GPUs would leave every trial pending forever."""
+    import ray
+
+    available = ray.cluster_resources()
+    problems = []
+    if spec.resources.gpu > available.get("GPU", 0):
+        problems.append(("resources.gpu", f"each trial asks for {spec.resources.gpu} GPU but the Ray cluster has "
+                                          f"{available.get('GPU', 0):g}; set resources.gpu: 0 or add GPU nodes"))
+    if spec.resources.cpu > available.get("CPU", 0):
+        problems.append(("resources.cpu", f"each trial asks for {spec.resources.cpu} CPUs but the Ray cluster has "
+                                          f"{available.get('CPU', 0):g}"))
+    if problems:
+        raise SpecError(spec.source, problems)
+
+
+def init_ray() -> None:
+    """Join the cluster in RAY_ADDRESS (as under ``ray job submit``), else start Ray in-process."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=True)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def sweep_tags(spec: SweepSpec, data_fingerprint: str, run_name: str) -> dict[str, str]:
+    import optuna
+    import ray
+    import timm
+    import torch
+
+    return {
+        "medtune.kind": "sweep",
+        "medtune.run_name": run_name,
+        "medtune.space_file": spec.source,
+        "medtune.space_hash": spec.content_hash(),
+        "medtune.git_commit": git_commit(),
+        "medtune.data_fingerprint": data_fingerprint,
+        "medtune.metric": f"{spec.metric.name} ({spec.metric.mode})",
+        "version.ray": ray.__version__,
+        "version.optuna": optuna.__version__,
+        "version.timm": timm.__version__,
+        "version.torch": torch.__version__,
+    }
+
+
+def default_run_name(spec: SweepSpec) -> str:
+    return f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: str | Path | None = None) -> SweepOutcome:
+    """Run the whole sweep and return its ranked results."""
+    from search.tracking import MlflowTrialCallback, ensure_experiment, mlflow_client
+    from search.tuner import build_tuner, storage_path
+
+    run_name = run_name or default_run_name(spec)
+    check_data(spec)
+    fingerprint = prepare_data(spec)
+    init_ray()
+    check_cluster_resources(spec)
+
+    callbacks = []
+    client = parent_run_id = None
+    if spec.mlflow.enabled:
+        client = mlflow_client(spec.mlflow.tracking_uri)
+        experiment_id = ensure_experiment(client, spec.experiment_name, spec.mlflow.artifact_location)
+        parent = client.create_run(experiment_id, run_name=run_name, tags=sweep_tags(spec, fingerprint, run_name))
+        parent_run_id = parent.info.run_id
+        client.log_batch(parent_run_id, params=_parent_params(spec))
+        callbacks.append(MlflowTrialCallback(spec.mlflow.tracking_uri, experiment_id, parent_run_id,
+                                             spec.metric.name, spec.metric.mode, spec.search.scheduler.max_t))
+
+    tuner = build_tuner(spec, run_name, callbacks=callbacks)
+    status = "FAILED"
+    try:
+        results = tuner.fit()
+        status = "FINISHED"
+    finally:
+        if client is not None and status == "FAILED":
+            client.set_terminated(parent_run_id, status="FAILED")
+
+    entries = leaderboard(results, spec)
+    run_path = str(Path(storage_path(spec)) / run_name) if "://" not in spec.storage else f"{spec.storage}/{run_name}"
+    print(format_leaderboard(entries, spec), flush=True)
+    best_path = None
+    ranked = [e for e in entries if e.best_epoch > 0]
+    if ranked:
+        doc = best_config_document(spec, ranked[0], run_name)
+        best_path = Path(best_config_out) if best_config_out else Path(spec.storage).expanduser() / run_name / "best_config.yaml"
+        if "://" in str(best_path):
+            best_path = Path("best_config.yaml")
+        dump_yaml(doc, best_path)
+        print(f"Best configuration ({spec.metric.name} = {ranked[0].best_value:.4f}, trial {ranked[0].trial_id}, "
+              f"epoch {ranked[0].best_epoch}) written to {best_path}", flush=True)
+    if client is not None:
+        _finish_parent_run(client, parent_run_id, entries, spec, best_path)
+    return SweepOutcome(run_name, run_path, entries, best_path, parent_run_id, results)
+
+
+def _parent_params(spec: SweepSpec) -> list:
+    from mlflow.entities import Param
+
+    s = spec.search
+    values = {
+        "num_samples": s.num_samples, "max_concurrent": s.max_concurrent, "sampler": s.sampler.name,
+        "sampler_seed": s.sampler.seed, "scheduler": s.scheduler.name, "max_t": s.scheduler.max_t,
+        "grace_period": s.scheduler.grace_period, "reduction_factor": s.scheduler.reduction_factor,
+        "metric": spec.metric.name, "mode": spec.metric.mode, "data_source": spec.data.source,
+        "cpu_per_trial": spec.resources.cpu, "gpu_per_trial": spec.resources.gpu,
+        "space": ", ".join(f"{k}={d.to_yaml()}" for k, d in spec.space.items())[:6000],
+    }
+    return [Param(k, str(v)) for k, v in values.items()]
+
+
+def _finish_parent_run(client: Any, run_id: str, entries: list[LeaderboardEntry], spec: SweepSpec,
+                       best_path: Path | None) -> None:
+    from mlflow.entities import Metric, RunTag
+
+    with tempfile.TemporaryDirectory() as tmp:
+        csv_path = write_leaderboard_csv(entries, spec, Path(tmp) / "leaderboard.csv")
+        client.log_artifact(run_id, str(csv_path))
+        if best_path is not None and best_path.exists():
+            client.log_artifact(run_id, str(best_path))
+    ranked = [e for e in entries if e.best_epoch > 0]
+    now = int(time.time() * 1000)
+    metrics = [Metric("trials", float(len(entries)), now, 0),
+               Metric("total_epochs", float(sum(e.epochs_run for e in entries)), now, 0)]
+    tags = []
+    if ranked:
+        metrics.append(Metric(f"best_{spec.metric.name}", ranked[0].best_value, now, 0))
+        tags.append(RunTag("medtune.best_trial", ranked[0].trial_id))
+    client.log_batch(run_id, metrics=metrics, tags=tags)
+    client.set_terminated(run_id, status="FINISHED")

@@ -1,0 +1,192 @@
+"""MLflow logging for a sweep, all on the driver side.
+
+One parent run per sweep; one child run per trial, nested under it with MLflow's
+``mlflow.parentRunId`` tag. The child run follows its trial (Ray Tune callback hooks): params at
+start (flat trial-config keys, the same in every child so MLflow's compare view lines them up),
+metrics after every epoch with the epoch as the step, and at the end the trial's best checkpoint
+as an artifact plus its outcome (completed, stopped early by ASHA at epoch k, failed with the error).
+
+Ray's own ``MLflowLoggerCallback`` creates no parent run and logs no checkpoint, so medtune keeps
+its own small callback on MLflow's client API. A restarted trial (after a failure, or after
+``Tuner.restore``) continues its run instead of starting a duplicate: the trial-to-run map is part
+of the callback's state that Tune saves with the experiment.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray import tune
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from ray.tune.experiment import Trial
+
+log = logging.getLogger(__name__)
+
+#: Result keys logged as MLflow metrics (everything else in a Tune result is bookkeeping).
+LOGGED_METRICS = ("val_loss", "val_acc", "val_auc", "val_sensitivity", "val_specificity", "val_balanced_acc",
+                  "train_loss", "images_per_sec", "epoch_seconds", "lr")
+#: Trial-config keys that describe the machine rather than the model; not logged as params.
+NOT_PARAMS = ("data_dir", "cache_dir", "weights_dir")
+
+
+def mlflow_client(tracking_uri: str) -> "MlflowClient":
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def ensure_experiment(client: "MlflowClient", name: str, artifact_location: str | None) -> str:
+    """The experiment's id, creating it with an explicit artifact root (sqlite would default to ./mlruns)."""
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = artifact_location
+    if location and "://" not in location:
+        location = Path(location).expanduser().resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def trial_params(config: dict[str, Any]) -> dict[str, str]:
+    """The params of a child run: flat trial-config keys as strings (MLflow params are strings)."""
+    return {k: "None" if v is None else str(v) for k, v in sorted(config.items()) if k not in NOT_PARAMS}
+
+
+def _metric_batch(result: dict[str, Any], step: int) -> list:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    out = []
+    for key in LOGGED_METRICS:
+        value = result.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out.append(Metric(key, float(value), now, step))
+    return out
+
+
+class MlflowTrialCallback(tune.Callback):
+    """Mirrors every Tune trial into a child run of the sweep's parent run."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, metric: str, mode: str,
+                 max_epochs: int) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.metric, self.mode, self.max_epochs = metric, mode, max_epochs
+        self.run_ids: dict[str, str] = {}
+        self.best: dict[str, tuple[float, int]] = {}  # trial id -> (metric value, epoch)
+        self.best_checkpoint: dict[str, Any] = {}
+        self._client: "MlflowClient | None" = None
+
+    @property
+    def client(self) -> "MlflowClient":
+        if self._client is None:
+            self._client = mlflow_client(self.tracking_uri)
+        return self._client
+
+    # -- state saved with the experiment, so a restored sweep continues the same runs ---------------
+    def get_state(self) -> dict[str, Any]:
+        return {"run_ids": dict(self.run_ids), "best": dict(self.best)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.run_ids.update(state.get("run_ids", {}))
+        self.best.update(state.get("best", {}))
+
+    # -- hooks -----------------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
+        from mlflow.entities import Param, RunTag
+
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is not None:  # restarted after a failure or a restore: same run continues
+            self.client.update_run(run_id, status="RUNNING")
+            return
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=trial.trial_id,
+            tags={
+                "mlflow.parentRunId": self.parent_run_id,
+                "medtune.trial_id": trial.trial_id,
+                "medtune.architecture": str(trial.config.get("architecture")),
+            },
+        )
+        self.run_ids[trial.trial_id] = run.info.run_id
+        params = [Param(k, v) for k, v in trial_params(trial.config).items()]
+        self.client.log_batch(run.info.run_id, params=params, tags=[RunTag("medtune.outcome", "running")])
+
+    def on_trial_result(self, iteration: int, trials: list["Trial"], trial: "Trial", result: dict, **info: Any) -> None:
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is None:
+            return
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        self.client.log_batch(run_id, metrics=_metric_batch(result, step))
+
+    def on_checkpoint(self, iteration: int, trials: list["Trial"], trial: "Trial", checkpoint: Any, **info: Any) -> None:
+        # Tune processes a checkpoint right after the result it came with: pair them.
+        result = trial.last_result or {}
+        value = result.get(self.metric)
+        if not isinstance(value, (int, float)) or math.isnan(value):
+            return
+        best = self.best.get(trial.trial_id)
+        better = best is None or (value < best[0] if self.mode == "min" else value > best[0])
+        if better:
+            self.best[trial.trial_id] = (float(value), int(result.get("epoch", 0)))
+            self.best_checkpoint[trial.trial_id] = checkpoint
+
+    def on_trial_complete(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
+        self._finish(trial, failed=False)
+
+    def on_trial_error(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
+        self._finish(trial, failed=True)
+
+    def _finish(self, trial: "Trial", failed: bool) -> None:
+        from mlflow.entities import RunTag
+
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is None:
+            return
+        last_epoch = int((trial.last_result or {}).get("epoch", 0))
+        tags = {"medtune.last_epoch": str(last_epoch)}
+        if failed:
+            tags["medtune.outcome"] = "failed"
+            tags["medtune.error"] = _error_message(trial)
+            status = "FAILED"
+        elif last_epoch < self.max_epochs:
+            tags["medtune.outcome"] = "stopped_early"
+            tags["medtune.stopped_at_epoch"] = str(last_epoch)
+            status = "FINISHED"
+        else:
+            tags["medtune.outcome"] = "completed"
+            status = "FINISHED"
+        if trial.trial_id in self.best:
+            value, epoch = self.best[trial.trial_id]
+            tags["medtune.best_epoch"] = str(epoch)
+            tags[f"medtune.best_{self.metric}"] = repr(value)
+        self._log_best_checkpoint(trial, run_id)
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        self.client.set_terminated(run_id, status=status)
+
+    def _log_best_checkpoint(self, trial: "Trial", run_id: str) -> None:
+        checkpoint = self.best_checkpoint.pop(trial.trial_id, None)
+        if checkpoint is None:
+            return
+        try:
+            with checkpoint.as_directory() as folder:
+                self.client.log_artifacts(run_id, folder, artifact_path="best_checkpoint")
+        except Exception as exc:  # a missing checkpoint must not fail the sweep
+            log.warning("could not log the best checkpoint of trial %s: %s", trial.trial_id, exc)
+
+
+def _error_message(trial: "Trial") -> str:
+    path = getattr(trial, "error_file", None)
+    text = ""
+    if path and Path(path).is_file():
+        lines = [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+        text = lines[-1] if lines else ""
+    return (text or "trial failed (see the Ray trial log)")[:500]

@@ -1,0 +1,93 @@
+"""From a validated ``SweepSpec`` to a ``ray.tune.Tuner``.
+
+Only Ray Tune's own parts: ``OptunaSearch`` (TPE) behind a ``ConcurrencyLimiter``, the
+``ASHAScheduler`` keyed on the ``epoch`` the trial reports (so a trial resumed from a checkpoint
+keeps its place on ASHA's rungs), ``with_resources`` for per-trial CPUs and GPU fractions,
+``CheckpointConfig`` scored on the objective so the best checkpoint is never the one deleted, and
+``reuse_actors`` because a new trial process costs seconds on a small CPU sweep.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import ConcurrencyLimiter
+
+from search.searcher import build_searcher
+from search.spec import SweepSpec
+from trainables.train import tune_trainable
+
+#: Columns of Ray Tune's live progress table.
+PROGRESS_PARAMS = ("architecture", "frozen_depth", "frozen_fraction", "dropout", "batch_size", "lr")
+PROGRESS_METRICS = ("epoch", "val_loss", "val_auc", "val_acc", "epoch_seconds")
+
+
+def driver_environment_keys() -> dict[str, Any]:
+    """Trial-config keys taken from the driver's environment: where data, cache and weights live."""
+    return {
+        "data_dir": os.environ.get("MEDTUNE_DATA_DIR"),
+        "cache_dir": os.environ.get("MEDTUNE_CACHE_DIR"),
+        "weights_dir": os.environ.get("MEDTUNE_WEIGHTS_DIR"),
+    }
+
+
+def trial_fixed_values(spec: SweepSpec) -> dict[str, Any]:
+    base = spec.trial_base()
+    base.update({k: v for k, v in driver_environment_keys().items() if v is not None})
+    return base
+
+
+def build_scheduler(spec: SweepSpec) -> TrialScheduler:
+    sched = spec.search.scheduler
+    if sched.name == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="epoch", max_t=sched.max_t, grace_period=sched.grace_period,
+                         reduction_factor=sched.reduction_factor)
+
+
+def storage_path(spec: SweepSpec) -> str:
+    """Ray wants an absolute local path (or a URI)."""
+    return spec.storage if "://" in spec.storage else str(Path(spec.storage).expanduser().resolve())
+
+
+def build_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] | None = None,
+                trainable: Callable[[dict[str, Any]], None] = tune_trainable) -> tune.Tuner:
+    searcher = ConcurrencyLimiter(build_searcher(spec, trial_fixed_values(spec)),
+                                  max_concurrent=spec.search.max_concurrent)
+    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    metric_columns = [c for c in PROGRESS_METRICS if c != spec.metric.name] + [spec.metric.name]
+    parameter_columns = [p for p in PROGRESS_PARAMS if p in spec.space]
+    return tune.Tuner(
+        tune.with_resources(trainable, resources),
+        tune_config=tune.TuneConfig(
+            metric=spec.metric.name,
+            mode=spec.metric.mode,
+            search_alg=searcher,
+            scheduler=build_scheduler(spec),
+            num_samples=spec.search.num_samples,
+            max_concurrent_trials=spec.search.max_concurrent,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=run_name,
+            storage_path=storage_path(spec),
+            callbacks=callbacks or [],
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=spec.search.checkpoints_to_keep,
+                checkpoint_score_attribute=spec.metric.name,
+                checkpoint_score_order=spec.metric.mode,
+            ),
+            failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
+            progress_reporter=tune.CLIReporter(
+                metric_columns=metric_columns,
+                parameter_columns=parameter_columns,
+                max_report_frequency=30,
+                sort_by_metric=True,
+            ),
+            verbose=1,
+        ),
+    )

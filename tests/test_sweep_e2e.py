@@ -1,0 +1,150 @@
+"""End to end: a real Ray Tune + Optuna TPE + ASHA sweep on real chest X-rays, logged to MLflow.
+
+One sweep runs for the whole module (about a minute on 2 cores); the tests read what it left:
+Ray results, the MLflow store and the best-config file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from search.loader import load_spec
+from search.spec import SpecError, validate_spec
+
+pytestmark = pytest.mark.slow
+
+MAX_T = 3
+NUM_SAMPLES = 6
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, pneumoniamnist_path):
+    import ray
+
+    from search.sweep import run_sweep
+
+    root = tmp_path_factory.mktemp("sweep")
+    raw = {
+        "name": "e2e",
+        "data": {"source": "pneumoniamnist", "image_size": 28, "train_subset": 500, "val_subset": 200},
+        "metric": {"name": "val_loss", "mode": "min"},
+        "search": {"num_samples": NUM_SAMPLES, "max_concurrent": 2, "sampler": {"name": "tpe", "seed": 0},
+                   "scheduler": {"name": "asha", "max_t": MAX_T, "grace_period": 1, "reduction_factor": 2}},
+        "resources": {"cpu": 1, "gpu": 0},
+        "space": {
+            "architecture": {"choice": ["simple_cnn", "mobilenetv2_100"]},
+            "frozen_depth": {"int": [0, 2]},
+            "dropout": {"uniform": [0.3, 0.5]},
+            "batch_size": {"choice": [32, 64]},
+            "lr": {"loguniform": [5e-4, 5e-3]},
+        },
+        "fixed": {"pretrained": "imagenet", "optimizer": "adamw"},
+        "mlflow": {"tracking_uri": f"sqlite:///{root}/mlruns.db", "artifact_location": str(root / "artifacts")},
+        "storage": str(root / "ray_results"),
+    }
+    spec = validate_spec(raw, source="e2e.yaml")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        outcome = run_sweep(spec, run_name="e2e-run")
+        yield spec, outcome, root
+    finally:
+        ray.shutdown()
+
+
+def test_every_trial_ran_and_asha_stopped_some_early(sweep):
+    spec, outcome, _ = sweep
+    assert len(outcome.entries) == NUM_SAMPLES
+    assert all(e.error is None for e in outcome.entries), [e.error for e in outcome.entries]
+    epochs = [e.epochs_run for e in outcome.entries]
+    assert all(1 <= n <= MAX_T for n in epochs)
+    assert sum(epochs) < NUM_SAMPLES * MAX_T, epochs  # ASHA stopped at least one trial early
+    architectures = {e.config["architecture"] for e in outcome.entries}
+    assert architectures == {"simple_cnn", "mobilenetv2_100"}
+    # Frozen depth never exceeds what the sampled architecture has.
+    from trainables.models import get_architecture
+
+    for e in outcome.entries:
+        assert e.config["frozen_depth"] <= get_architecture(e.config["architecture"]).num_stages
+
+
+def test_leaderboard_is_sorted_and_the_best_model_is_good(sweep):
+    _, outcome, _ = sweep
+    values = [e.best_value for e in outcome.entries]
+    assert values == sorted(values)
+    assert outcome.entries[0].metrics_at_best["val_auc"] > 0.9
+
+
+def test_mlflow_holds_one_parent_and_one_child_per_trial(sweep):
+    from mlflow import MlflowClient
+
+    spec, outcome, root = sweep
+    client = MlflowClient(tracking_uri=spec.mlflow.tracking_uri)
+    experiment = client.get_experiment_by_name("e2e")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == outcome.parent_run_id]
+    assert len(parents) == 1 and parents[0].info.run_id == outcome.parent_run_id
+    assert len(children) == NUM_SAMPLES == len(runs) - 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    for tag in ("medtune.space_hash", "medtune.git_commit", "medtune.data_fingerprint", "version.ray",
+                "version.optuna", "version.timm"):
+        assert parent.data.tags.get(tag), tag
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"leaderboard.csv", "best_config.yaml"}
+
+    epochs_by_trial = {e.trial_id: e.epochs_run for e in outcome.entries}
+    outcomes = set()
+    for child in children:
+        params = child.data.params
+        for key in ("architecture", "frozen_depth", "dropout", "batch_size", "lr", "optimizer", "epochs"):
+            assert key in params, key
+        assert "data_dir" not in params and "weights_dir" not in params
+        history = client.get_metric_history(child.info.run_id, "val_loss")
+        trial_id = child.data.tags["medtune.trial_id"]
+        assert sorted(m.step for m in history) == list(range(1, epochs_by_trial[trial_id] + 1))
+        assert child.info.status == "FINISHED"
+        outcomes.add(child.data.tags["medtune.outcome"])
+        artifacts = [a.path for a in client.list_artifacts(child.info.run_id, "best_checkpoint")]
+        assert "best_checkpoint/checkpoint.pt" in artifacts
+    assert outcomes == {"completed", "stopped_early"}
+
+
+def test_best_checkpoint_artifact_loads_without_unpickling(sweep):
+    import mlflow
+    import torch
+
+    spec, outcome, root = sweep
+    mlflow.set_tracking_uri(spec.mlflow.tracking_uri)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=spec.mlflow.tracking_uri)
+    child = client.search_runs([client.get_experiment_by_name("e2e").experiment_id],
+                               filter_string=f"tags.medtune.trial_id = '{outcome.entries[0].trial_id}'")[0]
+    local = mlflow.artifacts.download_artifacts(run_id=child.info.run_id, artifact_path="best_checkpoint",
+                                                dst_path=str(root / "dl"))
+    state = torch.load(Path(local) / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == outcome.entries[0].best_epoch
+
+
+def test_best_config_round_trips_as_a_space_file(sweep):
+    spec, outcome, _ = sweep
+    best = load_spec(outcome.best_config_path)
+    assert best.space == {} and best.search.num_samples == 1
+    winner = outcome.entries[0]
+    for key in spec.space:
+        assert best.fixed[key] == winner.config[key]
+    assert best.provenance["trial_id"] == winner.trial_id
+    assert best.provenance["best_epoch"] == winner.best_epoch
+
+
+def test_gpu_request_on_a_cluster_without_gpus_is_refused(sweep):
+    from search.sweep import check_cluster_resources
+
+    spec, _, _ = sweep
+    raw = dict(spec.raw, resources={"cpu": 1, "gpu": 1})
+    with pytest.raises(SpecError) as info:
+        check_cluster_resources(validate_spec(raw, source="gpu.yaml"))
+    assert "resources.gpu" in str(info.value) and "Ray cluster has 0" in str(info.value)

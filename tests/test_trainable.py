@@ -1,0 +1,116 @@
+"""The training function without Ray: metrics every epoch, a checkpoint, and resuming from it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from trainables.config import REPORTED_METRICS, TrialConfig
+from trainables.metrics import classification_metrics
+from trainables.reporting import LocalReporter
+from trainables.train import class_weights, load_checkpoint, run_training
+
+SMALL = {
+    "architecture": "simple_cnn",
+    "data_source": "pneumoniamnist",
+    "data_train_subset": 400,
+    "data_val_subset": 200,
+    "batch_size": 32,
+    "lr": 2e-3,
+    "epochs": 2,
+    "dropout": 0.3,
+    "seed": 1,
+}
+
+
+def test_one_epoch_reports_every_metric_and_a_checkpoint(tmp_path, pneumoniamnist_path):
+    reporter = LocalReporter(tmp_path / "run", metric="val_loss", mode="min", num_threads=1)
+    outcome = run_training({**SMALL, "epochs": 1}, reporter)
+    assert len(reporter.history) == 1
+    metrics = reporter.history[0]
+    for name in REPORTED_METRICS:
+        assert name in metrics and math.isfinite(metrics[name]), name
+    assert metrics["epoch"] == 1
+    assert 0.5 < metrics["val_auc"] <= 1.0  # it learned something in one epoch on 400 images
+    state = load_checkpoint(reporter.last_checkpoint)
+    assert state["epoch"] == 1 and state["config"]["architecture"] == "simple_cnn"
+    assert set(state) >= {"model", "optimizer", "lr_schedule", "epoch", "config", "metrics", "class_names"}
+    assert outcome.data.class_names == ("normal", "pneumonia")
+
+
+class Interrupted(Exception):
+    pass
+
+
+class InterruptingReporter(LocalReporter):
+    """Dies after ``after`` epochs, as a trial on a lost node would."""
+
+    def __init__(self, *args, after: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.after = after
+
+    def report(self, metrics, checkpoint_dir):
+        super().report(metrics, checkpoint_dir)
+        if len(self.history) >= self.after:
+            raise Interrupted
+
+
+def test_restart_from_checkpoint_continues_at_the_next_epoch(tmp_path, pneumoniamnist_path):
+    folder = tmp_path / "run"
+    first = InterruptingReporter(folder, num_threads=1, after=1)
+    with pytest.raises(Interrupted):
+        run_training({**SMALL, "epochs": 3}, first)
+    saved = load_checkpoint(first.last_checkpoint)
+
+    resumed = LocalReporter(folder, resume=True, num_threads=1)
+    outcome = run_training({**SMALL, "epochs": 3}, resumed)
+    assert outcome.start_epoch == 2
+    assert [m["epoch"] for m in resumed.history] == [2, 3]
+    assert saved["epoch"] == 1
+    # Resumed epochs match an uninterrupted run: weights, optimizer, LR schedule and RNG came back.
+    straight = LocalReporter(tmp_path / "straight", num_threads=1)
+    run_training({**SMALL, "epochs": 3}, straight)
+    for resumed_epoch, straight_epoch in zip(resumed.history, straight.history[1:]):
+        assert resumed_epoch["val_loss"] == pytest.approx(straight_epoch["val_loss"], rel=1e-4)
+        assert resumed_epoch["lr"] == pytest.approx(straight_epoch["lr"])
+
+
+def test_training_is_seeded(tmp_path, pneumoniamnist_path):
+    a = LocalReporter(tmp_path / "a", num_threads=1)
+    b = LocalReporter(tmp_path / "b", num_threads=1)
+    run_training({**SMALL, "epochs": 1}, a)
+    run_training({**SMALL, "epochs": 1}, b)
+    assert a.history[0]["val_loss"] == pytest.approx(b.history[0]["val_loss"], rel=1e-5)
+
+
+def test_trial_config_rejects_unknown_keys_and_bad_values():
+    with pytest.raises(ValueError, match="unknown trial config keys"):
+        TrialConfig.from_dict({"architecture": "simple_cnn", "learning_rate": 1.0})
+    with pytest.raises(ValueError, match="lr: must be > 0"):
+        TrialConfig.from_dict({"lr": 0.0})
+    assert TrialConfig.from_dict({"lr": 1}).lr == 1.0
+
+
+def test_metrics_match_a_direct_computation():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    p1 = np.clip(labels * 0.6 + rng.random(200) * 0.5, 0, 1)
+    probs = np.stack([1 - p1, p1], axis=1)
+    m = classification_metrics(probs, labels, prefix="val_")
+    predicted = (p1 >= 0.5).astype(int)
+    assert m["val_acc"] == pytest.approx((predicted == labels).mean())
+    assert m["val_sensitivity"] == pytest.approx(predicted[labels == 1].mean())
+    assert m["val_specificity"] == pytest.approx(1 - predicted[labels == 0].mean())
+    # AUC as the probability that a random positive outranks a random negative.
+    pos, neg = p1[labels == 1], p1[labels == 0]
+    pairs = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
+    assert m["val_auc"] == pytest.approx(pairs)
+    assert m["val_loss"] == pytest.approx(-np.log(np.clip(probs[np.arange(200), labels], 1e-12, 1)).mean())
+
+
+def test_class_weights_balance_the_classes():
+    labels = np.array([0] * 25 + [1] * 75)
+    w = class_weights(labels, 2)
+    assert float(w[0] * 25) == pytest.approx(float(w[1] * 75))

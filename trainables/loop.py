@@ -1,0 +1,75 @@
+"""One epoch of training and one pass of inference: the hot path, kept free of bookkeeping.
+
+Modelled on timm's ``train_one_epoch``/``validate``: the caller owns the model, optimizer and
+batches; these functions only run them. Mixed precision is used on CUDA only (bfloat16 where the
+GPU has it, else float16 with a gradient scaler); on the CPU everything stays float32.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class Precision:
+    """How the forward pass runs: autocast dtype (or none) and the fp16 gradient scaler."""
+
+    device: torch.device
+    dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler | None
+
+    @classmethod
+    def for_device(cls, device: torch.device, amp: bool) -> "Precision":
+        if device.type != "cuda" or not amp:
+            return cls(device, None, None)
+        if torch.cuda.is_bf16_supported():
+            return cls(device, torch.bfloat16, None)
+        return cls(device, torch.float16, torch.amp.GradScaler("cuda"))
+
+    def autocast(self):
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+
+def train_one_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                    optimizer: torch.optim.Optimizer, criterion: nn.Module, precision: Precision) -> tuple[float, int]:
+    """Train over ``batches`` once; returns (mean loss per image, images seen)."""
+    model.train()
+    total_loss = torch.zeros((), device=precision.device)
+    seen = 0
+    for images, labels in batches:
+        with precision.autocast():
+            loss = criterion(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        if precision.scaler is not None:
+            precision.scaler.scale(loss).backward()
+            precision.scaler.step(optimizer)
+            precision.scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        # Accumulate on the device: a .item() per batch would synchronise a GPU every step.
+        total_loss += loss.detach() * len(labels)
+        seen += len(labels)
+    return float(total_loss.item()) / max(seen, 1), seen
+
+
+@torch.inference_mode()
+def predict_proba(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                  precision: Precision) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities and labels for every image of ``batches`` (model in eval mode)."""
+    model.eval()
+    probs, labels = [], []
+    for images, y in batches:
+        with precision.autocast():
+            logits = model(images)
+        probs.append(torch.softmax(logits.float(), dim=1).cpu())
+        labels.append(y.cpu())
+    return torch.cat(probs).numpy().astype(np.float64), torch.cat(labels).numpy().astype(np.int64)
