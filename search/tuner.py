@@ -27,18 +27,28 @@ PROGRESS_METRICS = ("epoch", "val_loss", "val_auc", "val_acc", "epoch_seconds")
 
 
 def driver_environment_keys() -> dict[str, Any]:
-    """Trial-config keys taken from the driver's environment: where data, cache and weights live."""
-    return {
-        "data_dir": os.environ.get("MEDTUNE_DATA_DIR"),
-        "cache_dir": os.environ.get("MEDTUNE_CACHE_DIR"),
-        "weights_dir": os.environ.get("MEDTUNE_WEIGHTS_DIR"),
-    }
+    """Trial-config keys taken from the driver's environment: where data, cache and weights live.
+
+    Made absolute here: trials run in their own working directories, where a relative path such
+    as ``../shared/data`` points somewhere else.
+    """
+    names = {"data_dir": "MEDTUNE_DATA_DIR", "cache_dir": "MEDTUNE_CACHE_DIR", "weights_dir": "MEDTUNE_WEIGHTS_DIR"}
+    out: dict[str, Any] = {}
+    for key, variable in names.items():
+        value = os.environ.get(variable)
+        out[key] = str(Path(value).expanduser().resolve()) if value and "://" not in value else value
+    return out
 
 
 def trial_fixed_values(spec: SweepSpec) -> dict[str, Any]:
     base = spec.trial_base()
     base.update({k: v for k, v in driver_environment_keys().items() if v is not None})
     return base
+
+
+def trial_dirname(trial: Any) -> str:
+    """Short trial folders: Ray's default packs the whole config into the name."""
+    return f"trial_{trial.trial_id}"
 
 
 def build_scheduler(spec: SweepSpec) -> TrialScheduler:
@@ -71,6 +81,7 @@ def build_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] |
             num_samples=spec.search.num_samples,
             max_concurrent_trials=spec.search.max_concurrent,
             reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=run_name,

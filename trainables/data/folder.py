@@ -1,0 +1,157 @@
+"""Kermany-layout folders: ROOT/{train,val,test}/<CLASS>/*.jpeg|jpg|png, decoded once to arrays."""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cache import Decoded
+from .errors import DataError
+from .imaging import decode_file
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+IMAGE_EXTS = frozenset({".jpeg", ".jpg", ".png"})
+MAX_NAMED = 10
+
+
+@dataclass(frozen=True)
+class FolderIndex:
+    """The listing of a Kermany folder: no pixels read yet."""
+
+    root: Path
+    class_names: tuple[str, ...]
+    files: dict[str, list[tuple[str, int]]]  # split -> [(path relative to root, label)]
+    identity: list[tuple[str, int, int]]  # (relative path, size, mtime_ns): cache key material
+
+    def labels(self, split: str) -> np.ndarray:
+        return np.array([label for _, label in self.files[split]], dtype=np.int64)
+
+
+def _hidden(name: str) -> bool:
+    # Kermany zips carry macOS junk: .DS_Store, ._foo.jpeg, __MACOSX/.
+    return name.startswith((".", "__"))
+
+
+def _layout_error(root: Path, why: str) -> DataError:
+    try:
+        subdirs = sorted(p.name for p in root.iterdir() if p.is_dir())
+    except OSError:
+        subdirs = []
+    hint = ""
+    nested = [d for d in subdirs if (root / d / "train").is_dir() and (root / d / "test").is_dir()]
+    if nested:
+        hint = f" Did you mean {root / nested[0]}?"
+    return DataError(f"{root}: {why}. Expected a Kermany-layout folder ROOT/{{train,test}}/<CLASS>/*.jpeg "
+                     f"(val/ optional); found subfolders {subdirs}.{hint}")
+
+
+def _scan_split(root: Path, split: str) -> dict[str, list[os.DirEntry[str]]]:
+    split_dir = root / split
+    classes: dict[str, list[os.DirEntry[str]]] = {}
+    loose: list[str] = []
+    with os.scandir(split_dir) as entries:
+        for entry in entries:
+            if _hidden(entry.name):
+                continue
+            if entry.is_dir():
+                with os.scandir(entry.path) as files:
+                    classes[entry.name] = sorted(
+                        (f for f in files if f.is_file() and not _hidden(f.name)
+                         and os.path.splitext(f.name)[1].lower() in IMAGE_EXTS),
+                        key=lambda f: f.name)
+            elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTS:
+                loose.append(entry.name)
+    if loose:
+        raise DataError(f"{split_dir}: found images directly in the split folder (e.g. {loose[:3]}); "
+                        "expected them inside one subfolder per class, e.g. NORMAL/ and PNEUMONIA/")
+    if not classes:
+        raise DataError(f"{split_dir}: no class subfolders; expected one folder per class, e.g. NORMAL/ and PNEUMONIA/")
+    return classes
+
+
+def index_folder(root: Path, need_val: bool) -> FolderIndex:
+    """Check the layout and list the image files; cheap (directory listings and stats only)."""
+    if not root.is_dir():
+        raise DataError(f"{root}: expected a Kermany-layout folder, but it is not a directory")
+    missing = [s for s in ("train", "test") if not (root / s).is_dir()]
+    if missing:
+        raise _layout_error(root, f"missing split folder(s) {[s + '/' for s in missing]}")
+    if not (root / "val").is_dir() and need_val:
+        raise DataError(f"{root}: has no val/ folder; set DataConfig.val_fraction to carve a "
+                        "validation split out of train/")
+    present = [s for s in SPLITS if (root / s).is_dir()]
+    scans = {s: _scan_split(root, s) for s in present}
+
+    class_names = tuple(sorted(scans["train"]))
+    for split in present:
+        names = set(scans[split])
+        if names != set(class_names):
+            extra, lacking = sorted(names - set(class_names)), sorted(set(class_names) - names)
+            raise DataError(f"{root / split}: class folders {sorted(names)} differ from train/ {list(class_names)}"
+                            f" (unknown: {extra}, missing: {lacking}); every split needs the same class folders")
+    if len(class_names) < 2:
+        raise DataError(f"{root / 'train'}: expected at least 2 class folders, found {list(class_names)}")
+
+    files: dict[str, list[tuple[str, int]]] = {}
+    identity: list[tuple[str, int, int]] = []
+    for split in present:
+        files[split] = []
+        for label, name in enumerate(class_names):
+            for entry in scans[split][name]:
+                rel = f"{split}/{name}/{entry.name}"
+                st = entry.stat()
+                files[split].append((rel, label))
+                identity.append((rel, st.st_size, st.st_mtime_ns))
+        if not files[split] and (split != "val" or need_val):
+            raise DataError(f"{root / split}: empty split; expected image files ({', '.join(sorted(IMAGE_EXTS))}) "
+                            f"in its class folders {list(class_names)}")
+    for label, name in enumerate(class_names):
+        if not any(lab == label for _, lab in files["train"]):
+            raise DataError(f"{root / 'train' / name}: no images; every class needs training images")
+    return FolderIndex(root=root, class_names=class_names, files=files, identity=identity)
+
+
+def _decode_one(args: tuple[str, int]) -> np.ndarray | None:
+    path, size = args
+    try:
+        return decode_file(path, size)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means "unreadable file", counted below
+        log.debug("Unreadable image %s: %s", path, exc)
+        return None
+
+
+def decode_folder(index: FolderIndex, image_size: int) -> Decoded:
+    """Decode every listed file (threads: Pillow releases the GIL), skipping unreadable ones."""
+    workers = max(1, min(8, os.cpu_count() or 1))
+    splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    bad: list[str] = []
+    total = 0
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for split, files in index.files.items():
+            jobs = [(str(index.root / rel), image_size) for rel, _ in files]
+            results = list(pool.map(_decode_one, jobs, chunksize=32))
+            ok = [i for i, r in enumerate(results) if r is not None]
+            bad.extend(files[i][0] for i, r in enumerate(results) if r is None)
+            total += len(files)
+            images = np.empty((len(ok), image_size, image_size, 1), dtype=np.uint8)
+            for j, i in enumerate(ok):
+                images[j, ..., 0] = results[i]
+            labels = np.array([files[i][1] for i in ok], dtype=np.int64)
+            splits[split] = (images, labels)
+    log.info("Decoded %s at %d px: %s (%d unreadable)", index.root, image_size,
+             {k: len(v[1]) for k, v in splits.items()}, len(bad))
+    return Decoded(splits=splits, class_names=index.class_names, bad_files=tuple(bad), total_files=total)
+
+
+def describe_bad(root: Path, bad: tuple[str, ...] | list[str], total: int) -> str:
+    """'N of M images unreadable: a, b, ... and K more' for one warning or error line."""
+    named = ", ".join(str(root / b) for b in bad[:MAX_NAMED])
+    more = f" and {len(bad) - MAX_NAMED} more" if len(bad) > MAX_NAMED else ""
+    return f"{len(bad)} of {total} images under {root} are unreadable: {named}{more}"

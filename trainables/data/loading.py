@@ -1,0 +1,151 @@
+"""The two entry points: a cheap `inspect_source` for `medtune validate`, and `load_splits` for trials."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .cache import Decoded, cache_key, load_or_decode
+from .config import DataConfig, resolve_cache_dir, resolve_data_dir
+from .errors import DataError
+from .folder import decode_folder, describe_bad, index_folder
+from .medmnist import MEDMNIST, is_medmnist_name, resolve_medmnist
+from .npz import decode_npz, index_npz
+from .splits import DatasetSplits, SplitArrays, plan_indices, take
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Source:
+    kind: Literal["npz", "folder"]
+    path: Path
+
+
+def _resolve(cfg: DataConfig) -> _Source:
+    """MedMNIST name -> its .npz (downloaded if missing); otherwise an existing .npz file or folder."""
+    src = cfg.source.strip()
+    path = Path(src).expanduser()
+    if is_medmnist_name(src) and not path.exists():
+        return _Source("npz", resolve_medmnist(src, resolve_data_dir(cfg.data_dir), cfg.image_size).resolve())
+    if not path.exists():
+        raise DataError(f"{path.absolute()}: source does not exist; expected a MedMNIST name ({', '.join(sorted(MEDMNIST))}), "
+                        "a path to an .npz file, or a path to a Kermany-layout folder")
+    path = path.resolve()
+    if path.is_dir():
+        return _Source("folder", path)
+    if path.suffix.lower() != ".npz":
+        kind = path.suffix or "suffix-less"
+        raise DataError(f"{path}: expected an .npz file or a Kermany-layout folder, got a {kind} file")
+    return _Source("npz", path)
+
+
+def inspect_source(cfg: DataConfig) -> dict[str, Any]:
+    """Validate a source without decoding its images; return counts per split and class.
+
+    Raises DataError for anything `load_splits` would trip over (layout, keys, lengths, empty
+    splits, a missing val without val_fraction), so sweeps fail before the first trial.
+    A missing MedMNIST file is downloaded here, once, rather than by every trial.
+    Unreadable image files are only found by decoding; `load_splits` reports them.
+    """
+    source = _resolve(cfg)
+    need_val = cfg.val_fraction is None
+    summary: dict[str, Any] = {"kind": source.kind, "source": cfg.source, "path": str(source.path)}
+    if source.kind == "npz":
+        nindex = index_npz(source.path, need_val)
+        labels, class_names = nindex.labels, nindex.class_names
+        summary["native_shape"] = {k: list(v[1:]) for k, v in nindex.image_shapes.items()}
+    else:
+        findex = index_folder(source.path, need_val)
+        labels = {s: findex.labels(s) for s in findex.files}
+        class_names = findex.class_names
+    num_classes = len(class_names)
+    plan = plan_indices(labels, cfg, num_classes)
+    summary.update(
+        class_names=list(class_names),
+        num_classes=num_classes,
+        image_size=cfg.image_size,
+        val_from="train" if cfg.val_fraction is not None else "val",
+        totals={s: int(len(v)) for s, v in labels.items()},
+        counts={s: _class_counts(v, class_names) for s, v in labels.items()},
+        planned={s: _class_counts(labels[src][idx], class_names) | {"total": int(len(idx))}
+                 for s, (src, idx) in plan.items()},
+    )
+    return summary
+
+
+def _class_counts(labels: np.ndarray, class_names: tuple[str, ...]) -> dict[str, int]:
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
+    return {name: int(n) for name, n in zip(class_names, counts)}
+
+
+def _identity(source: _Source, need_val: bool) -> tuple[str, Any, Any]:
+    """(label, identity, index): what the cache key hashes, plus the cheap index for decoding."""
+    if source.kind == "npz":
+        st = source.path.stat()
+        return source.path.stem, [str(source.path), st.st_size, st.st_mtime_ns], None
+    index = index_folder(source.path, need_val)  # layout errors surface before any decoding
+    return source.path.name, [str(source.path), index.identity], index
+
+
+def load_splits(cfg: DataConfig) -> DatasetSplits:
+    """Train/val/test arrays for `cfg`, decoding the source at most once per node and image size."""
+    source = _resolve(cfg)
+    label, identity, index = _identity(source, need_val=cfg.val_fraction is None)
+
+    def decode() -> Decoded:
+        if source.kind == "npz":
+            return decode_npz(source.path, cfg.image_size)
+        return decode_folder(index, cfg.image_size)
+
+    cache_dir = resolve_cache_dir(cfg.cache_dir)
+    decoded, hit = load_or_decode(cache_dir, cache_key(label, identity, cfg.image_size), decode)
+    log.debug("load_splits(%s, %d px): %s", source.path, cfg.image_size, hit)
+    _check_bad(source.path, decoded, cfg.max_bad_fraction)
+
+    if cfg.val_fraction is None and "val" not in decoded.splits:
+        raise DataError(f"{source.path}: has no val split; set DataConfig.val_fraction to carve one out of train")
+    labels = {s: lab for s, (_, lab) in decoded.splits.items()}
+    for split in ("train", "test") + (("val",) if cfg.val_fraction is None else ()):
+        if len(labels[split]) == 0:
+            after = " after skipping unreadable images" if decoded.bad_files else ""
+            raise DataError(f"{source.path}: split {split!r} is empty{after}; expected at least one image")
+    num_classes = len(decoded.class_names)
+    plan = plan_indices(labels, cfg, num_classes)
+    parts: dict[str, SplitArrays] = {
+        name: take(*decoded.splits[src], idx) for name, (src, idx) in plan.items()
+    }
+    return DatasetSplits(**parts, class_names=decoded.class_names, fingerprint=_fingerprint(decoded, cfg))
+
+
+def _check_bad(root: Path, decoded: Decoded, max_bad_fraction: float) -> None:
+    """Too many unreadable files is an error; a few are skipped with one warning per load.
+
+    Checked on cache hits too: the threshold is the caller's, not the decoder's.
+    """
+    if not decoded.bad_files:
+        return
+    text = describe_bad(root, list(decoded.bad_files), decoded.total_files)
+    if len(decoded.bad_files) > max_bad_fraction * decoded.total_files:
+        raise DataError(f"{text}; that is more than max_bad_fraction={max_bad_fraction:g}. "
+                        "Fix or remove them, or raise DataConfig.max_bad_fraction")
+    warnings.warn(f"{text}; skipped them", stacklevel=3)
+
+
+def _fingerprint(decoded: Decoded, cfg: DataConfig) -> str:
+    """12 hex chars: decoded content + size + split options; equal across machines and paths."""
+    options = {"val_fraction": cfg.val_fraction, "train_subset": cfg.train_subset, "val_subset": cfg.val_subset}
+    if any(v is not None for v in options.values()):
+        options["split_seed"] = cfg.split_seed  # the seed only matters when something is sampled
+    blob = json.dumps({"content": decoded.content_hash, "image_size": cfg.image_size, **options}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+__all__ = ["inspect_source", "load_splits"]

@@ -1,0 +1,129 @@
+"""The arrays a trial gets, and the seeded, stratified index ops that carve and subsample them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import DataConfig
+from .errors import DataError
+
+
+@dataclass
+class SplitArrays:
+    """One split: images uint8 (N, H, W, 1) and labels int64 (N,). Images may be a read-only memmap."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class DatasetSplits:
+    """train/val/test plus what MLflow and the model head need to know about them."""
+
+    train: SplitArrays
+    val: SplitArrays
+    test: SplitArrays
+    class_names: tuple[str, ...]
+    fingerprint: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _allocate(counts: np.ndarray, total: int) -> np.ndarray:
+    """Spread `total` over classes in proportion to `counts` (largest remainder), >= 1 per class when possible."""
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(min(max(total, 0), counts.sum()))
+    if total == 0:
+        return np.zeros_like(counts)
+    quotas = counts * (total / counts.sum())
+    alloc = np.floor(quotas).astype(np.int64)
+    order = np.argsort(-(quotas - alloc), kind="stable")
+    alloc[order[: total - alloc.sum()]] += 1
+    # Small totals could leave a rare class out entirely; borrow from the largest share.
+    while True:
+        starved = np.flatnonzero((alloc == 0) & (counts > 0))
+        donors = np.flatnonzero(alloc > 1)
+        if not len(starved) or not len(donors):
+            return alloc
+        alloc[donors[np.argmax(alloc[donors])]] -= 1
+        alloc[starved[0]] += 1
+
+
+def _seed(seed: int) -> int:
+    """numpy seeds must be >= 0; wrap negatives (two's complement) instead of failing a trial."""
+    return seed & 0xFFFFFFFFFFFFFFFF
+
+
+def _per_class(labels: np.ndarray, num_classes: int) -> list[np.ndarray]:
+    return [np.flatnonzero(labels == c) for c in range(num_classes)]
+
+
+def carve_val(labels: np.ndarray, fraction: float, seed: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train_idx, val_idx): a stratified `fraction` of the rows for val, seeded by default_rng(seed).
+
+    Each class gives round-ish fraction of its rows (largest remainder keeps every class within
+    one image of exact proportion) and always keeps at least one row in train.
+    """
+    members = _per_class(labels, num_classes)
+    counts = np.array([len(m) for m in members])
+    want = _allocate(counts, round(fraction * len(labels)))
+    want = np.minimum(want, np.maximum(counts - 1, 0))
+    if want.sum() == 0:
+        raise DataError(f"val_fraction={fraction}: carving from {len(labels)} train images leaves val empty; "
+                        "expected a larger val_fraction or more training images")
+    rng = np.random.default_rng(_seed(seed))
+    val = np.concatenate([rng.permutation(m)[:k] for m, k in zip(members, want)])
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[val] = True
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+def stratified_subset(labels: np.ndarray, size: int, seed: int | list[int], num_classes: int) -> np.ndarray:
+    """Sorted indices of a stratified, seeded subsample of `size` rows (all rows if size >= N)."""
+    if size >= len(labels):
+        return np.arange(len(labels))
+    members = _per_class(labels, num_classes)
+    want = _allocate(np.array([len(m) for m in members]), size)
+    rng = np.random.default_rng(seed)
+    picked = np.concatenate([rng.permutation(m)[:k] for m, k in zip(members, want)])
+    return np.sort(picked)
+
+
+def plan_indices(labels: dict[str, np.ndarray], cfg: DataConfig, num_classes: int) -> dict[str, tuple[str, np.ndarray]]:
+    """For each output split: (source split it reads, row indices). Pure index math on labels.
+
+    Shared by load_splits and inspect_source so `medtune validate` reports exactly the counts
+    trials will see. Subsets use their own seed streams so changing one never moves another.
+    """
+    test = ("test", np.arange(len(labels["test"])))
+    if cfg.val_fraction is not None:
+        train_idx, val_idx = carve_val(labels["train"], cfg.val_fraction, cfg.split_seed, num_classes)
+        train, val = ("train", train_idx), ("train", val_idx)
+    else:
+        train, val = ("train", np.arange(len(labels["train"]))), ("val", np.arange(len(labels["val"])))
+    for name, subset, stream in (("train", cfg.train_subset, 1), ("val", cfg.val_subset, 2)):
+        if subset is None:
+            continue
+        src, idx = train if name == "train" else val
+        keep = stratified_subset(labels[src][idx], subset, [_seed(cfg.split_seed), stream], num_classes)
+        if name == "train":
+            train = (src, idx[keep])
+        else:
+            val = (src, idx[keep])
+    return {"train": train, "val": val, "test": test}
+
+
+def take(images: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> SplitArrays:
+    """Rows `idx` of a split. Images are not copied when idx is all rows in order (keeps the
+    memmap shared); labels are always a fresh array, so callers cannot corrupt the cache memo."""
+    labels_out = np.array(labels[idx], dtype=np.int64)
+    if len(idx) == len(labels) and np.array_equal(idx, np.arange(len(labels))):
+        return SplitArrays(images=images, labels=labels_out)
+    return SplitArrays(images=images[idx], labels=labels_out)
