@@ -58,8 +58,8 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class MetricSpec:
-    name: str = "val_loss"
-    mode: str = "min"
+    name: str = "val_auc"   # docs/objective.md: it ranked runs better than val_loss here
+    mode: str = "max"
 
 
 @dataclass(frozen=True)
@@ -254,7 +254,7 @@ def validate_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
         problems("data.source", "required: a MedMNIST name (pneumoniamnist), an .npz file or a chest X-ray folder")
         data["source"] = ""
 
-    metric = _section(raw.get("metric", {}), "metric", {"name": (str, "val_loss", None), "mode": (str, None, _one_of(("min", "max")))}, problems)
+    metric = _section(raw.get("metric", {}), "metric", {"name": (str, "val_auc", None), "mode": (str, None, _one_of(("min", "max")))}, problems)
     direction = REPORTED_METRICS.get(metric["name"])
     if direction is None:
         problems("metric.name", f"{metric['name']!r} is not reported by the trainable; reported: {', '.join(REPORTED_METRICS)}")
