@@ -1,4 +1,4 @@
-"""``medtune`` command line: ``sweep`` runs a search, ``validate`` checks a space file and its data.
+"""``medtune`` command line: ``sweep`` runs a search, ``resume`` continues one, ``validate`` checks a space file.
 
 Heavy imports (torch, Ray, MLflow) happen inside the commands, so ``medtune --help`` and a
 failing ``validate`` answer quickly.
@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--name", help="Ray run name (default: <name>-<timestamp>)")
     sweep.add_argument("-o", "--best-config", help="where to write the best configuration "
                                                    "(default: <storage>/<run>/best_config.yaml)")
+
+    resume = sub.add_parser("resume", help="continue a sweep whose driver died or whose job was stopped")
+    resume.add_argument("run", help="the sweep's run folder, <storage>/<run name> (printed by 'medtune sweep')")
+    resume.add_argument("-o", "--best-config", help="where to write the best configuration")
 
     validate = sub.add_parser("validate", help="check a space file and its data without running anything")
     _add_spec_arguments(validate)
@@ -93,6 +97,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if outcome.best_config_path is not None else 1
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    from search.sweep import resume_sweep
+
+    outcome = resume_sweep(args.run, best_config_out=args.best_config)
+    print(f"Ray results: {outcome.run_path}")
+    return 0 if outcome.best_config_path is not None else 1
+
+
 def cmd_architectures(args: argparse.Namespace) -> int:
     from trainables.models import get_architecture, list_architectures
 
@@ -103,7 +115,7 @@ def cmd_architectures(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"sweep": cmd_sweep, "validate": cmd_validate, "architectures": cmd_architectures}
+COMMANDS = {"sweep": cmd_sweep, "resume": cmd_resume, "validate": cmd_validate, "architectures": cmd_architectures}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

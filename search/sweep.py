@@ -7,6 +7,7 @@ node's cache before the Tuner starts, so trials on the driver's node find it rea
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -93,6 +94,10 @@ def init_ray() -> None:
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray's newer console output ignores a passed-in CLIReporter and hides the searched
+    # parameters; the classic table shows them (architecture, frozen_depth, lr, ...) next to the
+    # metrics, sorted by the objective. A user's own RAY_AIR_NEW_OUTPUT setting wins.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
@@ -134,29 +139,110 @@ def default_run_name(spec: SweepSpec) -> str:
     return f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: str | Path | None = None) -> SweepOutcome:
-    """Run the whole sweep and return its ranked results."""
-    from search.tracking import MlflowTrialCallback, ensure_experiment, mlflow_client
-    from search.tuner import build_tuner, storage_path
+#: Written into the run folder when a sweep starts: what ``medtune resume`` needs besides Ray's
+#: own experiment state (the validated spec document, the MLflow parent run).
+SWEEP_RECORD = "medtune_sweep.json"
 
-    run_name = run_name or default_run_name(spec)
+
+def _prepare(spec: SweepSpec) -> str:
+    """Everything that can fail on bad input, before a trial is scheduled; returns the data fingerprint."""
     check_data(spec)
     fingerprint = prepare_data(spec)
     init_ray()
     check_cluster_resources(spec)
+    return fingerprint
+
+
+def run_path_of(spec: SweepSpec, run_name: str) -> str:
+    from search.tuner import storage_path
+
+    return f"{storage_path(spec).rstrip('/')}/{run_name}"
+
+
+def write_sweep_record(run_path: str, record: dict[str, Any]) -> None:
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(run_path if "://" in run_path else Path(run_path).resolve().as_uri())
+    fs.create_dir(path, recursive=True)
+    with fs.open_output_stream(f"{path}/{SWEEP_RECORD}") as f:
+        f.write(json.dumps(record, indent=1, default=str).encode())
+
+
+def read_sweep_record(run_path: str) -> dict[str, Any]:
+    """The record of a sweep that ``medtune resume`` continues; a clear error when it is not one."""
+    import pyarrow.fs
+
+    uri = run_path if "://" in run_path else Path(run_path).expanduser().resolve().as_uri()
+    fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+    try:
+        with fs.open_input_stream(f"{path}/{SWEEP_RECORD}") as f:
+            return json.loads(f.read().decode())
+    except (FileNotFoundError, OSError) as exc:
+        raise SpecError(run_path, [("<run>", f"not a medtune sweep folder: {SWEEP_RECORD} not found there "
+                                             f"(expected <storage>/<run name>/, as printed by 'medtune sweep'); {exc}")]) from None
+
+
+def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: str | Path | None = None) -> SweepOutcome:
+    """Run the whole sweep and return its ranked results."""
+    from search.tracking import MlflowTrialCallback, ensure_experiment, mlflow_client, resolved_tracking_uri
+    from search.tuner import build_tuner
+
+    run_name = run_name or default_run_name(spec)
+    fingerprint = _prepare(spec)
 
     callbacks = []
-    client = parent_run_id = None
+    client = parent_run_id = experiment_id = tracking_uri = None
     if spec.mlflow.enabled:
-        client = mlflow_client(spec.mlflow.tracking_uri)
+        tracking_uri = resolved_tracking_uri(spec.mlflow.tracking_uri)
+        client = mlflow_client(tracking_uri)
         experiment_id = ensure_experiment(client, spec.experiment_name, spec.mlflow.artifact_location)
         parent = client.create_run(experiment_id, run_name=run_name, tags=sweep_tags(spec, fingerprint, run_name))
         parent_run_id = parent.info.run_id
         client.log_batch(parent_run_id, params=_parent_params(spec))
-        callbacks.append(MlflowTrialCallback(spec.mlflow.tracking_uri, experiment_id, parent_run_id,
+        callbacks.append(MlflowTrialCallback(tracking_uri, experiment_id, parent_run_id,
                                              spec.metric.name, spec.metric.mode, spec.search.scheduler.max_t))
 
     tuner = build_tuner(spec, run_name, callbacks=callbacks)
+    run_path = run_path_of(spec, run_name)
+    write_sweep_record(run_path, {"spec": spec.raw, "source": spec.source, "run_name": run_name,
+                                  "parent_run_id": parent_run_id, "experiment_id": experiment_id,
+                                  "tracking_uri": tracking_uri})
+    return _fit_and_finish(tuner, spec, run_name, run_path, client, parent_run_id, best_config_out)
+
+
+def resume_sweep(run_path: str, *, best_config_out: str | Path | None = None) -> SweepOutcome:
+    """Continue a sweep whose driver died or whose job was stopped (``Tuner.restore``).
+
+    Finished trials are not rerun; unfinished ones restart from their last checkpoint; the
+    searcher (Optuna's study) and the MLflow callback (trial -> child run) come back from the
+    experiment state Tune saved, so TPE keeps what it learned and no child run is duplicated.
+    """
+    from ray import tune
+
+    from search.spec import validate_spec
+    from search.tracking import mlflow_client
+    from search.tuner import trial_trainable
+
+    record = read_sweep_record(run_path)
+    spec = validate_spec(record["spec"], source=record.get("source", run_path))
+    run_path = run_path if "://" in run_path else str(Path(run_path).expanduser().resolve())
+    _prepare(spec)
+    client = parent_run_id = None
+    if spec.mlflow.enabled and record.get("parent_run_id"):
+        client = mlflow_client(record["tracking_uri"])
+        parent_run_id = record["parent_run_id"]
+        client.update_run(parent_run_id, status="RUNNING")
+        resumed = int(client.get_run(parent_run_id).data.tags.get("medtune.resumed", "0")) + 1
+        client.set_tag(parent_run_id, "medtune.resumed", str(resumed))
+    if not tune.Tuner.can_restore(run_path):
+        raise SpecError(run_path, [("<run>", "Ray Tune finds no experiment state to restore there")])
+    tuner = tune.Tuner.restore(run_path, trainable=trial_trainable(spec),
+                               resume_unfinished=True, resume_errored=True)
+    return _fit_and_finish(tuner, spec, record["run_name"], run_path, client, parent_run_id, best_config_out)
+
+
+def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, client: Any,
+                    parent_run_id: str | None, best_config_out: str | Path | None) -> SweepOutcome:
     status = "FAILED"
     try:
         results = tuner.fit()
@@ -166,15 +252,17 @@ def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: 
             client.set_terminated(parent_run_id, status="FAILED")
 
     entries = leaderboard(results, spec)
-    run_path = str(Path(storage_path(spec)) / run_name) if "://" not in spec.storage else f"{spec.storage}/{run_name}"
     print(format_leaderboard(entries, spec), flush=True)
     best_path = None
     ranked = [e for e in entries if e.best_epoch > 0]
     if ranked:
         doc = best_config_document(spec, ranked[0], run_name)
-        best_path = Path(best_config_out) if best_config_out else Path(spec.storage).expanduser() / run_name / "best_config.yaml"
-        if "://" in str(best_path):
+        if best_config_out:
+            best_path = Path(best_config_out)
+        elif "://" in run_path:
             best_path = Path("best_config.yaml")
+        else:
+            best_path = Path(run_path) / "best_config.yaml"
         dump_yaml(doc, best_path)
         print(f"Best configuration ({spec.metric.name} = {ranked[0].best_value:.4f}, trial {ranked[0].trial_id}, "
               f"epoch {ranked[0].best_epoch}) written to {best_path}", flush=True)

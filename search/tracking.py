@@ -43,6 +43,19 @@ def mlflow_client(tracking_uri: str) -> "MlflowClient":
     return MlflowClient(tracking_uri=tracking_uri)
 
 
+def resolved_tracking_uri(uri: str) -> str:
+    """A local store's URI made absolute, so a resumed driver (or a trial) elsewhere finds the same store.
+
+    ``sqlite:///mlruns.db`` is relative to the current directory; servers (``http://``) and
+    absolute paths are returned unchanged.
+    """
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).expanduser().resolve())
+    if "://" not in uri:
+        return str(Path(uri).expanduser().resolve())
+    return uri
+
+
 def ensure_experiment(client: "MlflowClient", name: str, artifact_location: str | None) -> str:
     """The experiment's id, creating it with an explicit artifact root (sqlite would default to ./mlruns)."""
     existing = client.get_experiment_by_name(name)
@@ -93,18 +106,32 @@ class MlflowTrialCallback(tune.Callback):
 
     # -- state saved with the experiment, so a restored sweep continues the same runs ---------------
     def get_state(self) -> dict[str, Any]:
-        return {"run_ids": dict(self.run_ids), "best": dict(self.best)}
+        # Checkpoints are (path, filesystem) handles and pickle with the state: a trial resumed
+        # after a restore still logs its best checkpoint from before the interruption.
+        return {"run_ids": dict(self.run_ids), "best": dict(self.best),
+                "best_checkpoint": dict(self.best_checkpoint)}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.run_ids.update(state.get("run_ids", {}))
         self.best.update(state.get("best", {}))
+        self.best_checkpoint.update(state.get("best_checkpoint", {}))
+
+    def _existing_child_run(self, trial_id: str) -> str | None:
+        """A child run already made for this trial (state saved before it started was restored)."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' AND tags.`medtune.trial_id` = '{trial_id}'",
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
 
     # -- hooks -----------------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
         from mlflow.entities import Param, RunTag
 
-        run_id = self.run_ids.get(trial.trial_id)
+        run_id = self.run_ids.get(trial.trial_id) or self._existing_child_run(trial.trial_id)
         if run_id is not None:  # restarted after a failure or a restore: same run continues
+            self.run_ids[trial.trial_id] = run_id
             self.client.update_run(run_id, status="RUNNING")
             return
         run = self.client.create_run(

@@ -64,22 +64,26 @@ def storage_path(spec: SweepSpec) -> str:
     return spec.storage if "://" in spec.storage else str(Path(spec.storage).expanduser().resolve())
 
 
+def trial_trainable(spec: SweepSpec, trainable: Callable[[dict[str, Any]], None] = tune_trainable) -> Any:
+    """The trial function with its per-trial resources (CPUs, a GPU fraction) from the spec."""
+    return tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+
+
 def build_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] | None = None,
                 trainable: Callable[[dict[str, Any]], None] = tune_trainable) -> tune.Tuner:
     searcher = ConcurrencyLimiter(build_searcher(spec, trial_fixed_values(spec)),
                                   max_concurrent=spec.search.max_concurrent)
-    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     metric_columns = [c for c in PROGRESS_METRICS if c != spec.metric.name] + [spec.metric.name]
     parameter_columns = [p for p in PROGRESS_PARAMS if p in spec.space]
     return tune.Tuner(
-        tune.with_resources(trainable, resources),
+        trial_trainable(spec, trainable),
         tune_config=tune.TuneConfig(
             metric=spec.metric.name,
             mode=spec.metric.mode,
             search_alg=searcher,
             scheduler=build_scheduler(spec),
             num_samples=spec.search.num_samples,
-            max_concurrent_trials=spec.search.max_concurrent,
+            # The ConcurrencyLimiter above enforces max_concurrent (Tune warns if both are set).
             reuse_actors=True,
             trial_dirname_creator=trial_dirname,
         ),

@@ -40,3 +40,36 @@ def test_cli_entry_points_answer():
     for cmd in ([sys.executable, "-m", "search", "--help"], [str(Path(sys.executable).parent / "medtune"), "--help"]):
         out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and "sweep" in out.stdout and "validate" in out.stdout
+
+
+def test_cluster_configs_parse_and_hold_no_credentials():
+    import re
+
+    import yaml
+
+    files = sorted((REPO / "cluster").rglob("*.yaml"))
+    assert {p.name for p in files} >= {"runtime_env.yaml", "aws-gpu.yaml", "raycluster.yaml", "rayjob.yaml"}
+    secret = re.compile(r"(AWS_SECRET_ACCESS_KEY|AWS_ACCESS_KEY_ID|aws_secret_access_key)\s*[:=]\s*\S")
+    for path in files:
+        docs = list(yaml.safe_load_all(path.read_text()))
+        assert docs and all(isinstance(d, dict) for d in docs), path
+        assert not secret.search(path.read_text()), f"{path} holds a credential"
+    launcher = yaml.safe_load((REPO / "cluster" / "aws-gpu.yaml").read_text())
+    assert launcher["head_node_type"] in launcher["available_node_types"]
+    assert any("pip install" in c and "medtune" in c for c in launcher["setup_commands"])
+    job = yaml.safe_load((REPO / "cluster" / "kuberay" / "rayjob.yaml").read_text())
+    assert job["kind"] == "RayJob" and job["spec"]["entrypoint"].startswith("medtune sweep spaces/")
+    assert (REPO / job["spec"]["entrypoint"].split()[2]).exists()
+
+
+def test_resume_is_a_command():
+    out = subprocess.run([sys.executable, "-m", "search", "resume", "--help"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "run folder" in out.stdout
+
+
+def test_resume_of_a_folder_that_is_not_a_sweep_is_a_clear_error(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "search", "resume", str(tmp_path)], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "not a medtune sweep folder" in out.stderr and "medtune_sweep.json" in out.stderr

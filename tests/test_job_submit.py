@@ -1,0 +1,76 @@
+"""A sweep submitted with ``ray job submit`` to a real head started with ``ray start --head``.
+
+Everything on 127.0.0.1 with free ports; the head is stopped at the end. The job uploads the
+repository as its working directory through ``cluster/runtime_env.yaml`` (whose excludes keep the
+upload small: the repository holds a multi-GiB ``.venv`` and results here, so a missing exclude
+fails the submission), joins the cluster through the ``RAY_ADDRESS`` the job supervisor sets, and logs to
+an MLflow store the test then reads.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, child_runs, free_port, subprocess_env
+
+pytestmark = pytest.mark.slow
+
+NUM_SAMPLES = 4
+
+
+@pytest.fixture()
+def ray_head(tmp_path):
+    """``ray start --head`` on loopback with free ports; token auth on, as Ray 2.60 sets it up."""
+    env = subprocess_env(RAY_AUTH_MODE="token")
+    gcs, dashboard, client_port = free_port(), free_port(), free_port()
+    ray = str(Path(sys.executable).parent / "ray")
+    started = subprocess.run(
+        [ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+         "--ray-client-server-port", str(client_port), "--num-cpus", "2", "--num-gpus", "0",
+         "--disable-usage-stats"],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        yield f"http://127.0.0.1:{dashboard}", env
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_ray_job_submit_runs_a_sweep_on_the_cluster(tmp_path, ray_head, pneumoniamnist_path):
+    from mlflow import MlflowClient
+
+    address, env = ray_head
+    tracking = f"sqlite:///{tmp_path}/mlruns.db"
+    overrides = [
+        "name=job-submit", f"search.num_samples={NUM_SAMPLES}", "search.scheduler.max_t=2",
+        "data.train_subset=400", "data.val_subset=200", "space.architecture={choice: [simple_cnn]}",
+        "fixed.pretrained=none", f"mlflow.tracking_uri={tracking}",
+        f"mlflow.artifact_location={tmp_path / 'artifacts'}", f"storage={tmp_path / 'ray_results'}",
+    ]
+    command = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", address,
+               "--working-dir", str(REPO), "--runtime-env", str(REPO / "cluster" / "runtime_env.yaml"),
+               "--", "python", "-m", "search", "sweep", "spaces/demo.yaml", "--name", "submitted"]
+    for item in overrides:
+        command += ["--set", item]
+    started = time.monotonic()
+    job = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=480)
+    output = job.stdout + job.stderr
+    assert job.returncode == 0, output[-5000:]
+    assert "succeeded" in output, output[-3000:]
+
+    client = MlflowClient(tracking_uri=tracking)
+    runs = child_runs(client, "job-submit")
+    assert len(runs) == NUM_SAMPLES, output[-3000:]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert (tmp_path / "ray_results" / "submitted" / "best_config.yaml").exists()
+    record = json.loads((tmp_path / "ray_results" / "submitted" / "medtune_sweep.json").read_text())
+    assert record["run_name"] == "submitted"
+    print(f"\nray job submit: {NUM_SAMPLES} trials in {time.monotonic() - started:.0f} s")
+
