@@ -50,10 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from search.loader import load_spec
-    from search.sweep import check_data
+    from search.sweep import check_data, check_storage
 
     spec = load_spec(args.space, args.overrides)
     summary = check_data(spec)
+    check_storage(spec)
     print(f"{args.space}: valid")
     print(f"  data: {spec.data.source} -> {summary}")
     print(f"  architectures: {', '.join(spec.architectures)}")

@@ -73,6 +73,38 @@ def _trial_base_with_env(spec: SweepSpec) -> dict[str, Any]:
     return base
 
 
+def check_storage(spec: SweepSpec) -> None:
+    """The results storage must be writable before any trial trains: write and delete a probe.
+
+    ``s3://bucket/prefix`` goes through pyarrow (as Ray's own storage does), with credentials from
+    the environment or the AWS config chain and ``AWS_ENDPOINT_URL_S3`` for S3-compatible stores.
+    """
+    import uuid
+
+    import pyarrow.fs
+
+    if "://" not in spec.storage:  # a local folder: writable where it will be created, nothing made now
+        folder = Path(spec.storage).expanduser().resolve()
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise SpecError(spec.source, [("storage", f"cannot create results under {spec.storage!r}: "
+                                                      f"{existing} is not a writable folder")])
+        return
+    target = spec.storage
+    try:
+        fs, path = pyarrow.fs.FileSystem.from_uri(target)
+        fs.create_dir(path, recursive=True)
+        probe = f"{path.rstrip('/')}/.medtune-probe-{uuid.uuid4().hex}"
+        with fs.open_output_stream(probe) as f:
+            f.write(b"medtune storage probe")
+        fs.delete_file(probe)
+    except (OSError, ValueError) as exc:
+        hint = ("check the bucket name, the credentials (environment or AWS config) and, for an "
+                "S3-compatible store, AWS_ENDPOINT_URL_S3" if spec.storage.startswith("s3://") else
+                "check that it exists and can be written")
+        raise SpecError(spec.source, [("storage", f"cannot write to {spec.storage!r}: {exc}; {hint}")]) from None
+
+
 def check_cluster_resources(spec: SweepSpec) -> None:
     """A GPU request on a cluster without GPUs would leave every trial pending forever."""
     import ray
@@ -147,6 +179,7 @@ SWEEP_RECORD = "medtune_sweep.json"
 def _prepare(spec: SweepSpec) -> str:
     """Everything that can fail on bad input, before a trial is scheduled; returns the data fingerprint."""
     check_data(spec)
+    check_storage(spec)
     fingerprint = prepare_data(spec)
     init_ray()
     check_cluster_resources(spec)
@@ -264,11 +297,21 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, c
         else:
             best_path = Path(run_path) / "best_config.yaml"
         dump_yaml(doc, best_path)
+        if "://" in run_path:
+            _upload(best_path, f"{run_path}/best_config.yaml")
         print(f"Best configuration ({spec.metric.name} = {ranked[0].best_value:.4f}, trial {ranked[0].trial_id}, "
               f"epoch {ranked[0].best_epoch}) written to {best_path}", flush=True)
     if client is not None:
         _finish_parent_run(client, parent_run_id, entries, spec, best_path)
     return SweepOutcome(run_name, run_path, entries, best_path, parent_run_id, results)
+
+
+def _upload(local: Path, uri: str) -> None:
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+    with fs.open_output_stream(path) as f:
+        f.write(local.read_bytes())
 
 
 def _parent_params(spec: SweepSpec) -> list:

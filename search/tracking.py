@@ -96,6 +96,7 @@ class MlflowTrialCallback(tune.Callback):
         self.run_ids: dict[str, str] = {}
         self.best: dict[str, tuple[float, int]] = {}  # trial id -> (metric value, epoch)
         self.best_checkpoint: dict[str, Any] = {}
+        self.restarts: dict[str, int] = {}
         self._client: "MlflowClient | None" = None
 
     @property
@@ -109,12 +110,13 @@ class MlflowTrialCallback(tune.Callback):
         # Checkpoints are (path, filesystem) handles and pickle with the state: a trial resumed
         # after a restore still logs its best checkpoint from before the interruption.
         return {"run_ids": dict(self.run_ids), "best": dict(self.best),
-                "best_checkpoint": dict(self.best_checkpoint)}
+                "best_checkpoint": dict(self.best_checkpoint), "restarts": dict(self.restarts)}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.run_ids.update(state.get("run_ids", {}))
         self.best.update(state.get("best", {}))
         self.best_checkpoint.update(state.get("best_checkpoint", {}))
+        self.restarts.update(state.get("restarts", {}))
 
     def _existing_child_run(self, trial_id: str) -> str | None:
         """A child run already made for this trial (state saved before it started was restored)."""
@@ -165,6 +167,16 @@ class MlflowTrialCallback(tune.Callback):
         if better:
             self.best[trial.trial_id] = (float(value), int(result.get("epoch", 0)))
             self.best_checkpoint[trial.trial_id] = checkpoint
+
+    def on_trial_recover(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
+        """A failed trial (lost node, killed worker) that Tune retries from its last checkpoint."""
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is None:
+            return
+        self.restarts[trial.trial_id] = self.restarts.get(trial.trial_id, 0) + 1
+        self.client.set_tag(run_id, "medtune.restarts", str(self.restarts[trial.trial_id]))
+        log.warning("trial %s failed and restarts from its last checkpoint (restart %d): %s", trial.trial_id,
+                    self.restarts[trial.trial_id], _error_message(trial))
 
     def on_trial_complete(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
         self._finish(trial, failed=False)

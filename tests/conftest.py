@@ -41,3 +41,56 @@ def _medtune_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.setdefault("MEDTUNE_DATA_DIR", str(SHARED / "data"))
     os.environ.setdefault("MEDTUNE_WEIGHTS_DIR", str(SHARED / "weights"))
     os.environ.setdefault("MEDTUNE_CACHE_DIR", str(tmp_path_factory.mktemp("medtune-cache")))
+
+
+class S3Server:
+    """A moto S3 server process on 127.0.0.1 with fake credentials, for tests about S3."""
+
+    access_key = "MEDTUNETESTACCESSKEY"
+    secret_key = "medtune-test-secret-key-never-logged"
+
+    def __init__(self, port: int) -> None:
+        self.endpoint = f"http://127.0.0.1:{port}"
+        # Standard variables: boto3, pyarrow (Ray's storage) and MLflow all read them.
+        self.env = {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_S3": self.endpoint,
+            "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
+        }
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from helpers import free_port
+
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    server = S3Server(port)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{server.endpoint}/moto-api/", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"moto server did not start on port {port}")
+            time.sleep(0.3)
+    try:
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

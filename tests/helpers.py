@@ -39,3 +39,68 @@ def child_runs(client: Any, experiment: str) -> list[Any]:
 def finished_trial_ids(client: Any, experiment: str) -> set[str]:
     return {r.data.tags["medtune.trial_id"] for r in child_runs(client, experiment)
             if r.data.tags.get("medtune.outcome") in FINISHED_OUTCOMES}
+
+
+def kill_driver_midway(command: list[str], cwd: Path, env: dict[str, str], client: Any, experiment: str,
+                       log_path: Path, timeout: float = 240) -> tuple[set[str], set[str]]:
+    """Start a sweep driver, SIGKILL its whole session once two trials are done and one is mid-way.
+
+    Returns (trials finished before the kill, trials interrupted after at least one epoch). Ray
+    started in-process shares the driver's fate, so nothing of the old sweep survives the kill.
+    """
+    import signal
+    import subprocess
+    import time
+
+    with open(log_path, "w") as log:
+        driver = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        finished: set[str] = set()
+        interrupted: set[str] = set()
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and driver.poll() is None:
+                time.sleep(0.5)
+                try:
+                    runs = child_runs(client, experiment)
+                except Exception:  # the store is being created by the driver
+                    continue
+                finished = {r.data.tags["medtune.trial_id"] for r in runs
+                            if r.data.tags.get("medtune.outcome") in FINISHED_OUTCOMES}
+                interrupted = {r.data.tags["medtune.trial_id"] for r in runs
+                               if r.data.tags["medtune.trial_id"] not in finished
+                               and client.get_metric_history(r.info.run_id, "val_loss")}
+                if len(finished) >= 2 and interrupted:
+                    break
+            alive = driver.poll() is None
+            time.sleep(1.5)  # what was observed is in Tune's next state snapshot (every second)
+        finally:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    assert alive, f"the sweep ended before it could be killed:\n{log_path.read_text()[-3000:]}"
+    assert len(finished) >= 2 and interrupted, f"no kill point reached:\n{log_path.read_text()[-3000:]}"
+    return finished, interrupted
+
+
+def check_resumed_sweep(client: Any, experiment: str, num_samples: int, finished_before: set[str],
+                        interrupted: set[str]) -> list[Any]:
+    """One child run per trial; finished trials never trained again; interrupted ones continued."""
+    runs = child_runs(client, experiment)
+    trial_ids = [r.data.tags["medtune.trial_id"] for r in runs]
+    assert len(trial_ids) == num_samples and len(set(trial_ids)) == num_samples, trial_ids
+    finished_after = finished_trial_ids(client, experiment)
+    assert finished_before <= finished_after and len(finished_after) == num_samples
+    for run in runs:
+        trial = run.data.tags["medtune.trial_id"]
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
+        if trial in finished_before:
+            assert len(steps) == len(set(steps)), f"finished trial {trial} trained again: epochs {steps}"
+        if trial in interrupted:
+            # Restarted from its checkpoint, not from scratch: epoch 1 was trained once.
+            assert steps.count(1) == 1, f"interrupted trial {trial} started over: epochs {steps}"
+        assert sorted(set(steps)) == list(range(1, max(steps) + 1)), steps
+        assert run.info.status == "FINISHED"
+        assert "best_checkpoint" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["medtune.resumed"] == "1"
+    return runs

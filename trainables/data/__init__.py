@@ -16,6 +16,7 @@ from .config import DataConfig, resolve_cache_dir, resolve_data_dir
 from .errors import DataError
 from .loading import inspect_source, load_splits
 from .splits import DatasetSplits, SplitArrays
+from .staging import staging_stats
 
 if TYPE_CHECKING:
     from .batches import AugmentConfig, BatchIterator
@@ -33,6 +34,7 @@ __all__ = [
     "load_splits",
     "resolve_cache_dir",
     "resolve_data_dir",
+    "staging_stats",
 ]
 
 _LAZY = {"AugmentConfig", "BatchIterator"}

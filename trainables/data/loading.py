@@ -19,6 +19,7 @@ from .folder import decode_folder, describe_bad, index_folder
 from .medmnist import MEDMNIST, is_medmnist_name, resolve_medmnist
 from .npz import decode_npz, index_npz
 from .splits import DatasetSplits, SplitArrays, plan_indices, take
+from .staging import is_s3_uri, stage_s3
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,12 @@ class _Source:
 
 
 def _resolve(cfg: DataConfig) -> _Source:
-    """MedMNIST name -> its .npz (downloaded if missing); otherwise an existing .npz file or folder."""
+    """MedMNIST name -> its .npz (downloaded if missing); s3:// -> staged into the node's cache;
+    otherwise an existing .npz file or folder."""
     src = cfg.source.strip()
+    if is_s3_uri(src):
+        path = stage_s3(src, resolve_cache_dir(cfg.cache_dir))
+        return _Source("folder" if path.is_dir() else "npz", path)
     path = Path(src).expanduser()
     if is_medmnist_name(src) and not path.exists():
         return _Source("npz", resolve_medmnist(src, resolve_data_dir(cfg.data_dir), cfg.image_size).resolve())

@@ -1,0 +1,80 @@
+"""What Optuna is told about each trial: ASHA-stopped trials are PRUNED, not short COMPLETE ones.
+
+TPE must not learn "one epoch is bad" from trials ASHA cut short; it gets their per-epoch values
+as intermediate values and the PRUNED state, like Optuna's own pruners give it. Full-budget trials
+are COMPLETE with their best epoch's value (what the best checkpoint is chosen by), failed ones
+FAIL. The searcher's state (Optuna's study) survives a save/restore, as ``medtune resume`` needs.
+"""
+
+from __future__ import annotations
+
+from optuna.trial import TrialState
+
+from search.searcher import build_searcher
+from search.spec import validate_spec
+from search.tuner import trial_fixed_values
+
+MAX_T = 3
+
+
+def _searcher():
+    spec = validate_spec({
+        "name": "searcher-test",
+        "data": {"source": "pneumoniamnist"},
+        "metric": {"name": "val_auc", "mode": "max"},
+        "search": {"num_samples": 8, "sampler": {"name": "tpe", "seed": 0},
+                   "scheduler": {"name": "asha", "max_t": MAX_T, "grace_period": 1, "reduction_factor": 3}},
+        "space": {"architecture": {"choice": ["simple_cnn", "resnet18"]}, "frozen_depth": {"int": [0, 5]},
+                  "lr": {"loguniform": [1e-4, 1e-2]}},
+    }, source="searcher.yaml")
+    return build_searcher(spec, trial_fixed_values(spec))
+
+
+def _run(searcher, trial_id: str, values: list[float], error: bool = False) -> dict:
+    config = searcher.suggest(trial_id)
+    for epoch, value in enumerate(values, start=1):
+        searcher.on_trial_result(trial_id, {"val_auc": value, "epoch": epoch, "training_iteration": epoch})
+    last = {"val_auc": values[-1], "epoch": len(values)} if values else None
+    searcher.on_trial_complete(trial_id, last, error=error)
+    return config
+
+
+def _study_trial(searcher, trial_id: str):
+    number = searcher._ot_trials[trial_id].number
+    return searcher._ot_study.trials[number]
+
+
+def test_asha_stopped_trials_are_pruned_and_full_ones_complete_with_their_best_epoch():
+    searcher = _searcher()
+    _run(searcher, "stopped", [0.91])
+    _run(searcher, "full", [0.90, 0.97, 0.95])
+    _run(searcher, "failed", [0.80], error=True)
+
+    stopped, full, failed = (_study_trial(searcher, t) for t in ("stopped", "full", "failed"))
+    assert stopped.state == TrialState.PRUNED and stopped.intermediate_values == {1: 0.91}
+    assert full.state == TrialState.COMPLETE and full.value == 0.97  # best epoch, not the last (0.95)
+    assert failed.state == TrialState.FAIL
+
+
+def test_frozen_depth_is_clipped_to_the_sampled_architecture():
+    from trainables.models import get_architecture
+
+    searcher = _searcher()
+    for i in range(12):
+        config = _run(searcher, f"t{i}", [0.9] * MAX_T)
+        assert config["frozen_depth"] <= get_architecture(config["architecture"]).num_stages
+
+
+def test_saved_searcher_restores_what_it_learned(tmp_path):
+    searcher = _searcher()
+    _run(searcher, "a", [0.9, 0.95, 0.96])
+    _run(searcher, "b", [0.8])
+    searcher.save(str(tmp_path / "searcher.pkl"))
+
+    restored = _searcher()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    states = sorted(t.state.name for t in restored._ot_study.trials)
+    assert states == ["COMPLETE", "PRUNED"]
+    assert restored._ot_study.best_value == 0.96
+    _run(restored, "c", [0.9, 0.9, 0.92])  # and it keeps going
+    assert len(restored._ot_study.trials) == 3
