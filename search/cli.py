@@ -41,6 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("run", help="the sweep's run folder, <storage>/<run name> (printed by 'medtune sweep')")
     resume.add_argument("-o", "--best-config", help="where to write the best configuration")
 
+    best = sub.add_parser("best", help="write the best configuration of a finished sweep, read from MLflow")
+    best.add_argument("experiment", help="the sweep's MLflow experiment (its name: in the space file)")
+    best.add_argument("--tracking-uri", default="sqlite:///mlruns.db", help="MLflow tracking URI (default: %(default)s)")
+    best.add_argument("--metric", help="rank by this reported metric instead of the sweep's objective")
+    best.add_argument("--mode", choices=("min", "max"), help="with --metric; default: the metric's direction")
+    best.add_argument("--run", help="the sweep's parent run id (default: the newest finished sweep)")
+    best.add_argument("--top", type=int, default=5, help="keep the top K configurations for 'final --ensemble K'")
+    best.add_argument("-o", "--output", default="best_config.yaml", help="where to write it (default: %(default)s)")
+
+    final = sub.add_parser("final", help="train a configuration on train+val, evaluate once on test, report")
+    _add_spec_arguments(final)
+    final.add_argument("--epochs", choices=("budget", "best"), default="budget",
+                       help="the full epoch budget (max_t), or the best trial's best epoch")
+    final.add_argument("--ensemble", type=int, default=1, metavar="K",
+                       help="also retrain the sweep's top-K configurations and average their probabilities")
+    final.add_argument("--register", metavar="NAME", help="register the model in MLflow's model registry")
+    final.add_argument("--out", help="folder for the report, plots and predictions (default: a temp folder)")
+
     validate = sub.add_parser("validate", help="check a space file and its data without running anything")
     _add_spec_arguments(validate)
 
@@ -106,6 +124,32 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0 if outcome.best_config_path is not None else 1
 
 
+def cmd_best(args: argparse.Namespace) -> int:
+    from search.best import best_from_mlflow
+    from search.loader import dump_yaml
+
+    doc, entries = best_from_mlflow(args.experiment, args.tracking_uri, metric=args.metric, mode=args.mode,
+                                    parent_run_id=args.run, top=args.top)
+    path = dump_yaml(doc, args.output)
+    best = entries[0]
+    prov = doc["provenance"]
+    print(f"Best of {len(entries)} trials of sweep {prov['sweep']} by {prov['metric']}: trial {best.trial_id}, "
+          f"{prov['metric']} = {best.best_value:.4f} at epoch {best.best_epoch}; written to {path}")
+    return 0
+
+
+def cmd_final(args: argparse.Namespace) -> int:
+    from search.final import run_final
+    from search.loader import load_spec
+
+    spec = load_spec(args.space, args.overrides)
+    outcome = run_final(spec, epochs=args.epochs, ensemble=args.ensemble, register=args.register, out_dir=args.out)
+    print(f"Report, plots and predictions: {outcome.out_dir}")
+    if outcome.run_id:
+        print(f"MLflow: final run {outcome.run_id}" + (f", model {outcome.model_uri}" if outcome.model_uri else ""))
+    return 0
+
+
 def cmd_architectures(args: argparse.Namespace) -> int:
     from trainables.models import get_architecture, list_architectures
 
@@ -116,7 +160,8 @@ def cmd_architectures(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"sweep": cmd_sweep, "resume": cmd_resume, "validate": cmd_validate, "architectures": cmd_architectures}
+COMMANDS = {"sweep": cmd_sweep, "resume": cmd_resume, "best": cmd_best, "final": cmd_final, "validate": cmd_validate,
+            "architectures": cmd_architectures}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

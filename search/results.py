@@ -85,8 +85,13 @@ def write_leaderboard_csv(entries: list[LeaderboardEntry], spec: SweepSpec, path
     return path
 
 
-def best_config_document(spec: SweepSpec, best: LeaderboardEntry, run_name: str) -> dict[str, Any]:
-    """A space file that reproduces the best trial: everything fixed, one sample, no early stopping."""
+def best_config_document(spec: SweepSpec, best: LeaderboardEntry, run_name: str,
+                         top: list[LeaderboardEntry] | None = None, **provenance: Any) -> dict[str, Any]:
+    """A space file that reproduces the best trial: everything fixed, one sample, no early stopping.
+
+    ``top`` (the leaderboard's first K) adds their searched values under ``provenance.top_configs``
+    for ``medtune final --ensemble K``; ``provenance`` adds where the sweep lives in MLflow.
+    """
     doc = copy.deepcopy(spec.raw)
     fixed = dict(doc.get("fixed") or {})
     for key in spec.space:
@@ -107,7 +112,11 @@ def best_config_document(spec: SweepSpec, best: LeaderboardEntry, run_name: str)
         "best_value": best.best_value,
         "best_epoch": best.best_epoch,
         "epochs_run": best.epochs_run,
+        "experiment": spec.experiment_name,
+        **{k: v for k, v in provenance.items() if v is not None},
     }
+    if top:
+        doc["provenance"]["top_configs"] = [{k: e.config[k] for k in spec.space} for e in top]
     return doc
 
 

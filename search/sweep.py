@@ -232,6 +232,7 @@ def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: 
         parent = client.create_run(experiment_id, run_name=run_name, tags=sweep_tags(spec, fingerprint, run_name))
         parent_run_id = parent.info.run_id
         client.log_batch(parent_run_id, params=_parent_params(spec))
+        _log_space_document(client, parent_run_id, spec)
         callbacks.append(MlflowTrialCallback(tracking_uri, experiment_id, parent_run_id,
                                              spec.metric.name, spec.metric.mode, spec.search.scheduler.max_t))
 
@@ -289,7 +290,7 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, c
     best_path = None
     ranked = [e for e in entries if e.best_epoch > 0]
     if ranked:
-        doc = best_config_document(spec, ranked[0], run_name)
+        doc = best_config_document(spec, ranked[0], run_name, top=ranked[:5], parent_run_id=parent_run_id)
         if best_config_out:
             best_path = Path(best_config_out)
         elif "://" in run_path:
@@ -304,6 +305,30 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, c
     if client is not None:
         _finish_parent_run(client, parent_run_id, entries, spec, best_path)
     return SweepOutcome(run_name, run_path, entries, best_path, parent_run_id, results)
+
+
+def _log_space_document(client: Any, run_id: str, spec: SweepSpec) -> None:
+    """The validated space (after --set) on the parent run: what 'medtune best' rebuilds the sweep from."""
+    import copy
+
+    doc = copy.deepcopy(spec.raw)
+    mlflow_section = doc.get("mlflow") or {}
+    for section, key in ((doc, "storage"), (mlflow_section, "tracking_uri"), (mlflow_section, "artifact_location")):
+        if isinstance(section.get(key), str):
+            section[key] = redact_uri(section[key])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = dump_yaml(doc, Path(tmp) / "space.yaml")
+        client.log_artifact(run_id, str(path))
+
+
+def redact_uri(uri: str) -> str:
+    """``scheme://user:password@host/...`` without the user info: URIs are logged, secrets are not."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" not in uri or "@" not in uri.split("://", 1)[1].split("/", 1)[0]:
+        return uri
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def _upload(local: Path, uri: str) -> None:

@@ -57,13 +57,19 @@ def resolved_tracking_uri(uri: str) -> str:
 
 
 def ensure_experiment(client: "MlflowClient", name: str, artifact_location: str | None) -> str:
-    """The experiment's id, creating it with an explicit artifact root (sqlite would default to ./mlruns)."""
+    """The experiment's id, creating it with an explicit artifact root (sqlite would default to ./mlruns).
+
+    Against a tracking server (``http(s)://``) a local folder means nothing to the server: the
+    experiment then takes the server's own artifact root (e.g. S3 behind ``--artifacts-destination``).
+    A URI (``s3://...``) is always passed on.
+    """
     existing = client.get_experiment_by_name(name)
     if existing is not None:
         return existing.experiment_id
     location = artifact_location
+    server = client.tracking_uri.startswith(("http://", "https://"))
     if location and "://" not in location:
-        location = Path(location).expanduser().resolve().as_uri()
+        location = None if server else Path(location).expanduser().resolve().as_uri()
     return client.create_experiment(name, artifact_location=location)
 
 

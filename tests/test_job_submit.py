@@ -26,21 +26,48 @@ NUM_SAMPLES = 4
 
 @pytest.fixture()
 def ray_head(tmp_path):
-    """``ray start --head`` on loopback with free ports; token auth on, as Ray 2.60 sets it up."""
+    """``ray start --head --block`` on loopback with free ports; token auth on, as Ray 2.60 sets it up.
+
+    ``--block`` keeps the head's processes in one process group of their own, so the test stops
+    exactly them (``ray stop`` would stop every Ray process on the machine).
+    """
+    import os
+    import signal
+    import urllib.error
+    import urllib.request
+
     env = subprocess_env(RAY_AUTH_MODE="token")
     gcs, dashboard, client_port = free_port(), free_port(), free_port()
     ray = str(Path(sys.executable).parent / "ray")
-    started = subprocess.run(
-        [ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
+    log = open(tmp_path / "head.log", "w")
+    head = subprocess.Popen(
+        [ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
          "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
          "--ray-client-server-port", str(client_port), "--num-cpus", "2", "--num-gpus", "0",
          "--disable-usage-stats"],
-        env=env, capture_output=True, text=True, timeout=120)
-    assert started.returncode == 0, started.stdout + started.stderr
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"http://127.0.0.1:{dashboard}"
     try:
-        yield f"http://127.0.0.1:{dashboard}", env
+        deadline = time.monotonic() + 120
+        while True:  # the job server answers once the dashboard is up
+            try:
+                urllib.request.urlopen(f"{address}/api/version", timeout=2)
+                break
+            except urllib.error.HTTPError:  # it answers (an auth refusal is an answer)
+                break
+            except OSError:
+                assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "the Ray head did not come up in 2 minutes"
+                time.sleep(1)
+        yield address, env
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        os.killpg(head.pid, signal.SIGTERM)  # --block: ray stops the processes it started
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        log.close()
 
 
 def test_ray_job_submit_runs_a_sweep_on_the_cluster(tmp_path, ray_head, pneumoniamnist_path):

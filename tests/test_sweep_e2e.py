@@ -148,3 +148,118 @@ def test_gpu_request_on_a_cluster_without_gpus_is_refused(sweep):
     with pytest.raises(SpecError) as info:
         check_cluster_resources(validate_spec(raw, source="gpu.yaml"))
     assert "resources.gpu" in str(info.value) and "Ray cluster has 0" in str(info.value)
+
+
+# ------------------------------------------------------------------ best (from MLflow) and final
+@pytest.fixture(scope="module")
+def best_file(sweep, tmp_path_factory):
+    from search.cli import main
+
+    spec, outcome, root = sweep
+    path = tmp_path_factory.mktemp("best") / "best.yaml"
+    assert main(["best", "e2e", "--tracking-uri", spec.mlflow.tracking_uri, "--top", "2", "-o", str(path)]) == 0
+    return path
+
+
+def test_best_from_mlflow_agrees_with_the_sweeps_own_leaderboard(sweep, best_file):
+    spec, outcome, _ = sweep
+    best = load_spec(best_file)
+    winner = outcome.entries[0]
+    assert best.provenance["trial_id"] == winner.trial_id
+    assert best.provenance["best_epoch"] == winner.best_epoch
+    assert best.provenance["parent_run_id"] == outcome.parent_run_id
+    assert best.provenance["best_value"] == pytest.approx(winner.best_value)
+    for key in spec.space:
+        assert best.fixed[key] == winner.config[key], key
+    assert [c["architecture"] for c in best.provenance["top_configs"]] == \
+        [e.config["architecture"] for e in outcome.entries[:2]]
+
+
+def test_best_can_rank_by_another_metric(sweep, tmp_path):
+    from search.cli import main
+
+    spec, outcome, _ = sweep
+    best_acc = max(
+        ((r.metrics_dataframe["val_acc"].max(), (r.metrics or {}).get("trial_id")) for r in outcome.results),
+        key=lambda t: t[0])
+    out = tmp_path / "by_acc.yaml"
+    assert main(["best", "e2e", "--tracking-uri", spec.mlflow.tracking_uri, "--metric", "val_acc", "-o", str(out)]) == 0
+    doc = load_spec(out)
+    assert doc.provenance["metric"] == "val_acc"
+    assert doc.provenance["best_value"] == pytest.approx(best_acc[0])
+
+
+@pytest.fixture(scope="module")
+def final_run(sweep, best_file, tmp_path_factory):
+    from search.cli import main
+
+    out = tmp_path_factory.mktemp("final")
+    assert main(["final", str(best_file), "--ensemble", "2", "--register", "medtune-e2e", "--out", str(out)]) == 0
+    return out
+
+
+def test_final_reports_on_test_with_intervals_and_logs_a_linked_run(sweep, final_run):
+    import json
+
+    from mlflow import MlflowClient
+
+    spec, outcome, _ = sweep
+    report = json.loads((final_run / "report.json").read_text())
+    assert [r["name"] for r in report["reports"]] == ["best model", "ensemble of 2"]
+    single = report["reports"][0]
+    assert single["n_test"] == 624  # the whole official test split, once
+    for name, m in single["metrics"].items():
+        low, high = m["ci95"]
+        assert low <= m["value"] <= high, name
+    assert report["train_images"] == 500 + 100 and report["calibration_images"] == 100
+    for name in ("report.md", "roc_curve.png", "confusion_matrix.png", "gradcam.png", "test_predictions.csv"):
+        assert (final_run / name).stat().st_size > 0, name
+
+    client = MlflowClient(tracking_uri=spec.mlflow.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("e2e").experiment_id],
+                              filter_string="tags.`medtune.kind` = 'final'")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.tags["medtune.sweep_parent_run_id"] == outcome.parent_run_id
+    assert run.data.metrics["test_roc_auc"] == pytest.approx(single["metrics"]["roc_auc"]["value"])
+    assert run.data.metrics["test_roc_auc_ci_low"] <= run.data.metrics["test_roc_auc"] <= run.data.metrics["test_roc_auc_ci_high"]
+    assert "ensemble_test_roc_auc" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+    assert {"report/report.json", "report/roc_curve.png", "report/gradcam.png"} <= artifacts
+    versions = client.search_model_versions("name = 'medtune-e2e'")
+    assert len(versions) == 1 and versions[0].run_id == run.info.run_id
+
+
+def test_final_model_loads_as_an_mlflow_model_and_predicts(sweep, final_run):
+    import mlflow
+    import numpy as np
+
+    spec, _, _ = sweep
+    mlflow.set_tracking_uri(spec.mlflow.tracking_uri)
+    model = mlflow.pytorch.load_model("models:/medtune-e2e/1")
+    info = mlflow.models.get_model_info("models:/medtune-e2e/1")
+    shape = info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]
+    batch = np.zeros([2, *shape[1:]], dtype=np.float32)
+    import torch
+
+    out = model(torch.from_numpy(batch))
+    assert tuple(out.shape) == (2, 2)
+
+
+def test_report_numbers_agree_with_the_saved_predictions(final_run):
+    import csv
+    import json
+
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    report = json.loads((final_run / "report.json").read_text())["reports"][0]
+    with open(final_run / "test_predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    labels = np.array([int(r["label"]) for r in rows])
+    scores = np.array([float(r["best_model_score"]) for r in rows])
+    predicted = scores >= report["threshold"]
+    assert roc_auc_score(labels, scores) == pytest.approx(report["metrics"]["roc_auc"]["value"])
+    assert (predicted == labels).mean() == pytest.approx(report["metrics"]["accuracy"]["value"])
+    assert predicted[labels == 1].mean() == pytest.approx(report["metrics"]["sensitivity"]["value"])
+    assert int((predicted & (labels == 0)).sum()) == report["confusion_matrix"]["fp"]

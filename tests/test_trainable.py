@@ -114,3 +114,46 @@ def test_class_weights_balance_the_classes():
     labels = np.array([0] * 25 + [1] * 75)
     w = class_weights(labels, 2)
     assert float(w[0] * 25) == pytest.approx(float(w[1] * 75))
+
+
+class _Untouchable:
+    """Stands in for the test split: any use of it fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"training read the test split ({name})")
+
+    def __len__(self):
+        raise AssertionError("training read the test split (len)")
+
+
+def test_training_never_reads_the_test_split(tmp_path, pneumoniamnist_path):
+    from dataclasses import replace
+
+    from trainables.data import load_splits
+    from trainables.train import data_config
+
+    cfg = TrialConfig.from_dict({**SMALL, "epochs": 1})
+    data = replace(load_splits(data_config(cfg)), test=_Untouchable())
+    reporter = LocalReporter(tmp_path / "run", metric="val_loss", mode="min", num_threads=1)
+    run_training(cfg, reporter, data=data)
+    assert len(reporter.history) == 1
+
+
+def test_report_threshold_comes_from_validation_and_intervals_bracket_the_value():
+    from trainables.report import build_report, point_metrics, youden_threshold
+
+    rng = np.random.default_rng(0)
+    val_labels = np.repeat([0, 1], 200)
+    val_scores = np.clip(0.3 + 0.4 * val_labels + rng.normal(0, 0.15, 400), 0, 1)
+    test_labels = np.repeat([0, 1], [150, 250])
+    test_scores = np.clip(0.35 + 0.4 * test_labels + rng.normal(0, 0.15, 400), 0, 1)
+    threshold = youden_threshold(val_scores, val_labels)
+    assert 0.4 < threshold < 0.6  # between the two classes' centres on val
+    report = build_report("m", val_scores, val_labels, test_scores, test_labels, ("normal", "pneumonia"))
+    assert report.threshold == threshold  # not re-chosen on test
+    assert report.metrics == point_metrics(test_scores, test_labels, threshold)
+    for name, value in report.metrics.items():
+        low, high = report.intervals[name]
+        assert low <= value <= high and high - low < 0.2, name
+    c = report.confusion
+    assert c["tp"] + c["fn"] == 250 and c["tn"] + c["fp"] == 150

@@ -147,6 +147,30 @@ def config_keys() -> dict[str, dataclasses.Field]:
     return {f.name: f for f in fields(TrialConfig)}
 
 
+def parse_param(key: str, text: str) -> Any:
+    """The value of ``key`` back from its string form (``str(value)``, as MLflow params store it)."""
+    spec = config_keys().get(key)
+    if spec is None:
+        raise ValueError(f"unknown trial config key {key!r}")
+    if text == "None":
+        return None
+    expected = spec.metadata["type"]
+    candidates = expected if isinstance(expected, tuple) else (expected,)
+    for kind in sorted(candidates, key=lambda k: k is str):  # "3" is the int 3 where both fit
+        try:
+            if kind is bool and text in ("True", "False"):
+                return text == "True"
+            if kind is int:
+                return int(text)
+            if kind is float:
+                return float(text)
+            if kind is str:
+                return text
+        except ValueError:
+            continue
+    raise ValueError(f"{key}: cannot read {text!r} as {' or '.join(k.__name__ for k in candidates)}")
+
+
 def _coerce(key: str, value: Any) -> Any:
     expected = config_keys()[key].metadata["type"]
     if value is None:

@@ -174,8 +174,13 @@ def load_checkpoint(folder: str | Path) -> dict[str, Any]:
     return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
 
 
-def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter) -> TrainingOutcome:
-    """Train ``config`` for its epoch budget, reporting every epoch to ``reporter``."""
+def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter,
+                 data: DatasetSplits | None = None) -> TrainingOutcome:
+    """Train ``config`` for its epoch budget, reporting every epoch to ``reporter``.
+
+    ``data`` replaces the splits the config names (the final run trains on train + part of val
+    and reports on the rest of val); the test split is never read here.
+    """
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     threads = reporter.cpus()
     if threads:
@@ -184,7 +189,8 @@ def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter) -> Tr
     device = pick_device()
     precision = Precision.for_device(device, cfg.amp)
 
-    data = load_splits(data_config(cfg))
+    if data is None:
+        data = load_splits(data_config(cfg))
     model = build_trial_model(cfg, data.num_classes).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
