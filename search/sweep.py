@@ -33,6 +33,7 @@ class SweepOutcome:
     best_config_path: Path | None
     parent_run_id: str | None
     results: Any
+    mlflow_seconds: float = 0.0  # driver time in MLflow calls during the sweep
 
 
 def check_data(spec: SweepSpec) -> dict[str, Any]:
@@ -135,7 +136,8 @@ def init_ray() -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
     else:
-        ray.init(include_dashboard=False, log_to_driver=True)
+        # "local": always a fresh in-process instance, never a stale or foreign one on this machine.
+        ray.init(address="local", include_dashboard=False, log_to_driver=True)
 
 
 def git_commit() -> str:
@@ -241,7 +243,8 @@ def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: 
     write_sweep_record(run_path, {"spec": spec.raw, "source": spec.source, "run_name": run_name,
                                   "parent_run_id": parent_run_id, "experiment_id": experiment_id,
                                   "tracking_uri": tracking_uri})
-    return _fit_and_finish(tuner, spec, run_name, run_path, client, parent_run_id, best_config_out)
+    tracker = callbacks[0] if callbacks else None
+    return _fit_and_finish(tuner, spec, run_name, run_path, client, parent_run_id, best_config_out, tracker)
 
 
 def resume_sweep(run_path: str, *, best_config_out: str | Path | None = None) -> SweepOutcome:
@@ -272,18 +275,26 @@ def resume_sweep(run_path: str, *, best_config_out: str | Path | None = None) ->
         raise SpecError(run_path, [("<run>", "Ray Tune finds no experiment state to restore there")])
     tuner = tune.Tuner.restore(run_path, trainable=trial_trainable(spec),
                                resume_unfinished=True, resume_errored=True)
-    return _fit_and_finish(tuner, spec, record["run_name"], run_path, client, parent_run_id, best_config_out)
+    from search.tracking import MlflowTrialCallback
+
+    restored = [c for c in tuner._local_tuner.get_run_config().callbacks or [] if isinstance(c, MlflowTrialCallback)]
+    return _fit_and_finish(tuner, spec, record["run_name"], run_path, client, parent_run_id, best_config_out,
+                           restored[0] if restored else None)
 
 
 def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, client: Any,
-                    parent_run_id: str | None, best_config_out: str | Path | None) -> SweepOutcome:
+                    parent_run_id: str | None, best_config_out: str | Path | None, tracker: Any = None) -> SweepOutcome:
     status = "FAILED"
     try:
         results = tuner.fit()
         status = "FINISHED"
     finally:
         if client is not None and status == "FAILED":
-            client.set_terminated(parent_run_id, status="FAILED")
+            try:
+                client.set_terminated(parent_run_id, status="FAILED")
+            except Exception as exc:  # MLflow away too: the original error matters more
+                log.warning("could not mark the parent run as failed: %s", exc)
+    unlogged = tracker.finish() if tracker is not None else []
 
     entries = leaderboard(results, spec)
     print(format_leaderboard(entries, spec), flush=True)
@@ -303,13 +314,34 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, c
         print(f"Best configuration ({spec.metric.name} = {ranked[0].best_value:.4f}, trial {ranked[0].trial_id}, "
               f"epoch {ranked[0].best_epoch}) written to {best_path}", flush=True)
     if client is not None:
-        _finish_parent_run(client, parent_run_id, entries, spec, best_path)
-    return SweepOutcome(run_name, run_path, entries, best_path, parent_run_id, results)
+        try:
+            _finish_parent_run(client, parent_run_id, entries, spec, best_path)
+        except Exception as exc:
+            unlogged.append(f"leaderboard, best config and end of the sweep's parent run ({type(exc).__name__})")
+    if unlogged:
+        _report_unlogged(unlogged, spec, run_path)
+    return SweepOutcome(run_name, run_path, entries, best_path, parent_run_id, results,
+                        tracker.seconds_logging if tracker is not None else 0.0)
+
+
+def _report_unlogged(unlogged: list[str], spec: SweepSpec, run_path: str) -> None:
+    """MLflow stayed away: say what is missing there and where the complete results are."""
+    import sys
+
+    from search.tracking import redact_uri
+
+    listing = Path(run_path) / "mlflow_unlogged.json" if "://" not in run_path else Path("mlflow_unlogged.json")
+    listing.write_text(json.dumps(unlogged, indent=1))
+    print(f"medtune: {len(unlogged)} MLflow operations could not be logged to {redact_uri(spec.mlflow.tracking_uri)} "
+          f"(listed in {listing}); every trial's metrics and checkpoints are in the Ray results at {run_path}.",
+          file=sys.stderr, flush=True)
 
 
 def _log_space_document(client: Any, run_id: str, spec: SweepSpec) -> None:
     """The validated space (after --set) on the parent run: what 'medtune best' rebuilds the sweep from."""
     import copy
+
+    from search.tracking import redact_uri
 
     doc = copy.deepcopy(spec.raw)
     mlflow_section = doc.get("mlflow") or {}
@@ -319,16 +351,6 @@ def _log_space_document(client: Any, run_id: str, spec: SweepSpec) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = dump_yaml(doc, Path(tmp) / "space.yaml")
         client.log_artifact(run_id, str(path))
-
-
-def redact_uri(uri: str) -> str:
-    """``scheme://user:password@host/...`` without the user info: URIs are logged, secrets are not."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    if "://" not in uri or "@" not in uri.split("://", 1)[1].split("/", 1)[0]:
-        return uri
-    parts = urlsplit(uri)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def _upload(local: Path, uri: str) -> None:

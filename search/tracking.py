@@ -18,8 +18,9 @@ import logging
 import math
 import os
 import time
+from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ray import tune
 
@@ -32,12 +33,30 @@ log = logging.getLogger(__name__)
 #: Result keys logged as MLflow metrics (everything else in a Tune result is bookkeeping).
 LOGGED_METRICS = ("val_loss", "val_acc", "val_auc", "val_sensitivity", "val_specificity", "val_balanced_acc",
                   "train_loss", "images_per_sec", "epoch_seconds", "lr")
+#: While the tracking server is unreachable, queued MLflow calls are retried at most this often.
+RETRY_INTERVAL_S = int(os.environ.get("MEDTUNE_MLFLOW_RETRY_S", "15"))
+#: The driver's MLflow HTTP client gives up fast (MLflow's defaults retry for minutes and would stall
+#: Tune's event loop); medtune's own queue does the retrying. Users' settings win.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
 #: Trial-config keys that describe the machine rather than the model; not logged as params.
 NOT_PARAMS = ("data_dir", "cache_dir", "weights_dir")
 
 
+def redact_uri(uri: str) -> str:
+    """``scheme://user:password@host/...`` without the user info: URIs are logged, secrets are not."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" not in uri or "@" not in uri.split("://", 1)[1].split("/", 1)[0]:
+        return uri
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 def mlflow_client(tracking_uri: str) -> "MlflowClient":
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri)
@@ -103,6 +122,12 @@ class MlflowTrialCallback(tune.Callback):
         self.best: dict[str, tuple[float, int]] = {}  # trial id -> (metric value, epoch)
         self.best_checkpoint: dict[str, Any] = {}
         self.restarts: dict[str, int] = {}
+        self.logged_late = 0
+        self.seconds_logging = 0.0  # driver time spent in MLflow calls (benchmarks/mlflow_overhead.py)
+        self.results_logged = 0
+        self._pending: deque[tuple[str, Callable[[], None]]] = deque()
+        self._offline = False
+        self._last_attempt = 0.0
         self._client: "MlflowClient | None" = None
 
     @property
@@ -126,41 +151,97 @@ class MlflowTrialCallback(tune.Callback):
 
     def _existing_child_run(self, trial_id: str) -> str | None:
         """A child run already made for this trial (state saved before it started was restored)."""
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' AND tags.`medtune.trial_id` = '{trial_id}'",
-            max_results=1,
-        )
+        try:
+            runs = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' AND tags.`medtune.trial_id` = '{trial_id}'",
+                max_results=1,
+            )
+        except Exception:  # server away: the queue below creates the run when it is back
+            return None
         return runs[0].info.run_id if runs else None
+
+    # -- MLflow calls, deferred while the server is away -------------------------------------------
+    def _call(self, description: str, operation: Callable[[], None]) -> None:
+        """Run ``operation`` now, or queue it (in order) while the tracking server is unreachable.
+
+        Trials never wait for MLflow: after the first failure the callback stops calling the
+        server on every result and retries the queue at most every ``RETRY_INTERVAL_S``. The
+        user sees one warning when the server goes away and one when it is back; what is still
+        queued at the end is retried once more and otherwise reported by ``finish``.
+        """
+        self._pending.append((description, operation))
+        self._flush(force=not self._offline)
+
+    def _flush(self, force: bool = False) -> bool:
+        if not self._pending:
+            return True
+        now = time.monotonic()
+        if not force and now - self._last_attempt < RETRY_INTERVAL_S:
+            return False
+        self._last_attempt = now
+        while self._pending:
+            description, operation = self._pending[0]
+            started = time.perf_counter()
+            try:
+                operation()
+            except Exception as exc:
+                self.seconds_logging += time.perf_counter() - started
+                if not self._offline:
+                    self._offline = True
+                    # One warning from medtune, not one from urllib3 per queued call.
+                    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+                    log.warning("MLflow tracking server %s is unreachable (%s: %s). Trials keep training; "
+                                "medtune queues what it cannot log and retries every %d s.",
+                                redact_uri(self.tracking_uri), type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "",
+                                RETRY_INTERVAL_S)
+                return False
+            self.seconds_logging += time.perf_counter() - started
+            self._pending.popleft()
+            self.logged_late += int(self._offline)
+        if self._offline:
+            self._offline = False
+            logging.getLogger("urllib3.connectionpool").setLevel(logging.NOTSET)
+            log.warning("MLflow tracking server %s is back; %d queued operations logged.",
+                        redact_uri(self.tracking_uri), self.logged_late)
+        return True
+
+    def finish(self) -> list[str]:
+        """Retry what is queued; the descriptions of what still could not be logged."""
+        self._flush(force=True)
+        return [description for description, _ in self._pending]
 
     # -- hooks -----------------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
         from mlflow.entities import Param, RunTag
 
-        run_id = self.run_ids.get(trial.trial_id) or self._existing_child_run(trial.trial_id)
+        trial_id = trial.trial_id
+        run_id = self.run_ids.get(trial_id) or (None if self._offline else self._existing_child_run(trial_id))
         if run_id is not None:  # restarted after a failure or a restore: same run continues
-            self.run_ids[trial.trial_id] = run_id
-            self.client.update_run(run_id, status="RUNNING")
+            self.run_ids[trial_id] = run_id
+            self._call(f"reopen run of trial {trial_id}", lambda: self.client.update_run(run_id, status="RUNNING"))
             return
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=trial.trial_id,
-            tags={
-                "mlflow.parentRunId": self.parent_run_id,
-                "medtune.trial_id": trial.trial_id,
-                "medtune.architecture": str(trial.config.get("architecture")),
-            },
-        )
-        self.run_ids[trial.trial_id] = run.info.run_id
         params = [Param(k, v) for k, v in trial_params(trial.config).items()]
-        self.client.log_batch(run.info.run_id, params=params, tags=[RunTag("medtune.outcome", "running")])
+        architecture = str(trial.config.get("architecture"))
+
+        def create() -> None:
+            if trial_id in self.run_ids:
+                return
+            run = self.client.create_run(self.experiment_id, run_name=trial_id, tags={
+                "mlflow.parentRunId": self.parent_run_id, "medtune.trial_id": trial_id,
+                "medtune.architecture": architecture})
+            self.run_ids[trial_id] = run.info.run_id
+            self.client.log_batch(run.info.run_id, params=params, tags=[RunTag("medtune.outcome", "running")])
+
+        self._call(f"create run of trial {trial_id}", create)
 
     def on_trial_result(self, iteration: int, trials: list["Trial"], trial: "Trial", result: dict, **info: Any) -> None:
-        run_id = self.run_ids.get(trial.trial_id)
-        if run_id is None:
-            return
+        trial_id = trial.trial_id
         step = int(result.get("epoch", result.get("training_iteration", 0)))
-        self.client.log_batch(run_id, metrics=_metric_batch(result, step))
+        metrics = _metric_batch(result, step)
+        self.results_logged += 1
+        self._call(f"metrics of trial {trial_id} at epoch {step}",
+                   lambda: self.client.log_batch(self.run_ids[trial_id], metrics=metrics))
 
     def on_checkpoint(self, iteration: int, trials: list["Trial"], trial: "Trial", checkpoint: Any, **info: Any) -> None:
         # Tune processes a checkpoint right after the result it came with: pair them.
@@ -176,13 +257,13 @@ class MlflowTrialCallback(tune.Callback):
 
     def on_trial_recover(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
         """A failed trial (lost node, killed worker) that Tune retries from its last checkpoint."""
-        run_id = self.run_ids.get(trial.trial_id)
-        if run_id is None:
-            return
-        self.restarts[trial.trial_id] = self.restarts.get(trial.trial_id, 0) + 1
-        self.client.set_tag(run_id, "medtune.restarts", str(self.restarts[trial.trial_id]))
-        log.warning("trial %s failed and restarts from its last checkpoint (restart %d): %s", trial.trial_id,
-                    self.restarts[trial.trial_id], _error_message(trial))
+        trial_id = trial.trial_id
+        self.restarts[trial_id] = self.restarts.get(trial_id, 0) + 1
+        count = str(self.restarts[trial_id])
+        log.warning("trial %s failed and restarts from its last checkpoint (restart %s): %s", trial_id, count,
+                    _error_message(trial))
+        self._call(f"restart tag of trial {trial_id}",
+                   lambda: self.client.set_tag(self.run_ids[trial_id], "medtune.restarts", count))
 
     def on_trial_complete(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
         self._finish(trial, failed=False)
@@ -190,12 +271,13 @@ class MlflowTrialCallback(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
         self._finish(trial, failed=True)
 
+    def on_step_end(self, iteration: int, trials: list["Trial"], **info: Any) -> None:
+        self._flush()  # retries the queue at most every RETRY_INTERVAL_S while the server is away
+
     def _finish(self, trial: "Trial", failed: bool) -> None:
         from mlflow.entities import RunTag
 
-        run_id = self.run_ids.get(trial.trial_id)
-        if run_id is None:
-            return
+        trial_id = trial.trial_id
         last_epoch = int((trial.last_result or {}).get("epoch", 0))
         tags = {"medtune.last_epoch": str(last_epoch)}
         if failed:
@@ -209,23 +291,31 @@ class MlflowTrialCallback(tune.Callback):
         else:
             tags["medtune.outcome"] = "completed"
             status = "FINISHED"
-        if trial.trial_id in self.best:
-            value, epoch = self.best[trial.trial_id]
+        if trial_id in self.best:
+            value, epoch = self.best[trial_id]
             tags["medtune.best_epoch"] = str(epoch)
             tags[f"medtune.best_{self.metric}"] = repr(value)
-        self._log_best_checkpoint(trial, run_id)
-        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-        self.client.set_terminated(run_id, status=status)
+        checkpoint = self.best_checkpoint.pop(trial_id, None)
 
-    def _log_best_checkpoint(self, trial: "Trial", run_id: str) -> None:
-        checkpoint = self.best_checkpoint.pop(trial.trial_id, None)
+        def close() -> None:
+            run_id = self.run_ids[trial_id]
+            self._log_best_checkpoint(trial_id, checkpoint, run_id)
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            self.client.set_terminated(run_id, status=status)
+
+        self._call(f"checkpoint, outcome and end of trial {trial_id}", close)
+
+    def _log_best_checkpoint(self, trial_id: str, checkpoint: Any, run_id: str) -> None:
         if checkpoint is None:
             return
         try:
             with checkpoint.as_directory() as folder:
                 self.client.log_artifacts(run_id, folder, artifact_path="best_checkpoint")
-        except Exception as exc:  # a missing checkpoint must not fail the sweep
-            log.warning("could not log the best checkpoint of trial %s: %s", trial.trial_id, exc)
+        except (FileNotFoundError, OSError) as exc:
+            if not Path(getattr(checkpoint, "path", "")).exists() and "://" not in str(getattr(checkpoint, "path", "")):
+                log.warning("the best checkpoint of trial %s is gone (%s); not logged", trial_id, exc)
+                return
+            raise  # the server is away: keep it queued
 
 
 def _error_message(trial: "Trial") -> str:

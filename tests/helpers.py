@@ -104,3 +104,47 @@ def check_resumed_sweep(client: Any, experiment: str, num_samples: int, finished
     parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])
     assert parent.info.status == "FINISHED" and parent.data.tags["medtune.resumed"] == "1"
     return runs
+
+
+class MlflowServer:
+    """``mlflow/start-server.sh`` as a process group of its own, on a given port of 127.0.0.1."""
+
+    def __init__(self, workdir: Path, port: int, backend: str, artifacts: str, extra_env: dict[str, str] | None = None):
+        self.workdir, self.port, self.uri = workdir, port, f"http://127.0.0.1:{port}"
+        self.env = subprocess_env(**(extra_env or {}), MLFLOW_HOST="127.0.0.1", MLFLOW_PORT=str(port),
+                                  MLFLOW_BACKEND_STORE_URI=backend, MLFLOW_ARTIFACTS_DESTINATION=artifacts)
+        self.proc: Any = None
+        self.starts = 0
+
+    def start(self, timeout: float = 120) -> "MlflowServer":
+        import subprocess
+        import time
+        import urllib.request
+
+        self.starts += 1
+        log = open(self.workdir / f"mlflow-server-{self.starts}.log", "w")
+        self.proc = subprocess.Popen(["bash", str(REPO / "mlflow" / "start-server.sh")], cwd=self.workdir,
+                                     env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.uri}/health", timeout=2)
+                return self
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError((self.workdir / f"mlflow-server-{self.starts}.log").read_text()[-3000:])
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()

@@ -68,6 +68,10 @@ def ray_head(tmp_path):
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
         log.close()
+        # Ray records the newest head for address="auto"; drop the record of the one just stopped.
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.exists() and current.read_text().strip().endswith(f":{gcs}"):
+            current.unlink()
 
 
 def test_ray_job_submit_runs_a_sweep_on_the_cluster(tmp_path, ray_head, pneumoniamnist_path):

@@ -8,17 +8,13 @@ with boto3), and the test's fake secret must appear nowhere in the MLflow store 
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO, child_runs, free_port, subprocess_env
+from helpers import REPO, MlflowServer, child_runs, free_port, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -33,33 +29,12 @@ def mlflow_server(tmp_path, s3_server):
     s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, region_name="us-east-1",
                       aws_access_key_id=s3_server.access_key, aws_secret_access_key=s3_server.secret_key)
     s3.create_bucket(Bucket=BUCKET)
-    port = free_port()
-    env = subprocess_env(**s3_server.env, MLFLOW_HOST="127.0.0.1", MLFLOW_PORT=str(port),
-                         MLFLOW_BACKEND_STORE_URI=f"sqlite:///{tmp_path}/server.db",
-                         MLFLOW_ARTIFACTS_DESTINATION=f"s3://{BUCKET}/artifacts")
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen(["bash", str(REPO / "mlflow" / "start-server.sh")], cwd=tmp_path, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                raise RuntimeError((tmp_path / "server.log").read_text()[-3000:])
-            time.sleep(0.5)
+    server = MlflowServer(tmp_path, free_port(), f"sqlite:///{tmp_path}/server.db", f"s3://{BUCKET}/artifacts",
+                          s3_server.env).start()
     try:
-        yield uri, s3, tmp_path / "server.db"
+        yield server.uri, s3, tmp_path / "server.db"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        server.stop()
 
 
 def test_sweep_logs_to_the_server_and_checkpoints_land_in_the_bucket(tmp_path, mlflow_server, s3_server,

@@ -46,7 +46,7 @@ def sweep(tmp_path_factory, pneumoniamnist_path):
         "storage": str(root / "ray_results"),
     }
     spec = validate_spec(raw, source="e2e.yaml")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         outcome = run_sweep(spec, run_name="e2e-run")
         yield spec, outcome, root
