@@ -254,7 +254,7 @@ def _log_to_mlflow(spec: SweepSpec, members: list[FinalMember], reports: list[An
     import mlflow
     from mlflow.entities import Metric, Param
 
-    from search.tracking import ensure_experiment, mlflow_client, resolved_tracking_uri, trial_params
+    from search.tracking import ensure_experiment, log_pt2_model, mlflow_client, resolved_tracking_uri, trial_params
 
     tracking_uri = resolved_tracking_uri(spec.mlflow.tracking_uri)
     client = mlflow_client(tracking_uri)
@@ -282,31 +282,11 @@ def _log_to_mlflow(spec: SweepSpec, members: list[FinalMember], reports: list[An
 
     model_uri = None
     try:
-        model_uri = _log_model(tracking_uri, experiment_id, run_id, members[0], data, register)
+        from trainables.config import TrialConfig
+
+        model_uri = log_pt2_model(tracking_uri, experiment_id, run_id, members[0].model,
+                                  TrialConfig.from_dict(members[0].config), data.test, register)
     except Exception as exc:  # the report is logged already; a model-format problem must not lose it
         log.warning("could not log the final model as an MLflow model: %s", exc)
     client.set_terminated(run_id, status="FINISHED")
     return run_id, model_uri
-
-
-def _log_model(tracking_uri: str, experiment_id: str, run_id: str, member: FinalMember, data: Any,
-               register: str | None) -> str:
-    """The model as an MLflow PyTorch model in ``pt2`` form (torch.export: no pickled code)."""
-    import mlflow
-    import torch
-    from mlflow.models import infer_signature
-
-    from trainables.config import TrialConfig
-    from trainables.train import make_batches
-
-    cfg = TrialConfig.from_dict(member.config)
-    model = member.model.to("cpu").eval()
-    images, _ = next(iter(make_batches(cfg, data.test, train=False, device=torch.device("cpu"))))
-    example = images[:2].contiguous().numpy()
-    with torch.no_grad():
-        output = model(torch.from_numpy(example)).numpy()
-    mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=run_id, experiment_id=experiment_id):
-        info = mlflow.pytorch.log_model(model, name="model", serialization_format="pt2", input_example=example,
-                                        signature=infer_signature(example, output), registered_model_name=register)
-    return info.model_uri

@@ -99,6 +99,7 @@ class MlflowSpec:
     artifact_location: str | None = "./mlartifacts"
     experiment: str | None = None  # default: the sweep name
     enabled: bool = True
+    registered_model_name: str | None = None  # register the sweep's best model under this name
 
 
 @dataclass(frozen=True)
@@ -298,6 +299,7 @@ def validate_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
         "artifact_location": (str, "./mlartifacts", None),
         "experiment": (str, None, None),
         "enabled": (bool, True, None),
+        "registered_model_name": (str, None, None),
     }, problems)
 
     storage = raw.get("storage", "./ray_results")

@@ -315,13 +315,40 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, c
               f"epoch {ranked[0].best_epoch}) written to {best_path}", flush=True)
     if client is not None:
         try:
-            _finish_parent_run(client, parent_run_id, entries, spec, best_path)
+            _finish_parent_run(client, parent_run_id, entries, spec, best_path, results)
         except Exception as exc:
             unlogged.append(f"leaderboard, best config and end of the sweep's parent run ({type(exc).__name__})")
     if unlogged:
         _report_unlogged(unlogged, spec, run_path)
     return SweepOutcome(run_name, run_path, entries, best_path, parent_run_id, results,
                         tracker.seconds_logging if tracker is not None else 0.0)
+
+
+def _log_best_model(client: Any, run_id: str, entries: list[LeaderboardEntry], spec: SweepSpec, results: Any) -> None:
+    """The sweep's best checkpoint as an MLflow PyTorch model on the parent run (registered if asked)."""
+    from search.tracking import log_pt2_model
+    from trainables.data import load_splits
+    from trainables.evaluate import model_from_checkpoint
+    from trainables.train import data_config
+
+    ranked = [e for e in entries if e.best_epoch > 0]
+    if not ranked:
+        return
+    best = next((r for r in results if (r.metrics or {}).get("trial_id") == ranked[0].trial_id), None)
+    checkpoint = best.get_best_checkpoint(spec.metric.name, spec.metric.mode) if best is not None else None
+    if checkpoint is None:
+        log.warning("the best trial %s has no checkpoint to log as a model", ranked[0].trial_id)
+        return
+    try:
+        with checkpoint.as_directory() as folder:
+            model, cfg = model_from_checkpoint(folder)
+        split = load_splits(data_config(cfg)).val
+        run = client.get_run(run_id)
+        uri = log_pt2_model(client.tracking_uri, run.info.experiment_id, run_id, model, cfg, split,
+                            spec.mlflow.registered_model_name)
+        client.set_tag(run_id, "medtune.best_model_uri", uri)
+    except Exception as exc:  # a model-format problem must not fail a finished sweep
+        log.warning("could not log the best model of trial %s as an MLflow model: %s", ranked[0].trial_id, exc)
 
 
 def _report_unlogged(unlogged: list[str], spec: SweepSpec, run_path: str) -> None:
@@ -377,14 +404,23 @@ def _parent_params(spec: SweepSpec) -> list:
 
 
 def _finish_parent_run(client: Any, run_id: str, entries: list[LeaderboardEntry], spec: SweepSpec,
-                       best_path: Path | None) -> None:
+                       best_path: Path | None, results: Any = None) -> None:
     from mlflow.entities import Metric, RunTag
+
+    from search.plots import sweep_plots
 
     with tempfile.TemporaryDirectory() as tmp:
         csv_path = write_leaderboard_csv(entries, spec, Path(tmp) / "leaderboard.csv")
         client.log_artifact(run_id, str(csv_path))
         if best_path is not None and best_path.exists():
             client.log_artifact(run_id, str(best_path))
+        if results is not None:
+            plots = Path(tmp) / "plots"
+            plots.mkdir()
+            if sweep_plots(results, entries, spec, plots):
+                client.log_artifacts(run_id, str(plots), artifact_path="plots")
+    if results is not None:
+        _log_best_model(client, run_id, entries, spec, results)
     ranked = [e for e in entries if e.best_epoch > 0]
     now = int(time.time() * 1000)
     metrics = [Metric("trials", float(len(entries)), now, 0),

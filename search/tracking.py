@@ -92,6 +92,29 @@ def ensure_experiment(client: "MlflowClient", name: str, artifact_location: str 
     return client.create_experiment(name, artifact_location=location)
 
 
+def log_pt2_model(tracking_uri: str, experiment_id: str, run_id: str, model: Any, cfg: Any, split: Any,
+                  register: str | None) -> str:
+    """A model as an MLflow PyTorch model in ``pt2`` form (torch.export: loads without pickled code),
+    with an input example and signature from two preprocessed images of ``split``; registered
+    under ``register`` when given. Returns the model URI."""
+    import mlflow
+    import torch
+    from mlflow.models import infer_signature
+
+    from trainables.train import make_batches
+
+    model = model.to("cpu").eval()
+    images, _ = next(iter(make_batches(cfg, split, train=False, device=torch.device("cpu"))))
+    example = images[:2].contiguous().numpy()
+    with torch.no_grad():
+        output = model(torch.from_numpy(example)).numpy()
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=run_id, experiment_id=experiment_id):
+        info = mlflow.pytorch.log_model(model, name="model", serialization_format="pt2", input_example=example,
+                                        signature=infer_signature(example, output), registered_model_name=register)
+    return info.model_uri
+
+
 def trial_params(config: dict[str, Any]) -> dict[str, str]:
     """The params of a child run: flat trial-config keys as strings (MLflow params are strings)."""
     return {k: "None" if v is None else str(v) for k, v in sorted(config.items()) if k not in NOT_PARAMS}

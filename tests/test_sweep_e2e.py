@@ -42,7 +42,8 @@ def sweep(tmp_path_factory, pneumoniamnist_path):
             "lr": {"loguniform": [5e-4, 5e-3]},
         },
         "fixed": {"pretrained": "imagenet", "optimizer": "adamw"},
-        "mlflow": {"tracking_uri": f"sqlite:///{root}/mlruns.db", "artifact_location": str(root / "artifacts")},
+        "mlflow": {"tracking_uri": f"sqlite:///{root}/mlruns.db", "artifact_location": str(root / "artifacts"),
+                   "registered_model_name": "medtune-e2e-sweep"},
         "storage": str(root / "ray_results"),
     }
     spec = validate_spec(raw, source="e2e.yaml")
@@ -93,7 +94,11 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial(sweep):
     for tag in ("medtune.space_hash", "medtune.git_commit", "medtune.data_fingerprint", "version.ray",
                 "version.optuna", "version.timm"):
         assert parent.data.tags.get(tag), tag
-    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"leaderboard.csv", "best_config.yaml"}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"leaderboard.csv", "best_config.yaml",
+                                                                          "space.yaml", "plots"}
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert plots == {f"plots/{name}.png" for name in ("learning_curves", "optimization_history",
+                                                       "parallel_coordinates", "param_importances")}, plots
 
     epochs_by_trial = {e.trial_id: e.epochs_run for e in outcome.entries}
     outcomes = set()
@@ -263,3 +268,20 @@ def test_report_numbers_agree_with_the_saved_predictions(final_run):
     assert (predicted == labels).mean() == pytest.approx(report["metrics"]["accuracy"]["value"])
     assert predicted[labels == 1].mean() == pytest.approx(report["metrics"]["sensitivity"]["value"])
     assert int((predicted & (labels == 0)).sum()) == report["confusion_matrix"]["fp"]
+
+
+def test_the_sweeps_best_model_is_logged_on_the_parent_run_and_registered(sweep):
+    import mlflow
+    import numpy as np
+    import torch
+
+    spec, outcome, _ = sweep
+    client = mlflow.MlflowClient(tracking_uri=spec.mlflow.tracking_uri)
+    parent = client.get_run(outcome.parent_run_id)
+    assert parent.data.tags["medtune.best_model_uri"].startswith("models:/")
+    versions = client.search_model_versions("name = 'medtune-e2e-sweep'")
+    assert len(versions) == 1 and versions[0].run_id == outcome.parent_run_id
+    mlflow.set_tracking_uri(spec.mlflow.tracking_uri)
+    model = mlflow.pytorch.load_model("models:/medtune-e2e-sweep/1")
+    shape = mlflow.models.get_model_info("models:/medtune-e2e-sweep/1").signature.inputs.to_dict()[0]["tensor-spec"]["shape"]
+    assert tuple(model(torch.zeros([3, *shape[1:]])).shape) == (3, 2)
