@@ -5,9 +5,9 @@
    (b) as the only trial of a medtune sweep (Ray Tune trial process, Optuna TPE, ASHA, MLflow
    logging, Tune checkpoints). Reported: wall seconds per epoch of (b), measured as the trial's
    own ``time_total_s`` (from its start to its last result, process start-up excluded), over (a).
-2. Sweep efficiency: for the demo sweep, the trials' summed ``time_total_s`` over (sweep wall
-   time x concurrent slots), the sweep timed from ``Tuner.fit`` start to end (data preparation and
-   Ray start-up are reported apart).
+2. Sweep efficiency: for the demo sweep, the trials' summed ``time_total_s`` over (``Tuner.fit``
+   wall time x concurrent slots); the same over the whole command's wall time (data preparation,
+   Ray start-up, leaderboard, plots and model logging included) is reported beside it.
 
     MEDTUNE_DATA_DIR=../shared/data MEDTUNE_WEIGHTS_DIR=../shared/weights \\
         .venv/bin/python benchmarks/sweep_efficiency.py --epochs 4
@@ -70,7 +70,8 @@ def demo_efficiency(work: Path, samples: int) -> dict:
     wall = time.perf_counter() - started
     busy = sum(float((r.metrics or {}).get("time_total_s", 0.0)) for r in outcome.results)
     slots = spec.search.max_concurrent
-    return {"wall": wall, "trial_seconds": busy, "slots": slots, "efficiency": busy / (wall * slots)}
+    return {"wall": wall, "fit_seconds": outcome.fit_seconds, "trial_seconds": busy, "slots": slots,
+            "efficiency": busy / (outcome.fit_seconds * slots), "efficiency_whole_command": busy / (wall * slots)}
 
 
 def main() -> None:
@@ -93,8 +94,9 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"\n1. per-epoch wall: bare {a['per_epoch']:.2f} s, in a sweep {b['per_epoch']:.2f} s: "
           f"ratio {result['overhead_ratio']:.3f} (target <= 1.05)")
-    print(f"6. demo sweep: trials busy {c['trial_seconds']:.1f} s over {c['wall']:.1f} s wall x {c['slots']} slots: "
-          f"efficiency {c['efficiency']:.2f} (target >= 0.90)")
+    print(f"6. demo sweep: trials busy {c['trial_seconds']:.1f} s over {c['fit_seconds']:.1f} s of Tuner.fit x "
+          f"{c['slots']} slots: efficiency {c['efficiency']:.2f} (target >= 0.90); over the whole command "
+          f"({c['wall']:.1f} s with data, Ray start-up, plots and model logging): {c['efficiency_whole_command']:.2f}")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class SweepOutcome:
     parent_run_id: str | None
     results: Any
     mlflow_seconds: float = 0.0  # driver time in MLflow calls during the sweep
+    fit_seconds: float = 0.0  # wall time of Tuner.fit alone (no data preparation, Ray start, reporting)
 
 
 def check_data(spec: SweepSpec) -> dict[str, Any]:
@@ -285,6 +286,7 @@ def resume_sweep(run_path: str, *, best_config_out: str | Path | None = None) ->
 def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, client: Any,
                     parent_run_id: str | None, best_config_out: str | Path | None, tracker: Any = None) -> SweepOutcome:
     status = "FAILED"
+    fit_started = time.perf_counter()
     try:
         results = tuner.fit()
         status = "FINISHED"
@@ -294,6 +296,7 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, c
                 client.set_terminated(parent_run_id, status="FAILED")
             except Exception as exc:  # MLflow away too: the original error matters more
                 log.warning("could not mark the parent run as failed: %s", exc)
+    fit_seconds = time.perf_counter() - fit_started
     unlogged = tracker.finish() if tracker is not None else []
 
     entries = leaderboard(results, spec)
@@ -321,7 +324,7 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, c
     if unlogged:
         _report_unlogged(unlogged, spec, run_path)
     return SweepOutcome(run_name, run_path, entries, best_path, parent_run_id, results,
-                        tracker.seconds_logging if tracker is not None else 0.0)
+                        tracker.seconds_logging if tracker is not None else 0.0, fit_seconds)
 
 
 def _log_best_model(client: Any, run_id: str, entries: list[LeaderboardEntry], spec: SweepSpec, results: Any) -> None:

@@ -1,0 +1,122 @@
+"""Bookkeeping at scale (issue "Benchmarks", item 2): N trivial trials through medtune's stack.
+
+The same trivial trainable (three reported epochs, no training, no checkpoints) runs N times
+(a) through plain Ray Tune: default random search, no callbacks, actors reused like medtune
+    (``--default-plain-trials`` also times Ray Tune's default, a new process per trial), and
+(b) through medtune's full stack: the Tuner built by ``search.tuner.build_tuner`` with
+    MedtuneOptunaSearch (TPE) behind a ConcurrencyLimiter, ASHA, CheckpointConfig, the progress
+    reporter, and the MLflow callback logging every trial as a child run to a sqlite store,
+with the same concurrency. Reported: wall-time ratio (b)/(a); target <= 1.5. (a) runs first;
+each gets a fresh Ray instance.
+
+    .venv/bin/python benchmarks/bookkeeping.py --trials 1000 --concurrency 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+EPOCHS = 3
+
+
+def trivial(config: dict) -> None:
+    from ray import tune
+
+    rng = random.Random(hash(tuple(sorted((k, str(v)) for k, v in config.items()))))
+    for epoch in range(1, EPOCHS + 1):
+        tune.report({"val_auc": 0.5 + 0.4 * rng.random(), "val_loss": rng.random(), "epoch": epoch})
+
+
+def plain(trials: int, concurrency: int, work: Path, reuse_actors: bool | None) -> float:
+    import ray
+    from ray import tune
+
+    ray.init(address="local", num_cpus=concurrency, include_dashboard=False, log_to_driver=False)
+    tuner = tune.Tuner(
+        tune.with_resources(trivial, {"cpu": 1}),
+        param_space={"lr": tune.loguniform(1e-4, 1e-2), "dropout": tune.uniform(0.3, 0.5),
+                     "architecture": tune.choice(["simple_cnn", "resnet18"])},
+        tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=concurrency, reuse_actors=reuse_actors),
+        run_config=tune.RunConfig(name=f"plain-{reuse_actors}", storage_path=str(work / "plain"), verbose=0),
+    )
+    started = time.perf_counter()
+    tuner.fit()
+    wall = time.perf_counter() - started
+    ray.shutdown()
+    return wall
+
+
+def medtune(trials: int, concurrency: int, work: Path) -> float:
+    import ray
+
+    from search.spec import validate_spec
+    from search.tracking import MlflowTrialCallback, ensure_experiment, mlflow_client
+    from search.tuner import build_tuner
+
+    spec = validate_spec({
+        "name": "bookkeeping", "data": {"source": "pneumoniamnist"}, "metric": {"name": "val_auc", "mode": "max"},
+        "search": {"num_samples": trials, "max_concurrent": concurrency, "sampler": {"name": "tpe", "seed": 0},
+                   "scheduler": {"name": "asha", "max_t": EPOCHS, "grace_period": 1, "reduction_factor": 3}},
+        "resources": {"cpu": 1, "gpu": 0},
+        "space": {"lr": {"loguniform": [1e-4, 1e-2]}, "dropout": {"uniform": [0.3, 0.5]},
+                  "architecture": {"choice": ["simple_cnn", "resnet18"]}},
+        "mlflow": {"tracking_uri": f"sqlite:///{work}/mlruns.db", "artifact_location": str(work / "art")},
+        "storage": str(work / "medtune"),
+    }, source="bookkeeping")
+    ray.init(address="local", num_cpus=concurrency, include_dashboard=False, log_to_driver=False)
+    client = mlflow_client(spec.mlflow.tracking_uri)
+    experiment = ensure_experiment(client, "bookkeeping", spec.mlflow.artifact_location)
+    parent = client.create_run(experiment, run_name="bookkeeping").info.run_id
+    callback = MlflowTrialCallback(spec.mlflow.tracking_uri, experiment, parent, "val_auc", "max", EPOCHS)
+    tuner = build_tuner(spec, "medtune", callbacks=[callback], trainable=trivial)
+    started = time.perf_counter()
+    tuner.fit()
+    wall = time.perf_counter() - started
+    callback.finish()
+    ray.shutdown()
+    print(f"medtune: MLflow calls took {callback.seconds_logging:.1f} s of driver time", flush=True)
+    return wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--default-plain-trials", type=int, default=0,
+                        help="also time plain Ray Tune with its default actor handling (a new process per "
+                             "trial) on this many trials")
+    parser.add_argument("--out", default="benchmarks/results/bookkeeping.json")
+    args = parser.parse_args()
+    import os
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    work = Path(tempfile.mkdtemp(prefix="medtune-bookkeeping-"))
+    result = {"trials": args.trials, "concurrency": args.concurrency}
+    if args.default_plain_trials:
+        d = plain(args.default_plain_trials, args.concurrency, work, None)
+        result.update(default_plain_trials=args.default_plain_trials, default_plain_seconds=d)
+        print(f"plain Ray Tune, default actors, {args.default_plain_trials} trials: {d:.1f} s", flush=True)
+    a = plain(args.trials, args.concurrency, work, True)
+    print(f"plain Ray Tune, reused actors: {a:.1f} s", flush=True)
+    b = medtune(args.trials, args.concurrency, work)
+    result.update(plain_seconds=a, medtune_seconds=b, ratio=b / a)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(f"\n{args.trials} trivial trials at concurrency {args.concurrency}: plain Ray Tune (random search, no "
+          f"callbacks, reused actors) {a:.1f} s, medtune {b:.1f} s: ratio {b / a:.2f} (target <= 1.5)")
+    if args.default_plain_trials:
+        per_default, per_medtune = d / args.default_plain_trials, b / args.trials
+        print(f"plain Ray Tune with default actor handling: {per_default:.3f} s per trial vs medtune's "
+              f"{per_medtune:.3f} s: ratio {per_medtune / per_default:.2f}")
+
+
+if __name__ == "__main__":
+    main()
