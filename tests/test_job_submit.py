@@ -26,17 +26,24 @@ NUM_SAMPLES = 4
 
 @pytest.fixture()
 def ray_head(tmp_path):
-    """``ray start --head --block`` on loopback with free ports; token auth on, as Ray 2.60 sets it up.
+    """``ray start --head --block`` on loopback with free ports, with token authentication on.
 
-    ``--block`` keeps the head's processes in one process group of their own, so the test stops
-    exactly them (``ray stop`` would stop every Ray process on the machine).
+    ``ray start`` does not create a token (only ``ray.init`` of a local cluster does): the test
+    writes its own, for the head and the client, through ``RAY_AUTH_TOKEN_PATH``, so it neither
+    needs nor touches ``~/.ray/auth_token``. ``--block`` keeps the head's processes in one process
+    group of their own, so the test stops exactly them (``ray stop`` would stop every Ray process
+    on the machine).
     """
     import os
+    import secrets
     import signal
     import urllib.error
     import urllib.request
 
-    env = subprocess_env(RAY_AUTH_MODE="token")
+    token = tmp_path / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    env = subprocess_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
     gcs, dashboard, client_port = free_port(), free_port(), free_port()
     ray = str(Path(sys.executable).parent / "ray")
     log = open(tmp_path / "head.log", "w")
