@@ -287,17 +287,19 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, c
                     parent_run_id: str | None, best_config_out: str | Path | None, tracker: Any = None) -> SweepOutcome:
     status = "FAILED"
     fit_started = time.perf_counter()
+    unlogged: list[str] = []
     try:
         results = tuner.fit()
         status = "FINISHED"
     finally:
+        # The trials' MLflow calls run on the callback's thread: let it finish, even when fit failed.
+        unlogged = tracker.finish() if tracker is not None else []
         if client is not None and status == "FAILED":
             try:
                 client.set_terminated(parent_run_id, status="FAILED")
             except Exception as exc:  # MLflow away too: the original error matters more
                 log.warning("could not mark the parent run as failed: %s", exc)
     fit_seconds = time.perf_counter() - fit_started
-    unlogged = tracker.finish() if tracker is not None else []
 
     entries = leaderboard(results, spec)
     print(format_leaderboard(entries, spec), flush=True)
