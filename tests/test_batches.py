@@ -197,3 +197,22 @@ def test_cuda_matches_cpu():
     assert gpu_x.device.type == "cuda" and gpu_y.device.type == "cuda"
     assert torch.equal(gpu_y.cpu(), cpu_y)
     assert torch.allclose(gpu_x.cpu(), cpu_x, atol=1e-4)
+
+
+def test_timed_batches_count_only_the_wait_for_batches():
+    """The per-epoch ``data_seconds`` metric: time inside ``next()``, not the consumer's own time."""
+    import time
+
+    from trainables.loop import TimedBatches
+
+    def slow_source():
+        for i in range(3):
+            time.sleep(0.05)
+            yield torch.zeros(1), torch.zeros(1, dtype=torch.long)
+
+    timed = TimedBatches(slow_source())
+    for _ in timed:
+        time.sleep(0.2)  # the model's work: not waiting for data
+    seconds = timed.take_seconds()
+    assert 0.15 <= seconds < 0.6
+    assert timed.take_seconds() == 0.0

@@ -30,6 +30,7 @@ REPORTED_METRICS: dict[str, str] = {
     "train_loss": "min",
     "images_per_sec": "max",
     "epoch_seconds": "min",
+    "data_seconds": "min",
 }
 
 

@@ -7,9 +7,10 @@ GPU has it, else float16 with a gradient scaler); on the CPU everything stays fl
 
 from __future__ import annotations
 
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -36,6 +37,38 @@ class Precision:
         if self.dtype is None:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+
+class TimedBatches:
+    """Wraps a batch iterable and adds up the time spent waiting for its batches (timm's ``data_time``).
+
+    The time inside ``next()`` is what the model waits for data: indexing the cached split,
+    converting, resizing, augmenting. Kept outside the loops so they stay free of bookkeeping.
+    """
+
+    def __init__(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.batches = batches
+        self.seconds = 0.0
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        iterator = iter(self.batches)
+        while True:
+            started = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                self.seconds += time.perf_counter() - started
+                return
+            self.seconds += time.perf_counter() - started
+            yield batch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)  # type: ignore[attr-defined]
+
+    def take_seconds(self) -> float:
+        """The waiting time since the last call (per epoch), and start counting again."""
+        seconds, self.seconds = self.seconds, 0.0
+        return seconds
 
 
 def train_one_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],

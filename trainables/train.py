@@ -25,7 +25,7 @@ from torch import nn
 
 from trainables.config import TrialConfig
 from trainables.data import AugmentConfig, BatchIterator, DataConfig, DatasetSplits, SplitArrays, load_splits
-from trainables.loop import Precision, predict_proba, train_one_epoch
+from trainables.loop import Precision, TimedBatches, predict_proba, train_one_epoch
 from trainables.metrics import classification_metrics
 from trainables.models import TransferModel, build_model, get_architecture, resolve_frozen_depth
 from trainables.reporting import CHECKPOINT_FILE, Reporter, TuneReporter
@@ -189,8 +189,10 @@ def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter,
     device = pick_device()
     precision = Precision.for_device(device, cfg.amp)
 
+    load_started = time.perf_counter()
     if data is None:
         data = load_splits(data_config(cfg))
+    data_load_seconds = time.perf_counter() - load_started  # decode on a node's first trial, a cache hit after
     model = build_trial_model(cfg, data.num_classes).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -212,8 +214,8 @@ def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter,
             start_epoch = int(state["epoch"]) + 1
             log.info("resuming %s from its checkpoint at epoch %d", cfg.architecture, start_epoch)
 
-    train_batches = make_batches(cfg, data.train, train=True, device=device)
-    val_batches = make_batches(cfg, data.val, train=False, device=device)
+    train_batches = TimedBatches(make_batches(cfg, data.train, train=True, device=device))
+    val_batches = TimedBatches(make_batches(cfg, data.val, train=False, device=device))
     outcome = TrainingOutcome(config=cfg, model=model, data=data, start_epoch=start_epoch)
 
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -232,7 +234,10 @@ def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter,
             lr=lr,
             images_per_sec=seen / train_seconds if train_seconds > 0 else float("nan"),
             epoch_seconds=time.perf_counter() - started,
+            data_seconds=train_batches.take_seconds() + val_batches.take_seconds(),  # waiting for batches
         )
+        if epoch == start_epoch:  # before the first epoch this process loaded the data (decoded, or a cache hit)
+            metrics["data_load_seconds"] = data_load_seconds
         folder = Path(tempfile.mkdtemp(prefix="medtune-ckpt-"))
         try:
             save_checkpoint(folder, model=model, optimizer=optimizer, lr_schedule=lr_schedule, epoch=epoch,
