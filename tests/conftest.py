@@ -41,6 +41,9 @@ def _medtune_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.setdefault("MEDTUNE_DATA_DIR", str(SHARED / "data"))
     os.environ.setdefault("MEDTUNE_WEIGHTS_DIR", str(SHARED / "weights"))
     os.environ.setdefault("MEDTUNE_CACHE_DIR", str(tmp_path_factory.mktemp("medtune-cache")))
+    for name in ("MEDTUNE_DATA_DIR", "MEDTUNE_WEIGHTS_DIR", "MEDTUNE_CACHE_DIR"):
+        # The README's relative paths (../shared/data) must still hold in subprocesses run elsewhere.
+        os.environ[name] = str(Path(os.environ[name]).resolve())
 
 
 class S3Server:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -75,7 +76,8 @@ def kill_driver_midway(command: list[str], cwd: Path, env: dict[str, str], clien
             alive = driver.poll() is None
             time.sleep(1.5)  # what was observed is in Tune's next state snapshot (every second)
         finally:
-            os.killpg(driver.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # a driver that already ended has no group left
+                os.killpg(driver.pid, signal.SIGKILL)
             driver.wait()
     assert alive, f"the sweep ended before it could be killed:\n{log_path.read_text()[-3000:]}"
     assert len(finished) >= 2 and interrupted, f"no kill point reached:\n{log_path.read_text()[-3000:]}"
