@@ -90,3 +90,100 @@ def test_the_callback_pickles_without_its_thread(callback):
     done = []
     copy._call("again", lambda: done.append(1))
     assert copy.finish() == [] and done == [1]
+
+
+class _RecordingClient:
+    """Stands in for MlflowClient: records the calls; the first one can be held to make a backlog."""
+
+    def __init__(self, hold: threading.Event | None = None) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.hold = hold
+
+    def _record(self, name: str, **kwargs) -> None:
+        if self.hold is not None:
+            self.hold.wait(10)
+        self.calls.append((name, kwargs))
+
+    def create_run(self, experiment_id, run_name, tags):
+        self._record("create_run", run_name=run_name, tags=tags)
+        return type("Run", (), {"info": type("Info", (), {"run_id": f"run-{run_name}"})()})()
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        self._record("log_batch", run_id=run_id, metrics=list(metrics), params=list(params), tags=list(tags))
+
+    def set_terminated(self, run_id, status):
+        self._record("set_terminated", run_id=run_id, status=status)
+
+
+class _Trial:
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id, self.config, self.last_result = trial_id, {"lr": 0.01, "architecture": "simple_cnn"}, {}
+
+
+def _epochs(callback, trial, epochs):
+    for epoch in range(1, epochs + 1):
+        trial.last_result = {"epoch": epoch, "val_auc": 0.5 + epoch / 10, "val_loss": 1.0 / epoch}
+        callback.on_trial_result(epoch, [trial], trial, trial.last_result)
+
+
+def test_epochs_that_pile_up_go_in_one_log_batch_and_none_is_lost(callback):
+    """A backlog (here: the run's creation held) sends the waiting epochs with the next call."""
+    hold = threading.Event()
+    client = callback._client = _RecordingClient(hold)
+    trial = _Trial("t1")
+    callback.on_trial_start(0, [trial], trial)
+    _epochs(callback, trial, 3)
+    hold.set()
+    callback.on_trial_complete(3, [trial], trial)
+    assert callback.finish() == []
+    names = [name for name, _ in client.calls]
+    assert names == ["create_run", "log_batch", "log_batch", "set_terminated"], names
+    steps = [(m.key, m.step) for _, kw in client.calls if "metrics" in kw for m in kw["metrics"]]
+    assert sorted(s for k, s in steps if k == "val_auc") == [1, 2, 3]  # each epoch once, none lost
+    assert client.calls[1][1]["params"] and client.calls[2][1]["tags"]  # params with the first, outcome at the end
+
+
+def test_an_idle_thread_sends_each_epoch_as_it_comes(callback):
+    """Without a backlog nothing waits for company: each epoch is in MLflow before the next."""
+    client = callback._client = _RecordingClient()
+    trial = _Trial("t1")
+
+    def wait_for_calls(count: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(client.calls) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    callback.on_trial_start(0, [trial], trial)
+    wait_for_calls(2)  # create_run, then its params
+    for epoch in (1, 2):
+        trial.last_result = {"epoch": epoch, "val_auc": 0.6}
+        callback.on_trial_result(epoch, [trial], trial, trial.last_result)
+        wait_for_calls(2 + epoch)
+        assert [m.step for m in client.calls[-1][1]["metrics"]] == [epoch]
+    assert callback.finish() == []
+
+
+def test_metrics_held_through_an_outage_are_all_sent_when_it_ends(callback):
+    client = _RecordingClient()
+    failures = {"left": 2}
+
+    def flaky_log_batch(run_id, metrics=(), params=(), tags=()):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionError("connection refused")
+        client.calls.append(("log_batch", {"metrics": list(metrics)}))
+
+    client.log_batch = flaky_log_batch
+    callback._client = client
+    callback.run_ids["t1"] = "run-t1"
+    trial = _Trial("t1")
+    _epochs(callback, trial, 4)
+
+    def sent() -> list[int]:
+        return sorted(m.step for _, kw in client.calls for m in kw["metrics"] if m.key == "val_auc")
+
+    deadline = time.monotonic() + 10
+    while sent() != [1, 2, 3, 4] and time.monotonic() < deadline:  # retried without finish() asking
+        time.sleep(0.02)
+    assert callback.finish() == []
+    assert sent() == [1, 2, 3, 4] and failures["left"] == 0
