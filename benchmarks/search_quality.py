@@ -48,7 +48,7 @@ def plot(runs: list[dict], budget: int, path: Path) -> None:
     ax.axvline(budget, color="grey", ls=":", lw=1)
     ax.set_xlabel("epochs spent (all trials)")
     ax.set_ylabel("best val AUC so far")
-    ax.set_title("PneumoniaMNIST demo space: TPE vs random search, both with ASHA")
+    ax.set_title("PneumoniaMNIST demo space: TPE vs random, both with ASHA", fontsize=11)
     low = min(_at(best_so_far(r["history"]), 3) for r in runs)
     ax.set_ylim(max(0.9, low - 0.005), 1.0)
     ax.legend(loc="lower right")
