@@ -16,7 +16,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def run_demo(sampler: str, seed: int, scheduler: str, samples: int, extra: list[str] | None = None) -> dict[str, Any]:
+def run_demo(sampler: str, seed: int, scheduler: str, samples: int) -> dict[str, Any]:
     """One demo sweep in a fresh Ray instance, MLflow in a throwaway sqlite store."""
     import ray
 
@@ -28,8 +28,7 @@ def run_demo(sampler: str, seed: int, scheduler: str, samples: int, extra: list[
     spec = load_spec("spaces/demo.yaml", [
         f"name={name}", f"search.num_samples={samples}", f"search.sampler.name={sampler}",
         f"search.sampler.seed={seed}", f"search.scheduler.name={scheduler}", f"storage={work / 'ray_results'}",
-        f"mlflow.tracking_uri=sqlite:///{work}/mlruns.db", f"mlflow.artifact_location={work / 'art'}",
-        *(extra or [])])
+        f"mlflow.tracking_uri=sqlite:///{work}/mlruns.db", f"mlflow.artifact_location={work / 'art'}"])
     started = time.perf_counter()
     outcome = run_sweep(spec, run_name=name)
     wall = time.perf_counter() - started

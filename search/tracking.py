@@ -150,7 +150,7 @@ class MlflowTrialCallback(tune.Callback):
         self.results_logged = 0
         self._pending: deque[tuple[str, Callable[[], None]]] = deque()
         # Metrics not yet sent, per trial, and the trials with a send already queued: the logging
-        # thread sends whatever has gathered in one log_batch (see ``_take_metrics``).
+        # thread sends whatever has gathered in one log_batch (see ``_log_batch_with_unsent``).
         self._unsent: dict[str, list[Any]] = {}
         self._send_queued: set[str] = set()
         self._offline = False
@@ -273,26 +273,27 @@ class MlflowTrialCallback(tune.Callback):
         self._thread, self._stopping = None, False
         return [description for description, _ in self._pending]
 
-    def _take_metrics(self, trial_id: str) -> list[Any]:
-        """The trial's metrics not yet sent, to go in the log_batch the logging thread is making.
+    def _log_batch_with_unsent(self, trial_id: str, run_id: str, **batch: Any) -> None:
+        """One log_batch of ``batch`` (params, tags) plus every metric of the trial not yet sent.
 
-        Metrics are gathered rather than sent one call per epoch: when the thread falls behind (a
-        burst of short trials, a slow server, an outage) every epoch that piled up goes in one
-        transaction, and the run's creation and its end each carry along what gathered before them.
-        benchmarks/bookkeeping.py: 7 MLflow transactions per 3-epoch trial became about 4.
+        Runs on the logging thread. Metrics are gathered rather than sent one call per epoch: when
+        the thread falls behind (a burst of short trials, a slow server, an outage) every epoch that
+        piled up goes in one transaction, and the run's creation and its end each carry along what
+        gathered before them. benchmarks/bookkeeping.py: 7 MLflow transactions per 3-epoch trial
+        became about 4. Metrics leave the buffer only once MLflow has them, so a failed call is
+        retried with them.
         """
         with self._wake:
             self._send_queued.discard(trial_id)  # metrics reported from now on queue a new send
-            return list(self._unsent.get(trial_id, ()))
-
-    def _sent_metrics(self, trial_id: str, count: int) -> None:
-        """The first ``count`` unsent metrics of the trial are in MLflow now."""
+            metrics = list(self._unsent.get(trial_id, ()))
+        if not metrics and not any(batch.values()):
+            return
+        self.client.log_batch(run_id, metrics=metrics, **batch)
         with self._wake:
-            unsent = self._unsent.get(trial_id)
-            if unsent is not None:
-                del unsent[:count]
-                if not unsent:
-                    del self._unsent[trial_id]
+            unsent = self._unsent.get(trial_id, [])
+            del unsent[:len(metrics)]
+            if not unsent:
+                self._unsent.pop(trial_id, None)
 
     # -- hooks -----------------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
@@ -314,9 +315,7 @@ class MlflowTrialCallback(tune.Callback):
                 "mlflow.parentRunId": self.parent_run_id, "medtune.trial_id": trial_id,
                 "medtune.architecture": architecture, "medtune.outcome": "running"})
             self.run_ids[trial_id] = run.info.run_id
-            metrics = self._take_metrics(trial_id)
-            self.client.log_batch(run.info.run_id, params=params, metrics=metrics)
-            self._sent_metrics(trial_id, len(metrics))
+            self._log_batch_with_unsent(trial_id, run.info.run_id, params=params)
 
         self._call(f"create run of trial {trial_id}", start_or_continue)
 
@@ -330,13 +329,8 @@ class MlflowTrialCallback(tune.Callback):
                 return  # the send already queued takes this epoch along
             self._send_queued.add(trial_id)
 
-        def send() -> None:
-            metrics = self._take_metrics(trial_id)
-            if metrics:
-                self.client.log_batch(self.run_ids[trial_id], metrics=metrics)
-                self._sent_metrics(trial_id, len(metrics))
-
-        self._call(f"metrics of trial {trial_id} from epoch {step}", send)
+        self._call(f"metrics of trial {trial_id} from epoch {step}",
+                   lambda: self._log_batch_with_unsent(trial_id, self.run_ids[trial_id]))
 
     def on_checkpoint(self, iteration: int, trials: list["Trial"], trial: "Trial", checkpoint: Any, **info: Any) -> None:
         # Tune processes a checkpoint right after the result it came with: pair them.
@@ -392,9 +386,7 @@ class MlflowTrialCallback(tune.Callback):
         def close() -> None:
             run_id = self.run_ids[trial_id]
             self._log_best_checkpoint(trial_id, checkpoint, run_id)
-            metrics = self._take_metrics(trial_id)
-            self.client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
-            self._sent_metrics(trial_id, len(metrics))
+            self._log_batch_with_unsent(trial_id, run_id, tags=[RunTag(k, v) for k, v in tags.items()])
             self.client.set_terminated(run_id, status=status)
 
         self._call(f"checkpoint, outcome and end of trial {trial_id}", close)
