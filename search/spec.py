@@ -85,6 +85,10 @@ class SearchSpec:
     scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
     max_failures: int = 0
     checkpoints_to_keep: int = 2
+    # Wall-clock budget of Tuner.fit in seconds (None: until num_samples trials finish). When it
+    # runs out Tune stops the running trials at their last reported epoch; the sweep still ranks,
+    # logs and writes best_config.yaml from what finished ("a 30-minute search").
+    time_budget_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -274,6 +278,7 @@ def validate_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
         "max_concurrent": (int, 2, _at_least(1)),
         "max_failures": (int, 0, _at_least(0)),
         "checkpoints_to_keep": (int, 2, _at_least(1)),
+        "time_budget_s": (float, None, _at_least(0, inclusive=False)),
     }, problems)
     sampler = _section(nested.get("sampler", {}), "search.sampler", {
         "name": (str, "tpe", _one_of(SAMPLERS)),

@@ -83,6 +83,7 @@ def build_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] |
             search_alg=searcher,
             scheduler=build_scheduler(spec),
             num_samples=spec.search.num_samples,
+            time_budget_s=spec.search.time_budget_s,
             # The ConcurrencyLimiter above enforces max_concurrent (Tune warns if both are set).
             reuse_actors=True,
             trial_dirname_creator=trial_dirname,

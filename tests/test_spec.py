@@ -77,6 +77,8 @@ def test_shipped_space_files_validate(shipped):
         ("fixed.epochs", 3, "fixed.epochs", "search.scheduler.max_t"),
         ("search.num_samples", "many", "search.num_samples", "expected an integer"),
         ("search.num_samples", 0, "search.num_samples", ">= 1"),
+        ("search.time_budget_s", 0, "search.time_budget_s", "> 0"),
+        ("search.time_budget_s", "30m", "search.time_budget_s", "expected a number"),
         ("resources.gpu", "one", "resources.gpu", "expected a number"),
         ("fixed.batch_size", 8.5, "fixed.batch_size", "expected int"),
         ("fixed.class_weighted", "yes", "fixed.class_weighted", "expected bool"),
