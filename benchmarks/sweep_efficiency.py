@@ -5,6 +5,9 @@
    (b) as the only trial of a medtune sweep (Ray Tune trial process, Optuna TPE, ASHA, MLflow
    logging, Tune checkpoints). Reported: wall seconds per epoch of (b), measured as the trial's
    own ``time_total_s`` (from its start to its last result, process start-up excluded), over (a).
+   ``--repeats`` alternates (a) and (b) so that drift of a noisy machine falls on both. While (b)
+   trains, ``cpu_sampler`` records how many cores the other processes (Tune driver, raylet, GCS,
+   Ray's helpers) take from the trial.
 2. Sweep efficiency: for the demo sweep, the trials' summed ``time_total_s`` over (``Tuner.fit``
    wall time x concurrent slots); the same over the whole command's wall time (data preparation,
    Ray start-up, leaderboard, plots and model logging included) is reported beside it.
@@ -23,7 +26,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cpu_sampler import CpuSampler  # noqa: E402
 from search.loader import load_spec  # noqa: E402
 from search.sweep import run_sweep  # noqa: E402
 from trainables.config import TrialConfig  # noqa: E402
@@ -54,11 +59,12 @@ def as_sweep(epochs: int, threads: int, work: Path) -> dict:
         f"search.scheduler.max_t={epochs}", f"fixed={json.dumps(fixed)}",
         "space={dropout: {uniform: [0.3, 0.30001]}}", f"storage={work / 'rr1'}",
         f"mlflow.tracking_uri=sqlite:///{work}/overhead.db", f"mlflow.artifact_location={work / 'art1'}"])
-    outcome = run_sweep(spec, run_name="overhead")
+    with CpuSampler() as sampler:
+        outcome = run_sweep(spec, run_name="overhead")
     result = next(iter(outcome.results))
     total = float(result.metrics["time_total_s"])
     return {"time_total_s": total, "per_epoch": total / epochs,
-            "epoch_seconds": list(result.metrics_dataframe["epoch_seconds"])}
+            "epoch_seconds": list(result.metrics_dataframe["epoch_seconds"]), "cpu": sampler.result()}
 
 
 def demo_efficiency(work: Path, samples: int) -> dict:
@@ -78,22 +84,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="alternating bare / sweep pairs")
     parser.add_argument("--demo-samples", type=int, default=12)
+    parser.add_argument("--skip-demo", action="store_true", help="item 1 only")
     parser.add_argument("--out", default="benchmarks/results/sweep_efficiency.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="medtune-efficiency-"))
 
-    a = bare(args.epochs, args.threads, work)
-    b = as_sweep(args.epochs, args.threads, work)
     import ray
 
-    ray.shutdown()
-    c = demo_efficiency(work, args.demo_samples)
+    bares, sweeps = [], []
+    for i in range(args.repeats):
+        bares.append(bare(args.epochs, args.threads, work / f"pair{i}"))
+        sweeps.append(as_sweep(args.epochs, args.threads, work / f"pair{i}"))
+        ray.shutdown()
+        print(f"pair {i}: bare {bares[-1]['per_epoch']:.2f} s, sweep {sweeps[-1]['per_epoch']:.2f} s per epoch; "
+              f"other processes {sweeps[-1]['cpu'].get('other_cores', float('nan')):.3f} cores", flush=True)
+    a = {"per_epoch": sum(r["per_epoch"] for r in bares) / len(bares), "runs": bares}
+    b = {"per_epoch": sum(r["per_epoch"] for r in sweeps) / len(sweeps), "runs": sweeps}
+    c = None if args.skip_demo else demo_efficiency(work, args.demo_samples)
     result = {"bare": a, "sweep": b, "overhead_ratio": b["per_epoch"] / a["per_epoch"], "demo": c}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"\n1. per-epoch wall: bare {a['per_epoch']:.2f} s, in a sweep {b['per_epoch']:.2f} s: "
           f"ratio {result['overhead_ratio']:.3f} (target <= 1.05)")
+    for i, run in enumerate(sweeps):
+        print(f"   pair {i}: other processes used {run['cpu'].get('other_cores', float('nan')):.3f} cores while "
+              f"the trial trained: {run['cpu'].get('other_by_process')}")
+    if c is None:
+        return
     print(f"6. demo sweep: trials busy {c['trial_seconds']:.1f} s over {c['fit_seconds']:.1f} s of Tuner.fit x "
           f"{c['slots']} slots: efficiency {c['efficiency']:.2f} (target >= 0.90); over the whole command "
           f"({c['wall']:.1f} s with data, Ray start-up, plots and model logging): {c['efficiency_whole_command']:.2f}")
