@@ -16,8 +16,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def run_demo(sampler: str, seed: int, scheduler: str, samples: int) -> dict[str, Any]:
-    """One demo sweep in a fresh Ray instance, MLflow in a throwaway sqlite store."""
+def run_demo(sampler: str, seed: int, scheduler: str, samples: int,
+             overrides: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One demo sweep in a fresh Ray instance, MLflow in a throwaway sqlite store.
+
+    ``overrides`` are more ``--set`` items (``search.scheduler.max_t=8``), applied last.
+    """
     import ray
 
     from search.loader import load_spec
@@ -28,7 +32,7 @@ def run_demo(sampler: str, seed: int, scheduler: str, samples: int) -> dict[str,
     spec = load_spec("spaces/demo.yaml", [
         f"name={name}", f"search.num_samples={samples}", f"search.sampler.name={sampler}",
         f"search.sampler.seed={seed}", f"search.scheduler.name={scheduler}", f"storage={work / 'ray_results'}",
-        f"mlflow.tracking_uri=sqlite:///{work}/mlruns.db", f"mlflow.artifact_location={work / 'art'}"])
+        f"mlflow.tracking_uri=sqlite:///{work}/mlruns.db", f"mlflow.artifact_location={work / 'art'}", *overrides])
     started = time.perf_counter()
     outcome = run_sweep(spec, run_name=name)
     wall = time.perf_counter() - started
@@ -48,7 +52,8 @@ def run_demo(sampler: str, seed: int, scheduler: str, samples: int) -> dict[str,
     epochs.sort(key=lambda e: (e["time"], e["trial_id"], e["epoch"]))
     best = max((e["val_auc"] for e in epochs), default=float("nan"))
     return {"name": name, "sampler": sampler, "seed": seed, "scheduler": scheduler, "samples": samples,
-            "max_t": spec.search.scheduler.max_t, "wall_seconds": wall, "fit_seconds": outcome.fit_seconds,
+            "max_t": spec.search.scheduler.max_t,
+            "reduction_factor": spec.search.scheduler.reduction_factor, "grace_period": spec.search.scheduler.grace_period, "wall_seconds": wall, "fit_seconds": outcome.fit_seconds,
             "epochs_run": len(epochs), "best_val_auc": best, "trials": trials, "history": epochs}
 
 
