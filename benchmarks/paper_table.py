@@ -115,10 +115,19 @@ def main() -> None:
     parser.add_argument("--paper-architectures", nargs="*", help="default: the whole grid of paper_table5.yaml")
     parser.add_argument("--skip-search", action="store_true")
     parser.add_argument("--skip-paper", action="store_true")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="run nothing: join the rows of earlier runs (the search and the paper side run apart)")
     parser.add_argument("--out", default="benchmarks/results/paper_table.json")
     args = parser.parse_args()
+    if args.merge:
+        parts = [json.loads(Path(p).read_text()) for p in args.merge]
+        rows = [row for part in parts for row in part["rows"]]
+        Path(args.out).write_text(json.dumps({"args": [p["args"] for p in parts], "anchors": ANCHORS, "rows": rows},
+                                             indent=1, default=str))
+        print(table(rows))
+        return
     work = Path(tempfile.mkdtemp(prefix="medtune-paper-table-"))
-    rows: list[dict[str, Any]] = []
+    rows = []
     if not args.skip_search:
         rows.append(search_row(args.search_minutes, args.search_samples, work))
     if not args.skip_paper:
