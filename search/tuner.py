@@ -102,7 +102,10 @@ def build_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] |
                 metric_columns=metric_columns,
                 parameter_columns=parameter_columns,
                 max_report_frequency=30,
-                sort_by_metric=True,
+                # Tune sorts finished trials by the metric with None for trials that never
+                # reported, and Python cannot order None against floats: a time budget that
+                # stops a just-started trial made Tuner.fit raise at its last progress print.
+                sort_by_metric=spec.search.time_budget_s is None,
             ),
             verbose=1,
         ),
