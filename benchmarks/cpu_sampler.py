@@ -19,19 +19,33 @@ TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 TRIAL_MARKERS = ("ImplicitFunc", "tune_trainable")
 
 
-def _snapshot() -> dict[int, tuple[str, int]]:
-    """pid -> (command line, user + system ticks) for every readable process."""
-    out: dict[int, tuple[str, int]] = {}
+def _comm_and_ticks(stat: str) -> tuple[str, int]:
+    """(comm, user + system ticks) from a /proc stat line."""
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+    return stat[stat.index("(") + 1: stat.rindex(")")], int(fields[11]) + int(fields[12])
+
+
+def _snapshot() -> dict[int | tuple[int, int], tuple[str, int]]:
+    """pid -> (command line, ticks) for every readable process, and (pid, tid) -> (thread name,
+    ticks) for the threads of trial processes: torch's OpenMP threads and Ray's own (gRPC, io,
+    metrics) threads live in the same process, and only their names tell them apart."""
+    out: dict[int | tuple[int, int], tuple[str, int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            comm, ticks = _comm_and_ticks((entry / "stat").read_text())
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
-        out[int(entry.name)] = (cmd or stat[stat.index("(") + 1: stat.rindex(")")], int(fields[11]) + int(fields[12]))
+        pid = int(entry.name)
+        out[pid] = (cmd or comm, ticks)
+        if any(m in cmd for m in TRIAL_MARKERS):
+            for task in (entry / "task").iterdir():
+                try:
+                    out[(pid, int(task.name))] = _comm_and_ticks((task / "stat").read_text())
+                except OSError:
+                    continue
     return out
 
 
@@ -81,9 +95,13 @@ class CpuSampler:
         seconds = t1 - t0
         per_process: dict[str, float] = {}
         trial = other = 0.0
+        trial_threads: dict[str, float] = {}
         for pid, (cmd, ticks) in last.items():
             used = (ticks - first.get(pid, (cmd, 0))[1] if pid in first else ticks) / TICKS
             if used <= 0:
+                continue
+            if isinstance(pid, tuple):
+                trial_threads[cmd] = trial_threads.get(cmd, 0.0) + used
                 continue
             if any(m in cmd for m in TRIAL_MARKERS):
                 trial += used
@@ -93,4 +111,6 @@ class CpuSampler:
                 per_process[name] = per_process.get(name, 0.0) + used
         top = sorted(per_process.items(), key=lambda kv: -kv[1])[:8]
         return {"window_seconds": seconds, "trial_cores": trial / seconds, "other_cores": other / seconds,
-                "other_by_process": {k: round(v / seconds, 4) for k, v in top}}
+                "other_by_process": {k: round(v / seconds, 4) for k, v in top},
+                "trial_by_thread_name": {k: round(v / seconds, 4)
+                                         for k, v in sorted(trial_threads.items(), key=lambda kv: -kv[1])[:12]}}

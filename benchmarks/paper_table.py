@@ -51,8 +51,13 @@ def _final(spec: Any, out: Path) -> dict[str, Any]:
             "wall_seconds": time.perf_counter() - started, "config": summary["members"][0]}
 
 
-def paper_rows(epochs: int, architectures: list[str] | None, work: Path) -> list[dict[str, Any]]:
-    """One final run per architecture of the paper's grid, at its fixed hyperparameters."""
+def paper_rows(epochs: int, architectures: list[str] | None, work: Path,
+               pretrained: str | None = None) -> list[dict[str, Any]]:
+    """One final run per architecture of the paper's grid, at its fixed hyperparameters.
+
+    ``pretrained`` replaces the space file's ``imagenet`` (``none``: from scratch, where no ImageNet
+    weights can be reached). An architecture that fails is recorded with its error; the others run.
+    """
     from search.loader import read_yaml
     from search.spec import validate_spec
 
@@ -60,12 +65,19 @@ def paper_rows(epochs: int, architectures: list[str] | None, work: Path) -> list
     grid = raw["space"]["architecture"]["choice"]
     rows = []
     for arch in architectures or grid:
-        doc = {**raw, "name": f"paper-{arch}", "space": {}, "fixed": {**raw["fixed"], "architecture": arch},
+        fixed = {**raw["fixed"], "architecture": arch, **({"pretrained": pretrained} if pretrained else {})}
+        doc = {**raw, "name": f"paper-{arch}", "space": {}, "fixed": fixed,
                "search": {**raw["search"], "num_samples": 1, "sampler": {"name": "random"},
                           "scheduler": {"name": "fifo", "max_t": epochs}},
                "mlflow": {"tracking_uri": f"sqlite:///{work}/mlruns.db", "artifact_location": str(work / "art")}}
         spec = validate_spec(doc, source=f"spaces/paper_table5.yaml (architecture={arch})")
-        row = {"name": f"paper: {arch}", "architecture": arch, **_final(spec, work / f"paper-{arch}")}
+        try:
+            row = {"name": f"paper: {arch} ({fixed['pretrained']})", "architecture": arch,
+                   **_final(spec, work / f"paper-{arch}")}
+        except Exception as exc:  # one architecture's failure must not lose the others' rows
+            print(f"paper {arch}: failed: {exc}", flush=True)
+            rows.append({"name": f"paper: {arch}", "architecture": arch, "error": str(exc)})
+            continue
         print(f"paper {arch}: test AUC {row['test_auc']:.4f}, accuracy {row['test_accuracy']:.4f}, "
               f"{row['epochs']} epochs in {row['train_seconds']:.0f} s", flush=True)
         rows.append(row)
@@ -101,6 +113,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     for name, (auc, acc) in ANCHORS.items():
         lines.append(f"| {name} (published) | {auc:.3f} | {acc:.3f} | | |")
     for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['name']} | failed: {r['error'][:80]} | | | |")
+            continue
         lines.append(f"| {r['name']} | {r['test_auc']:.3f} ({r['auc_ci95'][0]:.3f}-{r['auc_ci95'][1]:.3f}) | "
                      f"{r['test_accuracy']:.3f} ({r['accuracy_ci95'][0]:.3f}-{r['accuracy_ci95'][1]:.3f}) | "
                      f"{r['epochs']} | {r['train_seconds']:.0f} |")
@@ -113,6 +128,7 @@ def main() -> None:
     parser.add_argument("--search-samples", type=int, default=200, help="more than fit in the budget")
     parser.add_argument("--paper-epochs", type=int, default=10, help="the paper's: 10")
     parser.add_argument("--paper-architectures", nargs="*", help="default: the whole grid of paper_table5.yaml")
+    parser.add_argument("--paper-pretrained", help="replaces the space file's 'imagenet' (none: from scratch)")
     parser.add_argument("--skip-search", action="store_true")
     parser.add_argument("--skip-paper", action="store_true")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
@@ -131,7 +147,7 @@ def main() -> None:
     if not args.skip_search:
         rows.append(search_row(args.search_minutes, args.search_samples, work))
     if not args.skip_paper:
-        rows.extend(paper_rows(args.paper_epochs, args.paper_architectures, work))
+        rows.extend(paper_rows(args.paper_epochs, args.paper_architectures, work, args.paper_pretrained))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"args": vars(args), "anchors": ANCHORS, "rows": rows}, indent=1, default=str))
     print("\n" + table(rows))

@@ -24,7 +24,7 @@ def test_paper_table_runs_final_on_a_paper_architecture(tmp_path):
     assert row["architecture"] == "simple_cnn" and row["epochs"] == 1
     assert row["config"]["batch_size"] == 8 and row["config"]["dropout"] == 0.4  # the paper's fixed values
     assert 0.5 < row["test_auc"] <= 1 and 0 < row["test_accuracy"] <= 1
-    assert "| paper: simple_cnn |" in proc.stdout and "Google AutoML Vision" in proc.stdout
+    assert "| paper: simple_cnn (imagenet) |" in proc.stdout and "Google AutoML Vision" in proc.stdout
 
 
 def test_cpu_sampler_tells_the_trial_from_the_other_processes():
