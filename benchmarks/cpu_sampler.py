@@ -91,13 +91,18 @@ class CpuSampler:
                      if any(m in cmd for cmd, _ in snap.values() for m in TRIAL_MARKERS)]
         if len(in_window) < 2:
             return {}
-        (t0, first), (t1, last) = in_window[0], in_window[-1]
+        (t0, first), (t1, _) = in_window[0], in_window[-1]
         seconds = t1 - t0
+        # Last value seen in the window for each process and thread: a thread that ends before the
+        # window does (the trial's training thread, when the trial finishes) keeps its ticks.
+        last: dict[int | tuple[int, int], tuple[str, int]] = {}
+        for _, snap in in_window:
+            last.update(snap)
         per_process: dict[str, float] = {}
         trial = other = 0.0
         trial_threads: dict[str, float] = {}
         for pid, (cmd, ticks) in last.items():
-            used = (ticks - first.get(pid, (cmd, 0))[1] if pid in first else ticks) / TICKS
+            used = (ticks - first[pid][1] if pid in first else ticks) / TICKS
             if used <= 0:
                 continue
             if isinstance(pid, tuple):

@@ -110,7 +110,8 @@ def main() -> None:
           f"ratio {result['overhead_ratio']:.3f} (target <= 1.05)")
     for i, run in enumerate(sweeps):
         print(f"   pair {i}: other processes used {run['cpu'].get('other_cores', float('nan')):.3f} cores while "
-              f"the trial trained: {run['cpu'].get('other_by_process')}")
+              f"the trial trained: {run['cpu'].get('other_by_process')}; the trial process by thread name: "
+              f"{run['cpu'].get('trial_by_thread_name')}")
     if c is None:
         return
     print(f"6. demo sweep: trials busy {c['trial_seconds']:.1f} s over {c['fit_seconds']:.1f} s of Tuner.fit x "

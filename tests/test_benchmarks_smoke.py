@@ -40,3 +40,5 @@ def test_cpu_sampler_tells_the_trial_from_the_other_processes():
     # The busy child burnt 1.5 s of CPU; whatever the sampler missed at the window's edges, most is there.
     assert result["trial_cores"] * result["window_seconds"] > 0.5
     assert "ImplicitFunc" not in json.dumps(result["other_by_process"])
+    # The split of trial processes by thread holds the same CPU time.
+    assert sum(result["trial_by_thread_name"].values()) * result["window_seconds"] > 0.5
