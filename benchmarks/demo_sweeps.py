@@ -52,8 +52,8 @@ def run_demo(sampler: str, seed: int, scheduler: str, samples: int,
     epochs.sort(key=lambda e: (e["time"], e["trial_id"], e["epoch"]))
     best = max((e["val_auc"] for e in epochs), default=float("nan"))
     return {"name": name, "sampler": sampler, "seed": seed, "scheduler": scheduler, "samples": samples,
-            "max_t": spec.search.scheduler.max_t,
-            "reduction_factor": spec.search.scheduler.reduction_factor, "grace_period": spec.search.scheduler.grace_period, "wall_seconds": wall, "fit_seconds": outcome.fit_seconds,
+            "max_t": spec.search.scheduler.max_t, "reduction_factor": spec.search.scheduler.reduction_factor,
+            "grace_period": spec.search.scheduler.grace_period, "wall_seconds": wall, "fit_seconds": outcome.fit_seconds,
             "epochs_run": len(epochs), "best_val_auc": best, "trials": trials, "history": epochs}
 
 
