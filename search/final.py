@@ -42,10 +42,15 @@ class FinalMember:
 
 @dataclass
 class FinalOutcome:
+    """What a final run produced; the same facts ``report.json`` records, for callers in Python."""
+
     run_id: str | None
     reports: list[Any]
     out_dir: Path
     model_uri: str | None
+    epochs: int
+    train_seconds: float
+    member_configs: list[dict[str, Any]]
 
 
 def final_splits(splits: Any, calibration_fraction: float, seed: int) -> Any:
@@ -145,7 +150,8 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
     run_id = model_uri = None
     if spec.mlflow.enabled:
         run_id, model_uri = _log_to_mlflow(spec, members, reports, data, out, n_epochs, register)
-    return FinalOutcome(run_id, reports, out, model_uri)
+    return FinalOutcome(run_id, reports, out, model_uri, epochs=n_epochs, train_seconds=train_seconds,
+                        member_configs=[m.config for m in members])
 
 
 def _write_artifacts(out: Path, spec: SweepSpec, members: list[FinalMember], reports: list[Any], data: Any,
