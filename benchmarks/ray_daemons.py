@@ -1,0 +1,132 @@
+"""Where item 1's overhead goes: the bare training loop beside an idle Ray node.
+
+``sweep_efficiency.py`` finds a sweep's trial a few per cent slower per epoch than the bare loop,
+while ``cpu_sampler`` shows Ray's daemons using only about 0.05 cores. This script takes Tune,
+Optuna, ASHA, MLflow and the Ray worker out of the picture: it runs the *same* bare loop
+(``sweep_efficiency.bare``, in this process) in alternating conditions:
+
+* ``alone``: no Ray on the machine;
+* ``beside_ray``: a helper process holds ``ray.init(address="local", include_dashboard=False)``,
+  as ``medtune sweep`` starts Ray, and does nothing else;
+* ``beside_quiet_ray``: the same with Ray's periodic timers slowed (``--quiet-env``);
+* ``nice15``: alone, at the niceness Ray gives its worker processes (``RAY_worker_niceness``).
+
+It also counts the Ray daemons' wake-ups per second (context switches of their threads). On a
+2-core machine each wake-up preempts one of torch's two OpenMP threads, and the other waits for it
+at the next barrier, so a small CPU share can cost a larger share of the loop's time.
+
+    MEDTUNE_DATA_DIR=../shared/data MEDTUNE_WEIGHTS_DIR=../shared/weights \\
+        .venv/bin/python benchmarks/ray_daemons.py --epochs 3 --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sweep_efficiency import bare  # noqa: E402
+
+#: Slower periodic timers of the raylet (Ray's defaults: 100, 100, 10000, 250 ms).
+QUIET_ENV = {"RAY_raylet_report_resources_period_milliseconds": "1000",
+             "RAY_raylet_check_gc_period_milliseconds": "1000",
+             "RAY_metrics_report_interval_ms": "60000", "RAY_memory_monitor_refresh_ms": "1000"}
+DAEMONS = ("raylet", "gcs_server", "log_monitor", "dashboard", "monitor.py")
+HOLD_RAY = ("import ray, time; ray.init(address='local', include_dashboard=False); print('up', flush=True); "
+            "time.sleep(3600)")
+
+
+def _switches() -> dict[tuple[str, str], int]:
+    """(pid, tid) -> voluntary + involuntary context switches, for every thread of Ray's daemons."""
+    out = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().decode(errors="replace")
+            if not any(d in cmd for d in DAEMONS):
+                continue
+            for task in (proc / "task").iterdir():
+                fields = dict(line.split(":\t", 1) for line in (task / "status").read_text().splitlines()
+                              if ":\t" in line)
+                out[(proc.name, task.name)] = (int(fields["voluntary_ctxt_switches"])
+                                               + int(fields["nonvoluntary_ctxt_switches"]))
+        except (OSError, KeyError, ValueError):
+            continue
+    return out
+
+
+def daemon_wakeups_per_second(window: float = 5.0) -> float:
+    before = _switches()
+    time.sleep(window)
+    after = _switches()
+    return sum(after[k] - before[k] for k in after if k in before) / window
+
+
+def beside_ray(epochs: int, threads: int, work: Path, env_extra: dict[str, str]) -> tuple[float, float]:
+    """(per-epoch seconds of the bare loop, Ray daemons' wake-ups per second) next to an idle node."""
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **env_extra}
+    helper = subprocess.Popen([sys.executable, "-c", HOLD_RAY], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    try:
+        helper.stdout.readline()
+        time.sleep(10)  # let the prestarted idle workers finish importing
+        wakeups = daemon_wakeups_per_second()
+        per_epoch = bare(epochs, threads, work)["per_epoch"]
+    finally:
+        helper.kill()
+        helper.wait()
+        # a killed driver leaves the node it started running: stop it, or it would be beside the next "alone"
+        subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True)
+        time.sleep(3)
+    return per_epoch, wakeups
+
+
+def at_niceness(epochs: int, threads: int, work: Path, niceness: int) -> float:
+    code = (f"import os, sys, json; os.nice({niceness}); sys.path[:0] = {sys.path[:2]!r}; "
+            f"from pathlib import Path; from sweep_efficiency import bare; "
+            f"print(json.dumps(bare({epochs}, {threads}, Path({str(work)!r}))['per_epoch']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="alternations of the four conditions")
+    parser.add_argument("--quiet-env", default=json.dumps(QUIET_ENV), help="JSON: RAY_* settings of the quiet node")
+    parser.add_argument("--out", default="benchmarks/results/ray_daemons.json")
+    args = parser.parse_args()
+    quiet_env = json.loads(args.quiet_env)
+    work = Path(tempfile.mkdtemp(prefix="medtune-ray-daemons-"))
+    per_epoch: dict[str, list[float]] = {"alone": [], "beside_ray": [], "beside_quiet_ray": [], "nice15": []}
+    wakeups: dict[str, list[float]] = {"beside_ray": [], "beside_quiet_ray": []}
+    for r in range(args.rounds):
+        per_epoch["alone"].append(bare(args.epochs, args.threads, work / f"alone{r}")["per_epoch"])
+        for name, env in (("beside_ray", {}), ("beside_quiet_ray", quiet_env)):
+            seconds, rate = beside_ray(args.epochs, args.threads, work / f"{name}{r}", env)
+            per_epoch[name].append(seconds)
+            wakeups[name].append(rate)
+        per_epoch["nice15"].append(at_niceness(args.epochs, args.threads, work / f"nice{r}", 15))
+        print(f"round {r}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in per_epoch.items())
+              + "; daemon wake-ups/s " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in wakeups.items()), flush=True)
+    mean = {k: sum(v) / len(v) for k, v in per_epoch.items()}
+    ratios = {k: mean[k] / mean["alone"] for k in mean}
+    result = {"per_epoch": per_epoch, "mean_per_epoch": mean, "ratio_to_alone": ratios, "daemon_wakeups": wakeups,
+              "quiet_env": quiet_env, "epochs": args.epochs, "threads": args.threads}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print("per-epoch seconds / alone: " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
+
+
+if __name__ == "__main__":
+    main()
