@@ -54,13 +54,17 @@ def plain(trials: int, concurrency: int, work: Path, reuse_actors: bool | None) 
     return wall
 
 
-def medtune(trials: int, concurrency: int, work: Path) -> float:
+def medtune(trials: int, concurrency: int, work: Path, stock_node: bool = False) -> float:
+    """Wall seconds of medtune's stack; ``stock_node`` starts Ray with its default daemon timers
+    instead of ``search.ray_node.init_ray``'s slower ones (which pace resource reports at 1 s)."""
     import ray
 
+    from search.ray_node import init_ray
     from search.spec import validate_spec
     from search.tracking import MlflowTrialCallback, ensure_experiment, mlflow_client
     from search.tuner import build_tuner
 
+    work.mkdir(parents=True, exist_ok=True)
     spec = validate_spec({
         "name": "bookkeeping", "data": {"source": "pneumoniamnist"}, "metric": {"name": "val_auc", "mode": "max"},
         "search": {"num_samples": trials, "max_concurrent": concurrency, "sampler": {"name": "tpe", "seed": 0},
@@ -71,7 +75,10 @@ def medtune(trials: int, concurrency: int, work: Path) -> float:
         "mlflow": {"tracking_uri": f"sqlite:///{work}/mlruns.db", "artifact_location": str(work / "art")},
         "storage": str(work / "medtune"),
     }, source="bookkeeping")
-    ray.init(address="local", num_cpus=concurrency, include_dashboard=False, log_to_driver=False)
+    if stock_node:
+        ray.init(address="local", num_cpus=concurrency, include_dashboard=False, log_to_driver=False)
+    else:
+        init_ray(num_cpus=concurrency, log_to_driver=False)  # the local node exactly as `medtune sweep` starts it
     client = mlflow_client(spec.mlflow.tracking_uri)
     experiment = ensure_experiment(client, "bookkeeping", spec.mlflow.artifact_location)
     parent = client.create_run(experiment, run_name="bookkeeping").info.run_id
@@ -99,6 +106,8 @@ def main() -> None:
     parser.add_argument("--default-plain-trials", type=int, default=0,
                         help="also time plain Ray Tune with its default actor handling (a new process per "
                              "trial) on this many trials")
+    parser.add_argument("--stock-node-too", action="store_true",
+                        help="also time medtune's stack on a Ray node with Ray's default daemon timers")
     parser.add_argument("--out", default="benchmarks/results/bookkeeping.json")
     args = parser.parse_args()
     import os
@@ -112,6 +121,10 @@ def main() -> None:
         print(f"plain Ray Tune, default actors, {args.default_plain_trials} trials: {d:.1f} s", flush=True)
     a = plain(args.trials, args.concurrency, work, True)
     print(f"plain Ray Tune, reused actors: {a:.1f} s", flush=True)
+    if args.stock_node_too:
+        s = medtune(args.trials, args.concurrency, work / "stock", stock_node=True)
+        result.update(medtune_stock_node_seconds=s, stock_node_ratio=s / a)
+        print(f"medtune on a stock Ray node: {s:.1f} s, ratio {s / a:.2f}", flush=True)
     b = medtune(args.trials, args.concurrency, work)
     result.update(plain_seconds=a, medtune_seconds=b, ratio=b / a)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

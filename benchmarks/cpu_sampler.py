@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 TRIAL_MARKERS = ("ImplicitFunc", "tune_trainable")
@@ -25,17 +26,26 @@ def _comm_and_ticks(stat: str) -> tuple[str, int]:
     return stat[stat.index("(") + 1: stat.rindex(")")], int(fields[11]) + int(fields[12])
 
 
+def processes() -> Iterator[tuple[Path, str]]:
+    """(``/proc/<pid>``, command line) of every process that is still there when read."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        yield entry, cmd
+
+
 def _snapshot() -> dict[int | tuple[int, int], tuple[str, int]]:
     """pid -> (command line, ticks) for every readable process, and (pid, tid) -> (thread name,
     ticks) for the threads of trial processes: torch's OpenMP threads and Ray's own (gRPC, io,
     metrics) threads live in the same process, and only their names tell them apart."""
     out: dict[int | tuple[int, int], tuple[str, int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry, cmd in processes():
         try:
             comm, ticks = _comm_and_ticks((entry / "stat").read_text())
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
         pid = int(entry.name)

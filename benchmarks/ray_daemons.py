@@ -6,9 +6,10 @@ Optuna, ASHA, MLflow and the Ray worker out of the picture: it runs the *same* b
 (``sweep_efficiency.bare``, in this process) in alternating conditions:
 
 * ``alone``: no Ray on the machine;
-* ``beside_ray``: a helper process holds ``ray.init(address="local", include_dashboard=False)``,
-  as ``medtune sweep`` starts Ray, and does nothing else;
-* ``beside_quiet_ray``: the same with Ray's periodic timers slowed (``--quiet-env``);
+* ``beside_ray``: a helper process holds a stock local node,
+  ``ray.init(address="local", include_dashboard=False)``, and does nothing else;
+* ``beside_medtune_ray``: the same node as ``medtune sweep`` starts it now
+  (``search.ray_node.init_ray``), with the slower timers of ``LOCAL_NODE_SYSTEM_CONFIG``;
 * ``nice15``: alone, at the niceness Ray gives its worker processes (``RAY_worker_niceness``).
 
 It also counts the Ray daemons' wake-ups per second (context switches of their threads). On a
@@ -30,30 +31,30 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cpu_sampler import processes  # noqa: E402
 from sweep_efficiency import bare  # noqa: E402
 
-#: Slower periodic timers of the raylet (Ray's defaults: 100, 100, 10000, 250 ms).
-QUIET_ENV = {"RAY_raylet_report_resources_period_milliseconds": "1000",
-             "RAY_raylet_check_gc_period_milliseconds": "1000",
-             "RAY_metrics_report_interval_ms": "60000", "RAY_memory_monitor_refresh_ms": "1000"}
+from search.ray_node import LOCAL_NODE_SYSTEM_CONFIG  # noqa: E402
+
 DAEMONS = ("raylet", "gcs_server", "log_monitor", "dashboard", "monitor.py")
-HOLD_RAY = ("import ray, time; ray.init(address='local', include_dashboard=False); print('up', flush=True); "
-            "time.sleep(3600)")
+#: What each helper process runs to hold a node: a stock one, or the one ``medtune sweep`` starts.
+HOLD = {
+    "beside_ray": "import ray; ray.init(address='local', include_dashboard=False)",
+    "beside_medtune_ray": "from search.ray_node import init_ray; init_ray()",
+}
 
 
 def _switches() -> dict[tuple[str, str], int]:
     """(pid, tid) -> voluntary + involuntary context switches, for every thread of Ray's daemons."""
     out = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
+    for proc, cmd in processes():
+        if not any(d in cmd for d in DAEMONS):
             continue
         try:
-            cmd = (proc / "cmdline").read_bytes().decode(errors="replace")
-            if not any(d in cmd for d in DAEMONS):
-                continue
             for task in (proc / "task").iterdir():
                 fields = dict(line.split(":\t", 1) for line in (task / "status").read_text().splitlines()
                               if ":\t" in line)
@@ -71,10 +72,12 @@ def daemon_wakeups_per_second(window: float = 5.0) -> float:
     return sum(after[k] - before[k] for k in after if k in before) / window
 
 
-def beside_ray(epochs: int, threads: int, work: Path, env_extra: dict[str, str]) -> tuple[float, float]:
+def beside_ray(epochs: int, threads: int, work: Path, hold: str) -> tuple[float, float]:
     """(per-epoch seconds of the bare loop, Ray daemons' wake-ups per second) next to an idle node."""
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **env_extra}
-    helper = subprocess.Popen([sys.executable, "-c", HOLD_RAY], env=env, stdout=subprocess.PIPE,
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    code = f"import time; {hold}; print('up', flush=True); time.sleep(3600)"
+    helper = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True)
     try:
         helper.stdout.readline()
@@ -103,17 +106,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2, help="alternations of the four conditions")
-    parser.add_argument("--quiet-env", default=json.dumps(QUIET_ENV), help="JSON: RAY_* settings of the quiet node")
     parser.add_argument("--out", default="benchmarks/results/ray_daemons.json")
     args = parser.parse_args()
-    quiet_env = json.loads(args.quiet_env)
     work = Path(tempfile.mkdtemp(prefix="medtune-ray-daemons-"))
-    per_epoch: dict[str, list[float]] = {"alone": [], "beside_ray": [], "beside_quiet_ray": [], "nice15": []}
-    wakeups: dict[str, list[float]] = {"beside_ray": [], "beside_quiet_ray": []}
+    per_epoch: dict[str, list[float]] = {"alone": [], "beside_ray": [], "beside_medtune_ray": [], "nice15": []}
+    wakeups: dict[str, list[float]] = {name: [] for name in HOLD}
     for r in range(args.rounds):
         per_epoch["alone"].append(bare(args.epochs, args.threads, work / f"alone{r}")["per_epoch"])
-        for name, env in (("beside_ray", {}), ("beside_quiet_ray", quiet_env)):
-            seconds, rate = beside_ray(args.epochs, args.threads, work / f"{name}{r}", env)
+        for name, hold in HOLD.items():
+            seconds, rate = beside_ray(args.epochs, args.threads, work / f"{name}{r}", hold)
             per_epoch[name].append(seconds)
             wakeups[name].append(rate)
         per_epoch["nice15"].append(at_niceness(args.epochs, args.threads, work / f"nice{r}", 15))
@@ -122,7 +123,7 @@ def main() -> None:
     mean = {k: sum(v) / len(v) for k, v in per_epoch.items()}
     ratios = {k: mean[k] / mean["alone"] for k in mean}
     result = {"per_epoch": per_epoch, "mean_per_epoch": mean, "ratio_to_alone": ratios, "daemon_wakeups": wakeups,
-              "quiet_env": quiet_env, "epochs": args.epochs, "threads": args.threads}
+              "medtune_system_config": LOCAL_NODE_SYSTEM_CONFIG, "epochs": args.epochs, "threads": args.threads}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print("per-epoch seconds / alone: " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from search.loader import dump_yaml
+from search.ray_node import init_ray
 from search.results import (LeaderboardEntry, best_config_document, format_leaderboard, leaderboard,
                             write_leaderboard_csv)
 from search.spec import SpecError, SweepSpec
@@ -121,24 +122,6 @@ def check_cluster_resources(spec: SweepSpec) -> None:
                                           f"{available.get('CPU', 0):g}"))
     if problems:
         raise SpecError(spec.source, problems)
-
-
-def init_ray() -> None:
-    """Join the cluster in RAY_ADDRESS (as under ``ray job submit``), else start Ray in-process."""
-    import ray
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # Ray's newer console output ignores a passed-in CLIReporter and hides the searched
-    # parameters; the classic table shows them (architecture, frozen_depth, lr, ...) next to the
-    # metrics, sorted by the objective. A user's own RAY_AIR_NEW_OUTPUT setting wins.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
-    else:
-        # "local": always a fresh in-process instance, never a stale or foreign one on this machine.
-        ray.init(address="local", include_dashboard=False, log_to_driver=True)
 
 
 def git_commit() -> str:

@@ -24,6 +24,7 @@ NUM_SAMPLES = 6
 def sweep(tmp_path_factory, pneumoniamnist_path):
     import ray
 
+    from search.ray_node import init_ray
     from search.sweep import run_sweep
 
     root = tmp_path_factory.mktemp("sweep")
@@ -47,7 +48,7 @@ def sweep(tmp_path_factory, pneumoniamnist_path):
         "storage": str(root / "ray_results"),
     }
     spec = validate_spec(raw, source="e2e.yaml")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    init_ray(num_cpus=2, log_to_driver=False)  # the node `medtune sweep` starts, its slower timers included
     try:
         outcome = run_sweep(spec, run_name="e2e-run")
         yield spec, outcome, root

@@ -1,0 +1,51 @@
+"""Starting or joining Ray for a sweep, and the timers of the node medtune starts itself.
+
+A sweep joins the cluster in ``RAY_ADDRESS`` (as under ``ray job submit``) as it is configured;
+otherwise it starts a fresh in-process node. That local node is on a laptop or workstation where
+Ray's daemons share a few cores with the trials, so its periodic timers are slowed: with Ray's
+defaults the raylet syncs its resource view every 100 ms, checks for GC every 100 ms and reads
+memory usage every 250 ms, and on 2 cores each of those wake-ups preempts one of torch's OpenMP
+threads while the other waits at the next barrier. ``benchmarks/ray_daemons.py`` measured the bare
+training loop 1.115x slower beside an idle stock node and 1.028x beside one with these timers.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: Raylet/GCS settings of the node medtune starts itself (Ray's defaults: 100, 100, 250, 10000 ms).
+#: A user's own ``RAY_<name>`` environment variable for any of them wins.
+LOCAL_NODE_SYSTEM_CONFIG: dict[str, int] = {
+    "raylet_report_resources_period_milliseconds": 1000,
+    "raylet_check_gc_period_milliseconds": 1000,
+    "memory_monitor_refresh_ms": 1000,
+    "metrics_report_interval_ms": 60000,
+}
+
+
+def local_node_system_config() -> dict[str, int]:
+    """LOCAL_NODE_SYSTEM_CONFIG without the keys the user set as ``RAY_<name>`` in the environment."""
+    return {key: value for key, value in LOCAL_NODE_SYSTEM_CONFIG.items() if f"RAY_{key}" not in os.environ}
+
+
+def init_ray(num_cpus: int | None = None, log_to_driver: bool = True) -> None:
+    """Join the cluster in RAY_ADDRESS (as under ``ray job submit``), else start Ray in-process.
+
+    ``num_cpus`` only applies to a node started here (benchmarks pin it); a joined cluster keeps
+    the resources its nodes were started with, and its own system config.
+    """
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray's newer console output ignores a passed-in CLIReporter and hides the searched
+    # parameters; the classic table shows them (architecture, frozen_depth, lr, ...) next to the
+    # metrics, sorted by the objective. A user's own RAY_AIR_NEW_OUTPUT setting wins.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=log_to_driver)
+    else:
+        # "local": always a fresh in-process instance, never a stale or foreign one on this machine.
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver,
+                 _system_config=local_node_system_config())
