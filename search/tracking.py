@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ray import tune
 
+from search.mlflow_process import MlflowClientProcess, store_runs_in_process
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from ray.tune.experiment import Trial
@@ -162,8 +164,13 @@ class MlflowTrialCallback(tune.Callback):
 
     @property
     def client(self) -> "MlflowClient":
+        """The logging thread's client: in a child process when the store would run in this one
+        (sqlite, a database, files; see ``search.mlflow_process``), else MLflow's own."""
         if self._client is None:
-            self._client = mlflow_client(self.tracking_uri)
+            if store_runs_in_process(self.tracking_uri):
+                self._client = MlflowClientProcess(self.tracking_uri)  # same methods, called over a pipe
+            else:
+                self._client = mlflow_client(self.tracking_uri)
         return self._client
 
     # -- state saved with the experiment, so a restored sweep continues the same runs ---------------
@@ -271,6 +278,8 @@ class MlflowTrialCallback(tune.Callback):
         if thread is not None:
             thread.join()
         self._thread, self._stopping = None, False
+        if isinstance(self._client, MlflowClientProcess):
+            self._client.close()
         return [description for description, _ in self._pending]
 
     def _log_batch_with_unsent(self, trial_id: str, run_id: str, **batch: Any) -> None:
