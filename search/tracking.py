@@ -173,6 +173,16 @@ class MlflowTrialCallback(tune.Callback):
                 self._client = mlflow_client(self.tracking_uri)
         return self._client
 
+    def setup(self, **info: Any) -> None:
+        """Tune calls this before the first trial: a child process for MLflow is started now,
+        while nothing trains yet (see ``MlflowClientProcess.start``)."""
+        client = self.client
+        if isinstance(client, MlflowClientProcess):
+            try:
+                client.start()
+            except OSError as exc:  # logged calls retry it; trials must not wait for MLflow
+                log.warning("could not start medtune's MLflow process: %s", exc)
+
     # -- state saved with the experiment, so a restored sweep continues the same runs ---------------
     def get_state(self) -> dict[str, Any]:
         # Checkpoints are (path, filesystem) handles and pickle with the state: a trial resumed

@@ -65,6 +65,14 @@ def test_a_dead_child_fails_one_call_and_the_next_starts_a_new_one(client):
     assert client._child.pid != first
 
 
+def test_start_waits_for_a_ready_child_and_reuses_it(client):
+    client.start()
+    child = client._child
+    assert child.poll() is None
+    client.start()
+    assert client._child is child
+
+
 def test_close_ends_the_child(client):
     client.search_experiments()
     child = client._child
