@@ -140,15 +140,20 @@ def test_training_never_reads_the_test_split(tmp_path, pneumoniamnist_path):
 
 
 def test_report_threshold_comes_from_validation_and_intervals_bracket_the_value():
-    from trainables.report import build_report, point_metrics, youden_threshold
+    from trainables.report import build_report, choose_threshold, point_metrics, youden_threshold
 
     rng = np.random.default_rng(0)
     val_labels = np.repeat([0, 1], 200)
     val_scores = np.clip(0.3 + 0.4 * val_labels + rng.normal(0, 0.15, 400), 0, 1)
     test_labels = np.repeat([0, 1], [150, 250])
     test_scores = np.clip(0.35 + 0.4 * test_labels + rng.normal(0, 0.15, 400), 0, 1)
-    threshold = youden_threshold(val_scores, val_labels)
-    assert 0.4 < threshold < 0.6  # between the two classes' centres on val
+    youden = youden_threshold(val_scores, val_labels)
+    assert 0.4 < youden < 0.6  # between the two classes' centres on val
+    chosen = choose_threshold(val_scores, val_labels)  # the default rule: middle of the widest best-J run
+    assert chosen.tied_low < chosen.value <= chosen.tied_high and 0.4 < chosen.value < 0.6
+    assert point_metrics(val_scores, val_labels, chosen.value)["sensitivity"] + \
+        point_metrics(val_scores, val_labels, chosen.value)["specificity"] - 1 == pytest.approx(chosen.best_j)
+    threshold = chosen.value
     report = build_report("m", val_scores, val_labels, test_scores, test_labels, ("normal", "pneumonia"))
     assert report.threshold == threshold  # not re-chosen on test
     assert report.metrics == point_metrics(test_scores, test_labels, threshold)
