@@ -53,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     final = sub.add_parser("final", help="train a configuration on train+val, evaluate once on test, report")
     _add_spec_arguments(final)
     final.add_argument("--epochs", choices=("budget", "best"), default="budget",
-                       help="the full epoch budget (max_t), or the best trial's best epoch")
+                       help="the sweep's full budget (max_t, in its unit), or the best trial's budget up to its best epoch")
+    final.add_argument("--threshold", default="youden-mid", metavar="RULE",
+                       help="decision threshold: youden-mid (middle, in logit space, of the thresholds tying for the "
+                            "best Youden's J), youden (scikit-learn's first best point) or a number such as 0.5")
     final.add_argument("--ensemble", type=int, default=1, metavar="K",
                        help="also retrain the sweep's top-K configurations and average their probabilities")
     final.add_argument("--register", metavar="NAME", help="register the model in MLflow's model registry")
@@ -68,10 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from search.loader import load_spec
-    from search.sweep import check_data, check_storage
+    from search.sweep import check_storage, resolved_spec
+    from search.validation import small_data_warnings
 
     spec = load_spec(args.space, args.overrides)
-    summary = check_data(spec)
+    spec, summary = resolved_spec(spec)
     check_storage(spec)
     print(f"{args.space}: valid")
     print(f"  data: {spec.data.source} -> {summary}")
@@ -79,8 +83,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"  space: {', '.join(f'{k}={d.to_yaml()}' for k, d in spec.space.items()) or '(empty)'}")
     print(f"  objective: {spec.metric.name} ({spec.metric.mode}); {spec.search.num_samples} samples, "
           f"{spec.search.max_concurrent} at a time; {spec.search.sampler.name} sampler, "
-          f"{spec.search.scheduler.name} scheduler, max {spec.search.scheduler.max_t} epochs")
-    for warning in weights_warnings(spec):
+          f"{spec.search.scheduler.name} scheduler, budget {spec.search.scheduler.max_t} {spec.search.scheduler.unit}"
+          + (f"; {spec.search.cv}-fold cross-validated trials over train + val" if spec.search.cv else ""))
+    for warning in weights_warnings(spec) + small_data_warnings(spec, summary):
         print(f"  warning: {warning}")
     return 0
 
@@ -143,7 +148,8 @@ def cmd_final(args: argparse.Namespace) -> int:
     from search.loader import load_spec
 
     spec = load_spec(args.space, args.overrides)
-    outcome = run_final(spec, epochs=args.epochs, ensemble=args.ensemble, register=args.register, out_dir=args.out)
+    outcome = run_final(spec, epochs=args.epochs, ensemble=args.ensemble, register=args.register, out_dir=args.out,
+                        threshold=args.threshold)
     print(f"Report, plots and predictions: {outcome.out_dir}")
     if outcome.run_id:
         print(f"MLflow: final run {outcome.run_id}" + (f", model {outcome.model_uri}" if outcome.model_uri else ""))

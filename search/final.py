@@ -2,8 +2,19 @@
 
 The sweep never looks at the test split; this is the one place that does. The configuration
 (``best_config.yaml`` from ``medtune sweep``/``medtune best``) is trained with the same training
-function the trials use, on train plus half of val (stratified, seeded); the other half of val is
-held out to choose the decision threshold. Then the test split is scored once: the report
+function the trials use, and the decision threshold is chosen on predictions of images it did not
+train on:
+
+* a sweep that selected on val: the model trains on train plus half of val (stratified, seeded);
+  the other half of val chooses the threshold;
+* a cross-validated sweep (``search.cv``, small data sets): k fold models give out-of-fold
+  predictions for every image of train + val, which choose the threshold; then the model trains
+  on all of train + val. The budget (steps or images) is the trials' own, so the epoch count
+  follows from the data size as it did in the folds.
+
+The threshold rule (``trainables.report.choose_threshold``) takes the middle, in logit space, of
+the thresholds that tie for the best Youden's J, so a near-perfectly separated validation set
+does not push it to an extreme. Then the test split is scored once: the report
 (``trainables.report``) with 95% bootstrap intervals, the ROC curve and confusion matrix as
 images, the saved predictions, and the model, all logged to one MLflow run tagged with the sweep
 it came from. ``--ensemble K`` retrains the top-K configurations of the sweep and averages their
@@ -12,6 +23,7 @@ probabilities, reported side by side with the single best model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -32,12 +44,15 @@ CALIBRATION_FRACTION = 0.5
 
 @dataclass
 class FinalMember:
-    """One trained model of the final run: its config and its val/test probabilities."""
+    """One trained model of the final run: its config, the scores that choose the threshold (with
+    their labels) and its test scores."""
 
     config: dict[str, Any]
     model: Any
     val_scores: np.ndarray
     test_scores: np.ndarray
+    val_labels: np.ndarray | None = None
+    epochs: int = 0  # the epochs the model trained (its budget on its training set)
 
 
 @dataclass
@@ -83,35 +98,81 @@ def member_configs(spec: SweepSpec, ensemble: int) -> list[dict[str, Any]]:
     return configs
 
 
-def train_member(config: dict[str, Any], data: Any, epochs: int, workdir: Path) -> FinalMember:
+def train_member(config: dict[str, Any], data: Any, budget: dict[str, Any], workdir: Path) -> FinalMember:
+    """Train one configuration for ``budget``; threshold scores from the held-out part of val."""
     from trainables.config import TrialConfig
     from trainables.evaluate import predict_split
     from trainables.reporting import LocalReporter
     from trainables.train import run_training
 
-    cfg = TrialConfig.from_dict({**config, "epochs": epochs})
+    cfg = TrialConfig.from_dict({**config, **budget, "cv_folds": None})
     reporter = LocalReporter(workdir, metric="val_auc", mode="max")
     outcome = run_training(cfg, reporter, data=data)
     val_probs, _ = predict_split(outcome.model, cfg, data.val)
     test_probs, _ = predict_split(outcome.model, cfg, data.test)
-    return FinalMember(cfg.to_dict(), outcome.model, val_probs[:, -1], test_probs[:, -1])
+    return FinalMember(cfg.to_dict(), outcome.model, val_probs[:, -1], test_probs[:, -1], data.val.labels,
+                       outcome.epochs)
 
 
-def final_epochs(spec: SweepSpec, mode: str) -> int:
-    if mode == "best":
-        best_epoch = spec.provenance.get("best_epoch")
-        if not best_epoch:
-            raise SpecError(spec.source, [("provenance.best_epoch", "--epochs best needs the best trial's epoch; "
-                                           "this file has none (use --epochs budget)")])
-        return int(best_epoch)
-    return spec.search.scheduler.max_t
+def train_cv_member(config: dict[str, Any], splits: Any, folds: int, budget: dict[str, Any],
+                    workdir: Path) -> FinalMember:
+    """k fold models for out-of-fold threshold scores, then one model on all of train + val."""
+    from trainables.config import TrialConfig
+    from trainables.reporting import LocalReporter
+    from trainables.train import run_training
+
+    cfg = TrialConfig.from_dict({**config, **budget, "cv_folds": folds})
+    cv = run_training(cfg, LocalReporter(workdir / "folds", metric="val_auc", mode="max"), data=splits)
+    member = train_member(config, cv_final_splits(splits), budget, workdir / "all")
+    return FinalMember(member.config, member.model, cv.oof_probs[:, -1], member.test_scores, cv.oof_labels,
+                       member.epochs)
+
+
+def cv_final_splits(splits: Any, monitor: int = 256, seed: int = 0) -> Any:
+    """All of train + val to train on; a stratified sample of it (at most ``monitor`` images) as the
+    per-epoch 'val' the training loop reports on, since no image is left out to report on."""
+    from trainables.data import DatasetSplits
+    from trainables.data.splits import pooled, stratified_subset, take
+
+    pool = pooled(splits.train, splits.val)
+    idx = stratified_subset(pool.labels, monitor, seed, len(splits.class_names))
+    return DatasetSplits(train=pool, val=take(pool.images, pool.labels, idx), test=splits.test,
+                         class_names=splits.class_names, fingerprint=splits.fingerprint)
+
+
+def trial_train_images(spec: SweepSpec, splits: Any) -> int:
+    """How many images each trial of the sweep trained on (a fold's share under cross-validation)."""
+    from trainables.data.splits import kfold_indices, pooled
+
+    if not isinstance(spec.search.cv, int):
+        return len(splits.train.labels)
+    pool = pooled(splits.train, splits.val)
+    return len(pool.labels) - max(len(f) for f in kfold_indices(pool.labels, spec.search.cv, spec.data.split_seed))
+
+
+def final_budget(spec: SweepSpec, mode: str, config: dict[str, Any], trial_images: int) -> dict[str, Any]:
+    """The trial-config budget of the final run: the sweep's (``budget``), or the best trial's
+    budget up to its best epoch (``best``), in the sweep's unit so it means the same amount of
+    training on the final run's larger training set."""
+    from search.spec import budget_fields
+    from trainables.budget import units_per_epoch
+
+    scheduler = spec.search.scheduler
+    if mode != "best":
+        return budget_fields(scheduler)
+    best_epoch = spec.provenance.get("best_epoch")
+    if not best_epoch:
+        raise SpecError(spec.source, [("provenance.best_epoch", "--epochs best needs the best trial's epoch; "
+                                       "this file has none (use --epochs budget)")])
+    per_epoch = units_per_epoch(scheduler.unit, trial_images, int(config.get("batch_size", 32)))
+    return budget_fields(dataclasses.replace(scheduler, max_t=int(best_epoch) * per_epoch))
 
 
 def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, register: str | None = None,
               out_dir: str | Path | None = None, calibration_fraction: float = CALIBRATION_FRACTION,
-              gradcam_samples: int = 8) -> FinalOutcome:
+              gradcam_samples: int = 8, threshold: str = "youden-mid") -> FinalOutcome:
     """Train, evaluate once on test, write the report, log it all to MLflow."""
-    from search.sweep import check_data
+    from search.sweep import resolved_spec
     from trainables.data import load_splits
     from trainables.config import TrialConfig
     from trainables.report import build_report, report_markdown
@@ -120,28 +181,38 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
     if spec.space:
         raise SpecError(spec.source, [("space", "final trains one configuration: expected an empty space with every "
                                        "value under fixed (a best_config.yaml)")])
-    check_data(spec)
+    spec, _ = resolved_spec(spec)
     configs = member_configs(spec, ensemble)
-    n_epochs = final_epochs(spec, epochs)
     out = Path(out_dir or tempfile.mkdtemp(prefix="medtune-final-"))
     out.mkdir(parents=True, exist_ok=True)
 
     splits = load_splits(data_config(TrialConfig.from_dict({k: v for k, v in configs[0].items()
                                                            if k.startswith("data_") or k in ("image_size", "cache_dir")})))
-    data = final_splits(splits, calibration_fraction, seed=spec.data.split_seed)
+    budget = final_budget(spec, epochs, configs[0], trial_train_images(spec, splits))
+    folds = spec.search.cv if isinstance(spec.search.cv, int) else None
     started = time.perf_counter()
-    members = [train_member(config, data, n_epochs, out / f"member{i}") for i, config in enumerate(configs)]
+    if folds:
+        data = cv_final_splits(splits)
+        members = [train_cv_member(config, splits, folds, budget, out / f"member{i}")
+                   for i, config in enumerate(configs)]
+        threshold_source = (f"out-of-fold predictions of {folds}-fold cross-validation over train + val "
+                            f"({len(data.train.labels)} images)")
+    else:
+        data = final_splits(splits, calibration_fraction, seed=spec.data.split_seed)
+        members = [train_member(config, data, budget, out / f"member{i}") for i, config in enumerate(configs)]
+        threshold_source = f"held-out {calibration_fraction:g} of val ({len(data.val.labels)} images)"
     train_seconds = time.perf_counter() - started
+    n_epochs = members[0].epochs
 
-    val_labels, test_labels = data.val.labels, data.test.labels
+    val_labels, test_labels = members[0].val_labels, data.test.labels
     reports = [build_report("best model", members[0].val_scores, val_labels, members[0].test_scores, test_labels,
-                            data.class_names)]
+                            data.class_names, threshold_rule=threshold)]
     if len(members) > 1:
         val_mean = np.mean([m.val_scores for m in members], axis=0)
         test_mean = np.mean([m.test_scores for m in members], axis=0)
         reports.append(build_report(f"ensemble of {len(members)}", val_mean, val_labels, test_mean, test_labels,
-                                    data.class_names))
-    _write_artifacts(out, spec, members, reports, data, n_epochs, train_seconds)
+                                    data.class_names, threshold_rule=threshold))
+    _write_artifacts(out, spec, members, reports, data, n_epochs, train_seconds, threshold_source)
     try:
         _gradcam_figure(members[0], reports[0].threshold, data, out / "gradcam.png", per_group=max(1, gradcam_samples // 4))
     except Exception as exc:  # interpretability must not lose a finished final run
@@ -155,17 +226,20 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
 
 
 def _write_artifacts(out: Path, spec: SweepSpec, members: list[FinalMember], reports: list[Any], data: Any,
-                     n_epochs: int, train_seconds: float) -> None:
+                     n_epochs: int, train_seconds: float, threshold_source: str) -> None:
     from trainables.report import report_markdown
 
     summary = {
         "sweep": spec.provenance.get("sweep"), "trial_id": spec.provenance.get("trial_id"),
-        "epochs": n_epochs, "train_images": int(len(data.train.labels)), "calibration_images": int(len(data.val.labels)),
+        "epochs": n_epochs, "budget_unit": spec.search.scheduler.unit, "cv_folds": spec.search.cv,
+        "train_images": int(len(data.train.labels)), "calibration_images": int(len(members[0].val_labels)),
+        "threshold_source": threshold_source,
         "train_seconds": train_seconds, "members": [m.config for m in members],
         "reports": [r.to_dict() for r in reports],
     }
     (out / "report.json").write_text(json.dumps(summary, indent=1, default=str))
-    (out / "report.md").write_text(report_markdown(reports, f"Final test report: {spec.name}"))
+    markdown = report_markdown(reports, f"Final test report: {spec.name}")
+    (out / "report.md").write_text(f"{markdown}\nThreshold chosen on {threshold_source}.\n")
     header = "label,best_model_score" + ("".join(f",member{i}_score" for i in range(1, len(members))))
     rows = [header]
     for i, label in enumerate(data.test.labels):

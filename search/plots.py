@@ -18,6 +18,7 @@ from typing import Any
 
 from search.results import LeaderboardEntry
 from search.spec import SweepSpec
+from trainables.budget import stopped_early
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ def _pyplot() -> Any:
 def learning_curves(results: Any, spec: SweepSpec, path: Path) -> Path:
     plt = _pyplot()
     metric, max_t = spec.metric.name, spec.search.scheduler.max_t
+    plan = max_t if spec.search.scheduler.unit == "epochs" else None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     stopped = completed = 0
     for result in results:
@@ -43,13 +45,14 @@ def learning_curves(results: Any, spec: SweepSpec, path: Path) -> Path:
         frame = frame.sort_values("epoch")
         line, = ax.plot(frame["epoch"], frame[metric], alpha=0.7, linewidth=1)
         last_epoch, last_value = frame["epoch"].iloc[-1], frame[metric].iloc[-1]
-        early = last_epoch < max_t
+        early = stopped_early(frame.iloc[-1].to_dict(), plan)
         stopped += int(early)
         completed += int(not early)
         ax.plot(last_epoch, last_value, "x" if early else "o", color=line.get_color(), markersize=7)
     ax.set(xlabel="epoch", ylabel=metric, title=f"{spec.name}: {metric} per epoch "
            f"(x: stopped by ASHA, {stopped}; o: full budget, {completed})")
-    ax.set_xticks(range(1, max_t + 1))
+    if plan is not None and plan <= 30:
+        ax.set_xticks(range(1, plan + 1))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

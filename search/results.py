@@ -102,7 +102,7 @@ def best_config_document(spec: SweepSpec, best: LeaderboardEntry, run_name: str,
     search = dict(doc.get("search") or {})
     search.pop("time_budget_s", None)  # the sweep's budget, not the final run's
     search.update(num_samples=1, max_concurrent=1,
-                  scheduler={"name": "fifo", "max_t": spec.search.scheduler.max_t})
+                  scheduler={"name": "fifo", "max_t": spec.search.scheduler.max_t, "unit": spec.search.scheduler.unit})
     doc["search"] = search
     doc["provenance"] = {
         "sweep": run_name,

@@ -22,6 +22,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search.space import DefineByRunSpace
 from search.spec import SweepSpec, trial_stage_counts
+from trainables.budget import stopped_early
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,11 @@ DEFAULT_STARTUP_CAP = 10
 class MedtuneOptunaSearch(OptunaSearch):
     """OptunaSearch that reports ASHA-stopped trials as pruned and finished ones by their best epoch."""
 
-    def __init__(self, *args: Any, max_epochs: int, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_epochs: int | None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._max_epochs = max_epochs
+        self._max_epochs = max_epochs  # the epoch plan of results that carry no epochs_total
         self._best_values: dict[str, float] = {}
-        self._epochs_seen: dict[str, int] = {}
+        self._last_results: dict[str, dict[str, Any]] = {}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         value = result.get(self._metric)
@@ -45,18 +46,18 @@ class MedtuneOptunaSearch(OptunaSearch):
             best = self._best_values.get(trial_id)
             if best is None or (value < best if self._mode == "min" else value > best):
                 self._best_values[trial_id] = float(value)
-        self._epochs_seen[trial_id] = int(result.get("epoch", result.get("training_iteration", 0)))
+        self._last_results[trial_id] = {k: result.get(k) for k in ("epoch", "epochs_total") if k in result}
         super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
-        epochs = self._epochs_seen.get(trial_id, 0)
+        last = self._last_results.get(trial_id)
         best = self._best_values.get(trial_id)
         ot_trial = self._ot_trials[trial_id]
         if error or best is None:
             state, value = (TrialState.FAIL, None) if error else (TrialState.PRUNED, None)
-        elif epochs < self._max_epochs:
+        elif stopped_early(last, self._max_epochs):
             state, value = TrialState.PRUNED, None
         else:
             state, value = TrialState.COMPLETE, best
@@ -65,6 +66,12 @@ class MedtuneOptunaSearch(OptunaSearch):
         except Exception as exc:  # e.g. a trial already told
             log.warning("could not tell Optuna about trial %s: %s", trial_id, exc)
         self._completed_trials.add(trial_id)
+
+
+def epoch_plan(spec: SweepSpec) -> int | None:
+    """Every trial's epoch count when the budget is in epochs; with steps or images each trial has its own."""
+    scheduler = spec.search.scheduler
+    return scheduler.max_t if scheduler.unit == "epochs" else None
 
 
 def build_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
@@ -86,5 +93,5 @@ def build_searcher(spec: SweepSpec, fixed_for_trials: dict[str, Any]) -> Medtune
         metric=spec.metric.name,
         mode=spec.metric.mode,
         sampler=build_sampler(spec),
-        max_epochs=spec.search.scheduler.max_t,
+        max_epochs=epoch_plan(spec),
     )

@@ -8,6 +8,7 @@ and no cluster time is spent on a typo.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from search.space import Distribution, architectures_of, parse_distribution
+from trainables.budget import BUDGET_UNITS
 from trainables.config import REPORTED_METRICS, TrialConfig, check_value, config_keys
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -31,7 +33,12 @@ DATA_KEYS = {
 }
 #: Trial-config keys the sweep driver owns (from the environment or other sections).
 #: ``image_size`` is the exception: the data section sets the default and the space may search it.
-DRIVER_KEYS = {"epochs", "data_dir", "cache_dir", "weights_dir", *DATA_KEYS.values()} - {"image_size"}
+DRIVER_KEYS = {"epochs", "budget_unit", "budget", "cv_folds", "data_dir", "cache_dir", "weights_dir",
+               *DATA_KEYS.values()} - {"image_size"}
+#: ``search.cv: auto`` cross-validates when the val split has fewer images than this in some class:
+#: there, choosing among many configurations by val alone rewards noise (README: small data sets).
+CV_AUTO_MIN_VAL_PER_CLASS = 100
+CV_AUTO_FOLDS = 5
 
 
 class SpecError(ValueError):
@@ -75,6 +82,8 @@ class SchedulerSpec:
     max_t: int = 6
     grace_period: int = 1
     reduction_factor: float = 3
+    # What max_t and grace_period count: epochs, optimizer steps or images seen (trainables.budget).
+    unit: str = "epochs"
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,9 @@ class SearchSpec:
     # runs out Tune stops the running trials at their last reported epoch; the sweep still ranks,
     # logs and writes best_config.yaml from what finished ("a 30-minute search").
     time_budget_s: float | None = None
+    # k-fold cross-validated trials over train + val: an int k >= 2, "auto" (k = 5 when val has
+    # fewer than CV_AUTO_MIN_VAL_PER_CLASS images in some class), or None (select on val).
+    cv: int | str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,7 +147,9 @@ class SweepSpec:
         Keys that the space samples are left out, so a sampled value is never overwritten.
         """
         base = {config_key: getattr(self.data, yaml_key) for yaml_key, config_key in DATA_KEYS.items()}
-        base["epochs"] = self.search.scheduler.max_t
+        base.update(budget_fields(self.search.scheduler))
+        if isinstance(self.search.cv, int):
+            base["cv_folds"] = self.search.cv
         base.update(self.fixed)
         return {k: v for k, v in base.items() if k not in self.space}
 
@@ -143,6 +157,21 @@ class SweepSpec:
         """Hash of the effective (overridden) spec, for MLflow tags and provenance."""
         blob = json.dumps(self.raw, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def budget_fields(scheduler: SchedulerSpec) -> dict[str, Any]:
+    """The trial-config keys that carry the budget ``max_t`` in the scheduler's unit."""
+    if scheduler.unit == "epochs":
+        return {"epochs": scheduler.max_t}
+    return {"budget_unit": scheduler.unit, "budget": scheduler.max_t}
+
+
+def resolve_cv(spec: SweepSpec, val_counts: dict[str, int]) -> SweepSpec:
+    """``search.cv: auto`` made concrete from the val split's class counts (k folds, or off)."""
+    if spec.search.cv != "auto":
+        return spec
+    small = bool(val_counts) and min(val_counts.values()) < CV_AUTO_MIN_VAL_PER_CLASS
+    return dataclasses.replace(spec, search=dataclasses.replace(spec.search, cv=CV_AUTO_FOLDS if small else None))
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,6 +257,12 @@ def _one_of(options: tuple) -> Callable[[Any], str | None]:
     return check
 
 
+def _cv_setting(v: Any) -> str | None:
+    if isinstance(v, str):
+        return None if v == "auto" else f"expected an integer number of folds >= 2, 'auto' or null, got {v!r}"
+    return None if v >= 2 else f"expected at least 2 folds, got {v}"
+
+
 TOP_LEVEL = ("name", "data", "metric", "search", "resources", "space", "fixed", "mlflow", "storage", "provenance")
 
 
@@ -279,6 +314,7 @@ def validate_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
         "max_failures": (int, 0, _at_least(0)),
         "checkpoints_to_keep": (int, 2, _at_least(1)),
         "time_budget_s": (float, None, _at_least(0, inclusive=False)),
+        "cv": ((int, str), None, _cv_setting),
     }, problems)
     sampler = _section(nested.get("sampler", {}), "search.sampler", {
         "name": (str, "tpe", _one_of(SAMPLERS)),
@@ -290,6 +326,7 @@ def validate_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
         "max_t": (int, 6, _at_least(1)),
         "grace_period": (int, 1, _at_least(1)),
         "reduction_factor": (float, 3, _at_least(1, inclusive=False)),
+        "unit": (str, "epochs", _one_of(BUDGET_UNITS)),
     }, problems)
     if isinstance(scheduler["max_t"], int) and isinstance(scheduler["grace_period"], int) \
             and scheduler["grace_period"] > scheduler["max_t"]:

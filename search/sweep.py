@@ -162,14 +162,28 @@ def default_run_name(spec: SweepSpec) -> str:
 SWEEP_RECORD = "medtune_sweep.json"
 
 
-def _prepare(spec: SweepSpec) -> str:
-    """Everything that can fail on bad input, before a trial is scheduled; returns the data fingerprint."""
-    check_data(spec)
+def resolved_spec(spec: SweepSpec) -> tuple[SweepSpec, dict[str, Any]]:
+    """The data checked (``check_data``) and ``search.cv: auto`` decided from its val split."""
+    from search.spec import resolve_cv
+
+    summary = check_data(spec)
+    val_counts = {k: v for k, v in summary.get("planned", {}).get("val", {}).items() if k != "total"}
+    return resolve_cv(spec, val_counts), summary
+
+
+def _prepare(spec: SweepSpec) -> tuple[SweepSpec, str]:
+    """Everything that can fail on bad input, before a trial is scheduled; returns the spec with
+    its data-dependent settings resolved, and the data fingerprint."""
+    from search.validation import small_data_warnings
+
+    spec, summary = resolved_spec(spec)
+    for warning in small_data_warnings(spec, summary):
+        log.warning(warning)
     check_storage(spec)
     fingerprint = prepare_data(spec)
     init_ray()
     check_cluster_resources(spec)
-    return fingerprint
+    return spec, fingerprint
 
 
 def run_path_of(spec: SweepSpec, run_name: str) -> str:
@@ -203,11 +217,12 @@ def read_sweep_record(run_path: str) -> dict[str, Any]:
 
 def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: str | Path | None = None) -> SweepOutcome:
     """Run the whole sweep and return its ranked results."""
+    from search.searcher import epoch_plan
     from search.tracking import MlflowTrialCallback, ensure_experiment, mlflow_client, resolved_tracking_uri
     from search.tuner import build_tuner
 
     run_name = run_name or default_run_name(spec)
-    fingerprint = _prepare(spec)
+    spec, fingerprint = _prepare(spec)
 
     callbacks = []
     client = parent_run_id = experiment_id = tracking_uri = None
@@ -220,7 +235,7 @@ def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: 
         client.log_batch(parent_run_id, params=_parent_params(spec))
         _log_space_document(client, parent_run_id, spec)
         callbacks.append(MlflowTrialCallback(tracking_uri, experiment_id, parent_run_id,
-                                             spec.metric.name, spec.metric.mode, spec.search.scheduler.max_t))
+                                             spec.metric.name, spec.metric.mode, epoch_plan(spec)))
 
     tuner = build_tuner(spec, run_name, callbacks=callbacks)
     run_path = run_path_of(spec, run_name)
@@ -247,7 +262,7 @@ def resume_sweep(run_path: str, *, best_config_out: str | Path | None = None) ->
     record = read_sweep_record(run_path)
     spec = validate_spec(record["spec"], source=record.get("source", run_path))
     run_path = run_path if "://" in run_path else str(Path(run_path).expanduser().resolve())
-    _prepare(spec)
+    spec, _ = _prepare(spec)
     client = parent_run_id = None
     if spec.mlflow.enabled and record.get("parent_run_id"):
         client = mlflow_client(record["tracking_uri"])
@@ -384,6 +399,7 @@ def _parent_params(spec: SweepSpec) -> list:
         "num_samples": s.num_samples, "max_concurrent": s.max_concurrent, "sampler": s.sampler.name,
         "sampler_seed": s.sampler.seed, "scheduler": s.scheduler.name, "max_t": s.scheduler.max_t,
         "grace_period": s.scheduler.grace_period, "reduction_factor": s.scheduler.reduction_factor,
+        "budget_unit": s.scheduler.unit, "cv_folds": s.cv,
         "metric": spec.metric.name, "mode": spec.metric.mode, "data_source": spec.data.source,
         "cpu_per_trial": spec.resources.cpu, "gpu_per_trial": spec.resources.gpu,
         "space": ", ".join(f"{k}={d.to_yaml()}" for k, d in spec.space.items())[:6000],

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ray import tune
 
 from search.mlflow_process import MlflowClientProcess, store_runs_in_process
+from trainables.budget import stopped_early
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 
 #: Result keys logged as MLflow metrics (everything else in a Tune result is bookkeeping).
 LOGGED_METRICS = ("val_loss", "val_acc", "val_auc", "val_sensitivity", "val_specificity", "val_balanced_acc",
-                  "train_loss", "images_per_sec", "epoch_seconds", "data_seconds", "lr")
+                  "train_loss", "images_per_sec", "epoch_seconds", "data_seconds", "lr", "step", "images_seen",
+                  "val_loss_sem", "val_auc_sem", "val_acc_sem", "val_balanced_acc_sem")
 #: While the tracking server is unreachable, queued MLflow calls are retried at most this often.
 RETRY_INTERVAL_S = int(os.environ.get("MEDTUNE_MLFLOW_RETRY_S", "15"))
 #: The driver's MLflow HTTP client gives up fast (MLflow's defaults retry for minutes and would stall
@@ -139,7 +141,7 @@ class MlflowTrialCallback(tune.Callback):
     """Mirrors every Tune trial into a child run of the sweep's parent run."""
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, metric: str, mode: str,
-                 max_epochs: int) -> None:
+                 max_epochs: int | None) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
@@ -383,13 +385,14 @@ class MlflowTrialCallback(tune.Callback):
         from mlflow.entities import RunTag
 
         trial_id = trial.trial_id
-        last_epoch = int((trial.last_result or {}).get("epoch", 0))
+        last_result = trial.last_result or {}
+        last_epoch = int(last_result.get("epoch", 0))
         tags = {"medtune.last_epoch": str(last_epoch)}
         if failed:
             tags["medtune.outcome"] = "failed"
             tags["medtune.error"] = _error_message(trial)
             status = "FAILED"
-        elif last_epoch < self.max_epochs:
+        elif stopped_early(last_result, self.max_epochs):
             tags["medtune.outcome"] = "stopped_early"
             tags["medtune.stopped_at_epoch"] = str(last_epoch)
             status = "FINISHED"

@@ -1,8 +1,8 @@
 """From a validated ``SweepSpec`` to a ``ray.tune.Tuner``.
 
 Only Ray Tune's own parts: ``OptunaSearch`` (TPE) behind a ``ConcurrencyLimiter``, the
-``ASHAScheduler`` keyed on the ``epoch`` the trial reports (so a trial resumed from a checkpoint
-keeps its place on ASHA's rungs), ``with_resources`` for per-trial CPUs and GPU fractions,
+``ASHAScheduler`` keyed on the counter of the budget's unit that the trial reports (``epoch``,
+``step`` or ``images_seen``, so a trial resumed from a checkpoint keeps its place on ASHA's rungs), ``with_resources`` for per-trial CPUs and GPU fractions,
 ``CheckpointConfig`` scored on the objective so the best checkpoint is never the one deleted, and
 ``reuse_actors`` because a new trial process costs seconds on a small CPU sweep.
 """
@@ -19,6 +19,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 from search.searcher import build_searcher
 from search.spec import SweepSpec
+from trainables.budget import TIME_ATTR
 from trainables.train import tune_trainable
 
 #: Columns of Ray Tune's live progress table.
@@ -55,7 +56,8 @@ def build_scheduler(spec: SweepSpec) -> TrialScheduler:
     sched = spec.search.scheduler
     if sched.name == "fifo":
         return FIFOScheduler()
-    return ASHAScheduler(time_attr="epoch", max_t=sched.max_t, grace_period=sched.grace_period,
+    # Keyed on the counter the budget is in (epoch, step, images_seen), as every report carries it.
+    return ASHAScheduler(time_attr=TIME_ATTR[sched.unit], max_t=sched.max_t, grace_period=sched.grace_period,
                          reduction_factor=sched.reduction_factor)
 
 
@@ -74,6 +76,10 @@ def build_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] |
     searcher = ConcurrencyLimiter(build_searcher(spec, trial_fixed_values(spec)),
                                   max_concurrent=spec.search.max_concurrent)
     metric_columns = [c for c in PROGRESS_METRICS if c != spec.metric.name] + [spec.metric.name]
+    if spec.search.scheduler.unit != "epochs":
+        metric_columns.insert(1, TIME_ATTR[spec.search.scheduler.unit])
+    if spec.search.cv:
+        metric_columns.append(f"{spec.metric.name}_sem")
     parameter_columns = [p for p in PROGRESS_PARAMS if p in spec.space]
     return tune.Tuner(
         trial_trainable(spec, trainable),

@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
+from trainables.budget import BUDGET_UNITS
+
 OPTIMIZERS = ("adamw", "sgd")
 LR_SCHEDULES = ("cosine", "none")
 CHANNEL_MODES = ("auto", 1, 3)
@@ -44,6 +46,10 @@ def _non_negative(v: Any) -> str | None:
 
 def _probability(v: Any) -> str | None:
     return None if 0 <= v < 1 else "must be in [0, 1)"
+
+
+def _at_least_two(v: Any) -> str | None:
+    return None if v >= 2 else "must be >= 2"
 
 
 def _fraction(v: Any) -> str | None:
@@ -102,7 +108,11 @@ class TrialConfig:
     momentum: float = field(default=0.9, metadata={"type": float, "check": _probability, "doc": "SGD only"})
     weight_decay: float = field(default=1e-4, metadata={"type": float, "check": _non_negative, "doc": ""})
     lr_schedule: str = field(default="cosine", metadata={"type": str, "check": _one_of(LR_SCHEDULES), "doc": ""})
-    epochs: int = field(default=5, metadata={"type": int, "check": _positive, "doc": "epoch budget"})
+    epochs: int = field(default=5, metadata={"type": int, "check": _positive, "doc": "epoch budget (budget_unit epochs)"})
+    budget_unit: str = field(default="epochs", metadata={"type": str, "check": _one_of(BUDGET_UNITS),
+                                                         "doc": "what budget counts: epochs, optimizer steps or images seen"})
+    budget: int | None = _key(int, _positive, "budget in budget_unit (steps, images); epochs when null")
+    cv_folds: int | None = _key(int, _at_least_two, "k-fold cross-validation over train + val (null: the val split)")
     image_size: int = field(default=28, metadata={"type": int, "check": _positive, "doc": "decode size"})
     augment_rotation: float = field(default=0.0, metadata={"type": float, "check": _non_negative, "doc": "degrees"})
     augment_shift: float = field(default=0.0, metadata={"type": float, "check": _fraction, "doc": "share of size"})

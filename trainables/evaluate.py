@@ -18,7 +18,8 @@ from trainables.data import SplitArrays
 from trainables.loop import Precision, predict_proba
 from trainables.metrics import classification_metrics
 from trainables.models import TransferModel
-from trainables.train import build_trial_model, input_channels, load_checkpoint, make_batches, pick_device
+from trainables.train import (build_trial_model, checkpoint_model_state, input_channels, load_checkpoint, make_batches,
+                              pick_device)
 
 
 def predict_split(model: TransferModel, cfg: TrialConfig, split: SplitArrays,
@@ -41,7 +42,7 @@ def model_from_checkpoint(checkpoint_dir: str | Path, num_classes: int | None = 
     skeleton = TrialConfig.from_dict({**state["config"], "pretrained": "none", "channels": input_channels(trained)})
     classes = num_classes if num_classes is not None else len(state["class_names"])
     model = build_trial_model(skeleton, classes)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(checkpoint_model_state(state))
     return model.to(pick_device()).eval(), trained
 
 

@@ -6,6 +6,16 @@ config through the factories in ``trainables.data`` and ``trainables.models``, t
 epoch and reports, after every epoch, the validation metrics plus a checkpoint (model, optimizer,
 LR schedule, epoch, config). When Tune restarts a trial it hands the last checkpoint back and the
 loop continues at the next epoch.
+
+Two settings change what one trial trains:
+
+* ``budget_unit``/``budget``: the budget in optimizer steps or images seen
+  (``trainables.budget``); the trial turns it into epochs for its own data and batch size and
+  reports the counters (``step``, ``images_seen``) that ASHA's rungs read.
+* ``cv_folds``: k-fold cross-validation over train + val for small data sets, where choosing among
+  many configurations by a few dozen validation images would reward noise. The k fold models train
+  in lockstep, epoch by epoch, and every report carries the mean over folds (what ASHA cuts on and
+  Optuna is told) with its standard error (``val_auc_sem``).
 """
 
 from __future__ import annotations
@@ -23,8 +33,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainables.budget import epochs_for_budget, images_per_epoch, steps_per_epoch
 from trainables.config import TrialConfig
 from trainables.data import AugmentConfig, BatchIterator, DataConfig, DatasetSplits, SplitArrays, load_splits
+from trainables.data.splits import kfold_pairs, pooled
 from trainables.loop import Precision, TimedBatches, predict_proba, train_one_epoch
 from trainables.metrics import classification_metrics
 from trainables.models import TransferModel, build_model, get_architecture, resolve_frozen_depth
@@ -34,6 +46,9 @@ log = logging.getLogger(__name__)
 
 #: Evaluation batches are larger than training ones: no gradients, so memory allows it.
 EVAL_BATCH_SIZE = 256
+#: A long epoch plan (a step budget on a small data set) checkpoints about this often per trial,
+#: plus its last epoch; short plans checkpoint every epoch, as Tune's resume expects.
+CHECKPOINTS_PER_TRIAL = 20
 
 
 @dataclass
@@ -45,6 +60,12 @@ class TrainingOutcome:
     data: DatasetSplits
     history: list[dict[str, Any]] = field(default_factory=list)
     start_epoch: int = 1
+    epochs: int = 0
+    #: Cross-validated runs: every fold's model, and the last epoch's class probabilities of each
+    #: image of train + val from the fold that held it out (out-of-fold predictions).
+    fold_models: list[TransferModel] = field(default_factory=list)
+    oof_probs: np.ndarray | None = None
+    oof_labels: np.ndarray | None = None
 
 
 def tune_trainable(config: dict[str, Any]) -> None:
@@ -130,10 +151,25 @@ def build_optimizer(cfg: TrialConfig, model: TransferModel) -> torch.optim.Optim
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def build_lr_schedule(cfg: TrialConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
+def build_lr_schedule(cfg: TrialConfig, optimizer: torch.optim.Optimizer,
+                      epochs: int) -> torch.optim.lr_scheduler.LRScheduler | None:
     if cfg.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     return None
+
+
+def planned_epochs(cfg: TrialConfig, train_images: int) -> int:
+    """The epochs this run trains: ``epochs``, or the budget in steps/images for this data and batch."""
+    if cfg.budget_unit == "epochs" or cfg.budget is None:
+        return cfg.epochs
+    return epochs_for_budget(cfg.budget_unit, cfg.budget, train_images, cfg.batch_size)
+
+
+def fold_splits(cfg: TrialConfig, data: DatasetSplits) -> list[tuple[SplitArrays, SplitArrays, np.ndarray | None]]:
+    """(train, val, val rows of the pool) per model: one pair, or the folds of train + val."""
+    if not cfg.cv_folds:
+        return [(data.train, data.val, None)]
+    return list(kfold_pairs(pooled(data.train, data.val), cfg.cv_folds, cfg.data_split_seed))
 
 
 def build_trial_model(cfg: TrialConfig, num_classes: int) -> TransferModel:
@@ -148,15 +184,18 @@ def build_trial_model(cfg: TrialConfig, num_classes: int) -> TransferModel:
     )
 
 
-def save_checkpoint(folder: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    lr_schedule: Any, epoch: int, cfg: TrialConfig, metrics: dict[str, Any],
-                    class_names: tuple[str, ...]) -> None:
-    """Plain tensors and primitives only, so ``torch.load(weights_only=True)`` reads it back."""
+def save_checkpoint(folder: Path, *, runs: list["FoldRun"], epoch: int, cfg: TrialConfig,
+                    metrics: dict[str, Any], class_names: tuple[str, ...]) -> None:
+    """Plain tensors and primitives only, so ``torch.load(weights_only=True)`` reads it back.
+
+    One model: ``model``/``optimizer``/``lr_schedule`` at the top level. Cross-validated: a
+    ``folds`` list of those, one per fold.
+    """
+    states = [run.state() for run in runs]
+    state: dict[str, Any] = states[0] if len(states) == 1 else {"folds": states}
     torch.save(
         {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "lr_schedule": lr_schedule.state_dict() if lr_schedule is not None else None,
+            **state,
             "epoch": epoch,
             "config": cfg.to_dict(),
             "metrics": metrics,
@@ -174,9 +213,70 @@ def load_checkpoint(folder: str | Path) -> dict[str, Any]:
     return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
 
 
+def checkpoint_model_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The model weights of a checkpoint (a cross-validated one: its first fold's)."""
+    return state["model"] if "model" in state else state["folds"][0]["model"]
+
+
+@dataclass
+class FoldRun:
+    """One model training on one train/val pair: a whole trial, or one fold of a cross-validated one."""
+
+    model: TransferModel
+    optimizer: torch.optim.Optimizer
+    lr_schedule: Any
+    criterion: nn.Module
+    train_batches: TimedBatches
+    val_batches: TimedBatches
+    val_rows: np.ndarray | None
+
+    def state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "lr_schedule": self.lr_schedule.state_dict() if self.lr_schedule is not None else None}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.lr_schedule is not None and state.get("lr_schedule") is not None:
+            self.lr_schedule.load_state_dict(state["lr_schedule"])
+
+
+def build_fold_run(cfg: TrialConfig, train: SplitArrays, val: SplitArrays, val_rows: np.ndarray | None,
+                   num_classes: int, epochs: int, device: torch.device) -> FoldRun:
+    model = build_trial_model(cfg, num_classes).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(cfg, model)
+    weight = class_weights(train.labels, num_classes).to(device) if cfg.class_weighted else None
+    return FoldRun(model=model, optimizer=optimizer, lr_schedule=build_lr_schedule(cfg, optimizer, epochs),
+                   criterion=nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing),
+                   train_batches=TimedBatches(make_batches(cfg, train, train=True, device=device)),
+                   val_batches=TimedBatches(make_batches(cfg, val, train=False, device=device)),
+                   val_rows=val_rows)
+
+
+def mean_over_folds(per_fold: list[dict[str, float]]) -> dict[str, float]:
+    """Each metric's mean over folds, and for k > 1 its standard error as ``<name>_sem``."""
+    if len(per_fold) == 1:
+        return dict(per_fold[0])
+    out: dict[str, float] = {}
+    for key in per_fold[0]:
+        values = np.array([m[key] for m in per_fold], dtype=np.float64)
+        out[key] = float(np.nanmean(values))
+        finite = values[np.isfinite(values)]
+        out[f"{key}_sem"] = float(finite.std(ddof=1) / np.sqrt(len(finite))) if len(finite) > 1 else float("nan")
+    return out
+
+
+def checkpoint_due(epoch: int, epochs: int) -> bool:
+    """Every epoch of a short plan; about ``CHECKPOINTS_PER_TRIAL`` of a long one, and its last."""
+    every = max(1, -(-epochs // CHECKPOINTS_PER_TRIAL))
+    return epoch % every == 0 or epoch >= epochs
+
+
 def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter,
                  data: DatasetSplits | None = None) -> TrainingOutcome:
-    """Train ``config`` for its epoch budget, reporting every epoch to ``reporter``.
+    """Train ``config`` for its budget, reporting every epoch to ``reporter``.
 
     ``data`` replaces the splits the config names (the final run trains on train + part of val
     and reports on the rest of val); the test split is never read here.
@@ -193,57 +293,73 @@ def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter,
     if data is None:
         data = load_splits(data_config(cfg))
     data_load_seconds = time.perf_counter() - load_started  # decode on a node's first trial, a cache hit after
-    model = build_trial_model(cfg, data.num_classes).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(cfg, model)
-    lr_schedule = build_lr_schedule(cfg, optimizer)
-    weight = class_weights(data.train.labels, data.num_classes).to(device) if cfg.class_weighted else None
-    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    pairs = fold_splits(cfg, data)
+    train_images = min(len(train) for train, _, _ in pairs)
+    epochs = planned_epochs(cfg, train_images)
+    runs = [build_fold_run(cfg, train, val, rows, data.num_classes, epochs, device) for train, val, rows in pairs]
 
     start_epoch = 1
     with reporter.restored_checkpoint() as folder:
         if folder is not None:
             state = load_checkpoint(folder)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            if lr_schedule is not None and state["lr_schedule"] is not None:
-                lr_schedule.load_state_dict(state["lr_schedule"])
+            for run, fold_state in zip(runs, state.get("folds") or [state]):
+                run.restore(fold_state)
             if state.get("torch_rng") is not None:
                 torch.set_rng_state(state["torch_rng"])
             start_epoch = int(state["epoch"]) + 1
             log.info("resuming %s from its checkpoint at epoch %d", cfg.architecture, start_epoch)
 
-    train_batches = TimedBatches(make_batches(cfg, data.train, train=True, device=device))
-    val_batches = TimedBatches(make_batches(cfg, data.val, train=False, device=device))
-    outcome = TrainingOutcome(config=cfg, model=model, data=data, start_epoch=start_epoch)
-
-    for epoch in range(start_epoch, cfg.epochs + 1):
+    outcome = TrainingOutcome(config=cfg, model=runs[0].model, data=data, start_epoch=start_epoch, epochs=epochs,
+                              fold_models=[run.model for run in runs] if cfg.cv_folds else [])
+    steps_each = steps_per_epoch(train_images, cfg.batch_size)
+    images_each = images_per_epoch(train_images, cfg.batch_size)
+    fold_probs: list[np.ndarray] = []
+    for epoch in range(start_epoch, epochs + 1):
         started = time.perf_counter()
-        train_batches.set_epoch(epoch)
-        lr = optimizer.param_groups[0]["lr"]
-        train_loss, seen = train_one_epoch(model, train_batches, optimizer, criterion, precision)
-        train_seconds = time.perf_counter() - started
-        if lr_schedule is not None:
-            lr_schedule.step()
-        probs, labels = predict_proba(model, val_batches, precision)
-        metrics: dict[str, Any] = classification_metrics(probs, labels, prefix="val_")
+        lr = runs[0].optimizer.param_groups[0]["lr"]
+        per_fold, losses, seen, train_seconds, fold_probs = [], [], 0, 0.0, []
+        for run in runs:
+            fold_started = time.perf_counter()
+            run.train_batches.set_epoch(epoch)
+            loss, n = train_one_epoch(run.model, run.train_batches, run.optimizer, run.criterion, precision)
+            train_seconds += time.perf_counter() - fold_started
+            losses.append(loss)
+            seen += n
+            if run.lr_schedule is not None:
+                run.lr_schedule.step()
+            probs, labels = predict_proba(run.model, run.val_batches, precision)
+            fold_probs.append(probs)
+            per_fold.append(classification_metrics(probs, labels, prefix="val_"))
+        metrics: dict[str, Any] = mean_over_folds(per_fold)
         metrics.update(
             epoch=epoch,
-            train_loss=train_loss,
+            epochs_total=epochs,
+            step=epoch * steps_each,
+            images_seen=epoch * images_each,
+            train_loss=float(np.mean(losses)),
             lr=lr,
             images_per_sec=seen / train_seconds if train_seconds > 0 else float("nan"),
             epoch_seconds=time.perf_counter() - started,
-            data_seconds=train_batches.take_seconds() + val_batches.take_seconds(),  # waiting for batches
+            data_seconds=sum(run.train_batches.take_seconds() + run.val_batches.take_seconds() for run in runs),
         )
+        if cfg.cv_folds:
+            metrics["cv_folds"] = cfg.cv_folds
         if epoch == start_epoch:  # before the first epoch this process loaded the data (decoded, or a cache hit)
             metrics["data_load_seconds"] = data_load_seconds
+        outcome.history.append(metrics)
+        if not checkpoint_due(epoch, epochs):
+            reporter.report(metrics, None)
+            continue
         folder = Path(tempfile.mkdtemp(prefix="medtune-ckpt-"))
         try:
-            save_checkpoint(folder, model=model, optimizer=optimizer, lr_schedule=lr_schedule, epoch=epoch,
-                            cfg=cfg, metrics=metrics, class_names=data.class_names)
-            outcome.history.append(metrics)
+            save_checkpoint(folder, runs=runs, epoch=epoch, cfg=cfg, metrics=metrics, class_names=data.class_names)
             reporter.report(metrics, folder)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+    if cfg.cv_folds and fold_probs:
+        pool_labels = np.concatenate([data.train.labels, data.val.labels]).astype(np.int64)
+        oof = np.zeros((len(pool_labels), data.num_classes))
+        for run, probs in zip(runs, fold_probs):
+            oof[run.val_rows] = probs
+        outcome.oof_probs, outcome.oof_labels = oof, pool_labels
     return outcome

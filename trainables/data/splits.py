@@ -127,3 +127,40 @@ def take(images: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> SplitArrays
     if len(idx) == len(labels) and np.array_equal(idx, np.arange(len(labels))):
         return SplitArrays(images=images, labels=labels_out)
     return SplitArrays(images=images[idx], labels=labels_out)
+
+
+def pooled(first: SplitArrays, second: SplitArrays) -> SplitArrays:
+    """Two splits as one (train + val, for cross-validation on a small data set)."""
+    return SplitArrays(images=np.concatenate([np.asarray(first.images), np.asarray(second.images)]),
+                       labels=np.concatenate([first.labels, second.labels]).astype(np.int64))
+
+
+def kfold_indices(labels: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
+    """The held-out rows of each of ``folds`` stratified, seeded folds (scikit-learn's StratifiedKFold).
+
+    Every row is held out exactly once, so the folds' predictions together are out-of-fold
+    predictions for the whole pool. A class with fewer rows than folds cannot be spread over
+    them: that is a ``DataError`` naming the class count, not scikit-learn's warning.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(np.asarray(labels, dtype=np.int64))
+    present = counts[counts > 0]
+    if len(present) < 2:
+        raise DataError(f"cross-validation needs at least two classes in train + val, found {len(present)}")
+    if present.min() < folds:
+        raise DataError(f"search.cv={folds}: the smallest class has {int(present.min())} images in train + val, "
+                        f"fewer than the {folds} folds; expected cv <= {int(present.min())}")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=_seed(seed) % 2**32)
+    return [held_out for _, held_out in splitter.split(np.zeros(len(labels)), labels)]
+
+
+def kfold_pairs(pool: SplitArrays, folds: int, seed: int) -> list[tuple[SplitArrays, SplitArrays, np.ndarray]]:
+    """(train, held-out, held-out rows of the pool) for each fold of ``pool``."""
+    pairs = []
+    for held_out in kfold_indices(pool.labels, folds, seed):
+        mask = np.ones(len(pool.labels), dtype=bool)
+        mask[held_out] = False
+        pairs.append((take(pool.images, pool.labels, np.flatnonzero(mask)),
+                      take(pool.images, pool.labels, held_out), held_out))
+    return pairs

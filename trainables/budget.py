@@ -1,0 +1,67 @@
+"""A trial's training budget in a unit that means the same on any data set.
+
+An epoch budget is a different amount of training on every data set: six epochs are about 900
+optimizer steps on PneumoniaMNIST (4,708 images, batch 32) and about 100 on a 546-image set. A
+budget in optimizer ``steps`` or ``images`` seen is not, so the sweep's ``max_t`` and ASHA's rungs
+can be counted in either. The training loop still evaluates and reports once per epoch; this
+module turns a budget into the number of epochs that reaches it and names the counter each unit
+is measured by (what ASHA's ``time_attr`` reads from every report).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+BUDGET_UNITS = ("epochs", "steps", "images")
+
+#: The reported counter each budget unit is measured by (ASHA's ``time_attr``).
+TIME_ATTR = {"epochs": "epoch", "steps": "step", "images": "images_seen"}
+
+
+def steps_per_epoch(train_images: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch, as the training batches are cut.
+
+    Training drops a last partial batch when the split is larger than one batch (a batch of one
+    image breaks BatchNorm), so a 546-image split at batch 128 gives 4 steps, not 5.
+    """
+    if train_images <= batch_size:
+        return 1
+    return train_images // batch_size
+
+
+def images_per_epoch(train_images: int, batch_size: int) -> int:
+    """Images the optimizer sees in one epoch (the dropped partial batch not counted)."""
+    if train_images <= batch_size:
+        return train_images
+    return steps_per_epoch(train_images, batch_size) * batch_size
+
+
+def units_per_epoch(unit: str, train_images: int, batch_size: int) -> int:
+    """How far one epoch moves the budget counter of ``unit``."""
+    if unit == "epochs":
+        return 1
+    if unit == "steps":
+        return steps_per_epoch(train_images, batch_size)
+    if unit == "images":
+        return images_per_epoch(train_images, batch_size)
+    raise ValueError(f"unknown budget unit {unit!r}; expected one of {', '.join(BUDGET_UNITS)}")
+
+
+def epochs_for_budget(unit: str, budget: int, train_images: int, batch_size: int) -> int:
+    """The epochs that reach ``budget`` (rounded up: a trial trains at least its budget)."""
+    return max(1, math.ceil(budget / max(units_per_epoch(unit, train_images, batch_size), 1)))
+
+
+def stopped_early(last_result: Mapping[str, Any] | None, planned_epochs: int | None = None) -> bool:
+    """Did a trial end before its planned epochs (ASHA stopped it, or the time budget ran out)?
+
+    Trials report ``epochs_total``, their own epoch plan (it depends on the data and batch size
+    when the budget is in steps or images); ``planned_epochs`` is the fallback for results that
+    predate it.
+    """
+    if not last_result:
+        return False
+    epoch = int(last_result.get("epoch", 0) or 0)
+    planned = last_result.get("epochs_total", planned_epochs)
+    return planned is not None and epoch < int(planned)
