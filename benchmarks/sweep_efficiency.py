@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cpu_sampler import CpuSampler  # noqa: E402
+from demo_sweeps import EPOCH_BUDGET  # noqa: E402
 from search.loader import load_spec  # noqa: E402
 from search.sweep import run_sweep  # noqa: E402
 from trainables.config import TrialConfig  # noqa: E402
@@ -56,7 +57,8 @@ def as_sweep(epochs: int, threads: int, work: Path) -> dict:
     fixed = {k: v for k, v in CONFIG.items() if k not in ("image_size", "dropout")}
     spec = load_spec("spaces/demo.yaml", [
         "name=overhead", "search.num_samples=1", "search.max_concurrent=1", f"resources.cpu={threads}",
-        f"search.scheduler.max_t={epochs}", f"fixed={json.dumps(fixed)}",
+        "search.scheduler.unit=epochs", f"search.scheduler.max_t={epochs}", "search.scheduler.grace_period=1",
+        "search.cv=null", f"fixed={json.dumps(fixed)}",
         "space={dropout: {uniform: [0.3, 0.30001]}}", f"storage={work / 'rr1'}",
         f"mlflow.tracking_uri=sqlite:///{work}/overhead.db", f"mlflow.artifact_location={work / 'art1'}"])
     with CpuSampler() as sampler:
@@ -68,7 +70,7 @@ def as_sweep(epochs: int, threads: int, work: Path) -> dict:
 
 
 def demo_efficiency(work: Path, samples: int) -> dict:
-    spec = load_spec("spaces/demo.yaml", [f"search.num_samples={samples}", f"storage={work / 'rr2'}",
+    spec = load_spec("spaces/demo.yaml", [*EPOCH_BUDGET, f"search.num_samples={samples}", f"storage={work / 'rr2'}",
                                           f"mlflow.tracking_uri=sqlite:///{work}/demo.db",
                                           f"mlflow.artifact_location={work / 'art2'}"])
     started = time.perf_counter()

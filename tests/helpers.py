@@ -11,6 +11,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 FINISHED_OUTCOMES = ("completed", "stopped_early")
+#: Overrides that give spaces/demo.yaml a 2-epoch budget selected on val: tests about jobs, servers
+#: and outages need short trials, not the demo's image budget or cross-validation.
+EPOCH_BUDGET_2 = ("search.scheduler.unit=epochs", "search.scheduler.max_t=2", "search.scheduler.grace_period=1",
+                  "search.cv=null")
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, child_runs, free_port, subprocess_env
+from helpers import EPOCH_BUDGET_2, REPO, child_runs, free_port, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +87,7 @@ def test_ray_job_submit_runs_a_sweep_on_the_cluster(tmp_path, ray_head, pneumoni
     address, env = ray_head
     tracking = f"sqlite:///{tmp_path}/mlruns.db"
     overrides = [
-        "name=job-submit", f"search.num_samples={NUM_SAMPLES}", "search.scheduler.max_t=2",
+        "name=job-submit", f"search.num_samples={NUM_SAMPLES}", *EPOCH_BUDGET_2,
         "data.train_subset=400", "data.val_subset=200", "space.architecture={choice: [simple_cnn]}",
         "fixed.pretrained=none", f"mlflow.tracking_uri={tracking}",
         f"mlflow.artifact_location={tmp_path / 'artifacts'}", f"storage={tmp_path / 'ray_results'}",

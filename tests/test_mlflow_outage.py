@@ -27,7 +27,8 @@ MAX_T = 5
 
 def _start_sweep(tmp_path: Path, uri: str, num_samples: int = NUM_SAMPLES) -> subprocess.Popen:
     overrides = ["name=outage", f"search.num_samples={num_samples}", f"search.scheduler.max_t={MAX_T}",
-                 "search.scheduler.name=fifo", "data.train_subset=3000", "data.val_subset=200",
+                 "search.scheduler.name=fifo", "search.scheduler.unit=epochs", "search.scheduler.grace_period=1",
+                 "search.cv=null", "data.train_subset=3000", "data.val_subset=200",
                  "space.architecture={choice: [simple_cnn]}", "fixed.pretrained=none",
                  f"mlflow.tracking_uri={uri}", f"storage={tmp_path / 'ray_results'}"]
     command = [sys.executable, "-m", "search", "sweep", str(REPO / "spaces" / "demo.yaml"), "--name", "outage"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, MlflowServer, child_runs, free_port, subprocess_env
+from helpers import EPOCH_BUDGET_2, REPO, MlflowServer, child_runs, free_port, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def test_sweep_logs_to_the_server_and_checkpoints_land_in_the_bucket(tmp_path, m
     env = subprocess_env()
     for name in s3_server.env:  # the driver needs no S3 credentials: the server proxies artifacts
         env.pop(name, None)
-    overrides = ["name=server-test", f"search.num_samples={NUM_SAMPLES}", "search.scheduler.max_t=2",
+    overrides = ["name=server-test", f"search.num_samples={NUM_SAMPLES}", *EPOCH_BUDGET_2,
                  "data.train_subset=400", "data.val_subset=200", "space.architecture={choice: [simple_cnn]}",
                  "fixed.pretrained=none", f"mlflow.tracking_uri={uri}", f"storage={tmp_path / 'ray_results'}"]
     command = [sys.executable, "-m", "search", "sweep", str(REPO / "spaces" / "demo.yaml"), "--name", "server"]
