@@ -217,3 +217,30 @@ def test_reports_built_the_old_way_still_render():
     assert report.to_dict()["threshold_rule"] == "unspecified"
     md = report_markdown([report], "Final")
     assert "| accuracy at 0.5 | n/a |" in md and "| tied interval (logit width) | n/a |" in md
+
+
+def test_calibrated_rule_is_where_a_balanced_logistic_fit_crosses_one_half():
+    rng = np.random.default_rng(5)
+    labels = np.repeat([0, 1], [60, 140])  # unbalanced: the balanced fit must not follow the prevalence
+    logits = np.where(labels == 1, 1.5, -1.5) + rng.normal(0, 1.0, 200)
+    scores = 1 / (1 + np.exp(-logits))
+    choice = choose_threshold(scores, labels, "calibrated")
+    assert choice.rule == "calibrated"
+    assert 0.35 < choice.value < 0.65  # the two classes' centres are symmetric about logit 0
+    from sklearn.linear_model import LogisticRegression
+
+    fit = LogisticRegression(class_weight="balanced").fit(np.log(scores / (1 - scores)).reshape(-1, 1), labels)
+    assert fit.predict_proba([[logit(choice.value)]])[0, 1] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_report_gives_every_rules_threshold_and_test_metrics():
+    val_scores = np.array([0.01, 0.02, 0.03, 0.04, 0.9, 0.95, 0.97, 0.99])
+    val_labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    test_scores = np.array([0.2, 0.6, 0.95, 0.3])
+    test_labels = np.array([0, 0, 1, 1])
+    report = build_report("m", val_scores, val_labels, test_scores, test_labels, ("neg", "pos"))
+    by_rule = report.to_dict()["by_rule"]
+    assert set(by_rule) == {"youden-mid", "youden", "calibrated", "0.5"}
+    assert by_rule["youden-mid"]["threshold"] == report.threshold
+    assert by_rule["0.5"]["accuracy"] == report.metrics_at_half["accuracy"] == 0.5
+    assert by_rule["youden"]["threshold"] == pytest.approx(0.9)

@@ -32,7 +32,7 @@ CI_LEVEL = 0.95
 METRICS = ("accuracy", "roc_auc", "sensitivity", "specificity", "precision", "f1")
 
 #: Threshold rules ``choose_threshold`` accepts by name (a number, e.g. ``"0.5"``, is a fixed threshold).
-THRESHOLD_RULES = ("youden-mid", "youden")
+THRESHOLD_RULES = ("youden-mid", "youden", "calibrated")
 DEFAULT_THRESHOLD_RULE = "youden-mid"
 #: Rule recorded when validation labels hold a single class: Youden's J is undefined, the threshold is 0.5.
 SINGLE_CLASS_RULE = "single-class"
@@ -46,6 +46,7 @@ LOGIT_EPS = 1e-6
 _RULE_DESCRIPTIONS = {
     "youden-mid": "midpoint, in logit space, of the thresholds that tie for the best Youden's J on validation data",
     "youden": "the best Youden's J point sklearn's roc_curve returns on validation data (one end of any tie)",
+    "calibrated": "0.5 on a class-balanced logistic (Platt) calibration of the validation scores",
     SINGLE_CLASS_RULE: "0.5, because the validation labels hold a single class (Youden's J is undefined)",
     FIXED_RULE: "a fixed value, not chosen on data",
 }
@@ -87,6 +88,11 @@ class ThresholdChoice:
 def _logit(p: float) -> float:
     p = min(max(p, LOGIT_EPS), 1.0 - LOGIT_EPS)
     return math.log(p / (1.0 - p))
+
+
+def _logit_array(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), LOGIT_EPS, 1.0 - LOGIT_EPS)
+    return np.log(p / (1.0 - p))
 
 
 def _sigmoid(x: float) -> float:
@@ -162,6 +168,25 @@ def _logit_midpoint(low: float, high: float, scores: np.ndarray) -> float:
     return float(np.nextafter(dtype(low), dtype(np.inf)))
 
 
+def _calibrated_threshold(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """The score where a class-balanced logistic fit of the labels on logit(score) crosses 0.5.
+
+    Under balanced class weights, a calibrated posterior maximises sensitivity + specificity at
+    0.5, so this is Youden's point estimated from every validation score by a two-parameter fit
+    rather than by the argmax of a step function that two images decide. scikit-learn's L2
+    penalty keeps the fit finite when validation separates the classes. None when the fitted
+    slope is not positive (scores that do not rank the classes).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    x = _logit_array(scores).reshape(-1, 1)
+    fit = LogisticRegression(class_weight="balanced").fit(x, labels)
+    slope, intercept = float(fit.coef_[0, 0]), float(fit.intercept_[0])
+    if slope <= 0:
+        return None
+    return _in_scores_dtype(_sigmoid(-intercept / slope), scores)
+
+
 def _fixed_value(rule: str | float) -> float | None:
     """The number a rule names (``0.5`` or ``"0.5"``), or None when it is not a number."""
     if isinstance(rule, bool):
@@ -209,6 +234,9 @@ def choose_threshold(scores: np.ndarray, labels: np.ndarray, rule: str | float =
         value = fixed
     elif name == "youden":
         value = youden_threshold(scores, labels)
+    elif name == "calibrated":
+        calibrated = _calibrated_threshold(scores, labels)
+        value = calibrated if calibrated is not None else _logit_midpoint(low, high, scores)
     else:
         value = _logit_midpoint(low, high, scores)
     return ThresholdChoice(value, name, low, high, width, best_j)
@@ -288,6 +316,9 @@ class TestReport:
     tied_interval: tuple[float, float] = (math.nan, math.nan)
     tied_logit_width: float = math.nan
     metrics_at_half: dict[str, float] = field(default_factory=dict)
+    #: Every other rule's threshold on the same validation scores and its test metrics: what the
+    #: choice of rule was worth on this test split (read, never used to choose).
+    by_rule: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -299,6 +330,7 @@ class TestReport:
             "tied_logit_width": self.tied_logit_width,
             "accuracy_at_0.5": self.metrics_at_half.get("accuracy", math.nan),
             "metrics_at_0.5": dict(self.metrics_at_half),
+            "by_rule": {rule: dict(values) for rule, values in self.by_rule.items()},
         }
 
 
@@ -324,7 +356,17 @@ def build_report(name: str, val_scores: np.ndarray, val_labels: np.ndarray, test
         tied_interval=(choice.tied_low, choice.tied_high),
         tied_logit_width=choice.logit_width,
         metrics_at_half=point_metrics(test_scores, test_labels, 0.5),
+        by_rule=_metrics_by_rule(val_scores, val_labels, test_scores, test_labels),
     )
+
+
+def _metrics_by_rule(val_scores: np.ndarray, val_labels: np.ndarray, test_scores: np.ndarray,
+                     test_labels: np.ndarray) -> dict[str, dict[str, float]]:
+    out = {}
+    for rule in (*THRESHOLD_RULES, "0.5"):
+        value = choose_threshold(val_scores, val_labels, rule).value
+        out[rule] = {"threshold": value, **point_metrics(test_scores, test_labels, value)}
+    return out
 
 
 def _score_text(x: float) -> str:
@@ -360,6 +402,9 @@ def report_markdown(reports: list[TestReport], title: str) -> str:
     lines.append("| tied interval (logit width) | " + " | ".join(_tie_text(r) for r in reports) + " |")
     lines.append("| accuracy at 0.5 | " + " | ".join(
         f"{r.metrics_at_half['accuracy']:.3f}" if "accuracy" in r.metrics_at_half else "n/a" for r in reports) + " |")
+    lines.append("| accuracy by threshold rule (threshold) | " + " | ".join(
+        ", ".join(f"{rule} {v['accuracy']:.3f} ({v['threshold']:.3f})" for rule, v in r.by_rule.items()) or "n/a"
+        for r in reports) + " |")
     lines.append("")
     for r in reports:
         neg, pos = r.class_names[0], r.class_names[-1]
