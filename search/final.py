@@ -340,7 +340,9 @@ def _log_to_mlflow(spec: SweepSpec, members: list[FinalMember], reports: list[An
     client = mlflow_client(tracking_uri)
     experiment = spec.provenance.get("experiment") or spec.experiment_name
     experiment_id = ensure_experiment(client, experiment, spec.mlflow.artifact_location)
-    tags = {"medtune.kind": "final", "medtune.epochs": str(n_epochs), "medtune.ensemble": str(len(members))}
+    tags = {"medtune.kind": "final", "medtune.epochs": str(n_epochs), "medtune.ensemble": str(len(members)),
+            "medtune.threshold_rule": reports[0].threshold_rule,
+            "medtune.cv_folds": str(spec.search.cv if isinstance(spec.search.cv, int) else 0)}
     for key in ("sweep", "parent_run_id", "trial_id", "space_hash"):
         if spec.provenance.get(key) is not None:
             tags[f"medtune.sweep_{key}" if key != "sweep" else "medtune.sweep"] = str(spec.provenance[key])

@@ -291,3 +291,7 @@ def test_final_after_a_cross_validated_sweep_takes_its_threshold_out_of_fold(cv_
     single = report["reports"][0]
     assert single["threshold_rule"] == "youden-mid" and "accuracy_at_0.5" in single
     assert "out-of-fold predictions" in (tmp_path / "final" / "report.md").read_text()
+    from mlflow import MlflowClient
+
+    run = MlflowClient(tracking_uri=f"sqlite:///{root}/mlruns.db").get_run(final.run_id)
+    assert run.data.tags["medtune.cv_folds"] == "5" and run.data.tags["medtune.threshold_rule"] == "youden-mid"
