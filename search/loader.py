@@ -17,14 +17,50 @@ import yaml
 from search.spec import SpecError, SweepSpec, validate_spec
 
 
+def duplicate_keys(text: str) -> list[tuple[str, str]]:
+    """(key path, message) for every key given twice in one mapping of a YAML document.
+
+    ``yaml.safe_load`` keeps the last of two equal keys, so ``num_samples: 4`` followed later by
+    ``num_samples: 400`` (or a section pasted twice) would silently change the sweep. The check
+    walks the composed node tree (no objects are constructed) before the file is loaded.
+    """
+    found: list[tuple[str, str]] = []
+
+    def walk(node: yaml.Node | None, path: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "<complex key>"
+                where = f"{path}.{key}" if path else key
+                if key in first_line:
+                    found.append((where, f"given twice (lines {first_line[key]} and {key_node.start_mark.line + 1}); "
+                                         "expected each key once"))
+                else:
+                    first_line[key] = key_node.start_mark.line + 1
+                walk(value_node, where)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{path}[{i}]")
+
+    walk(yaml.compose(text, Loader=yaml.SafeLoader), "")
+    return found
+
+
 def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file safely; a missing file or a syntax error becomes a ``SpecError``."""
+    """Parse a YAML file safely; a missing file, a syntax error, a duplicate key or bytes that are
+    not UTF-8 become a ``SpecError``."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(str(path), [("<file>", "no such file")])
     try:
-        with open(path) as f:
-            return yaml.safe_load(f)
+        text = path.read_text(encoding="utf-8")
+        duplicates = duplicate_keys(text)
+        if duplicates:
+            raise SpecError(str(path), duplicates)
+        return yaml.safe_load(text)
+    except UnicodeDecodeError as exc:
+        raise SpecError(str(path), [("<file>", f"not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                                               "save the space file as UTF-8")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"

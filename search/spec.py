@@ -257,6 +257,14 @@ def _one_of(options: tuple) -> Callable[[Any], str | None]:
     return check
 
 
+def folder_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a folder under the results storage, or None: a sweep's name, run
+    name and experiment become folder names, and ``../x`` would write outside ``storage``."""
+    if any(c in name for c in "/\\:") or name.strip(".") == "" or name.startswith("."):
+        return f"must not contain '/', '\\' or ':' nor be or start with '.' (it names a folder), got {name!r}"
+    return None
+
+
 def _cv_setting(v: Any) -> str | None:
     if isinstance(v, str):
         return None if v == "auto" else f"expected an integer number of folds >= 2, 'auto' or null, got {v!r}"
@@ -278,8 +286,8 @@ def validate_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
     if not isinstance(name, str) or not name.strip():
         problems("name", f"expected a non-empty string (the MLflow experiment and Ray run name), got {name!r}")
         name = "medtune"
-    elif any(c in name for c in "/\\:"):
-        problems("name", f"must not contain '/', '\\' or ':' (it names a folder), got {name!r}")
+    elif msg := folder_name_problem(name):
+        problems("name", msg)
 
     data = _section(raw.get("data", {}), "data", {
         "source": (str, None, None),
@@ -339,7 +347,7 @@ def validate_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
     mlflow = _section(raw.get("mlflow", {}), "mlflow", {
         "tracking_uri": (str, "sqlite:///mlruns.db", None),
         "artifact_location": (str, "./mlartifacts", None),
-        "experiment": (str, None, None),
+        "experiment": (str, None, folder_name_problem),
         "enabled": (bool, True, None),
         "registered_model_name": (str, None, None),
     }, problems)

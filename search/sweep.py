@@ -221,6 +221,10 @@ def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: 
     from search.tracking import MlflowTrialCallback, ensure_experiment, mlflow_client, resolved_tracking_uri
     from search.tuner import build_tuner
 
+    from search.spec import folder_name_problem
+
+    if run_name is not None and (problem := folder_name_problem(run_name)):
+        raise SpecError(spec.source, [("--name", problem)])
     run_name = run_name or default_run_name(spec)
     spec, fingerprint = _prepare(spec)
 

@@ -94,7 +94,7 @@ def stage_s3(uri: str, cache_dir: Path) -> Path:
                         "credentials (environment or AWS config) and AWS_ENDPOINT_URL_S3 for S3-compatible stores") from None
     if loc.key and not loc.key.endswith("/") and loc.key in objects:  # one object, e.g. a MedMNIST .npz
         objects = {loc.key: objects[loc.key]}
-        target = root / loc.key
+        target = _inside(root, loc.key, uri)
         base = loc.key.rpartition("/")[0] + "/" if "/" in loc.key else ""
     else:
         prefix = loc.key if not loc.key or loc.key.endswith("/") else loc.key + "/"
@@ -104,7 +104,9 @@ def stage_s3(uri: str, cache_dir: Path) -> Path:
     if not objects:
         raise DataError(f"{uri}: no objects there; expected a Kermany-layout folder (train/, val/, test/) or an .npz object")
 
-    folder = root / base if base else root
+    folder = _inside(Path(cache_dir) / "s3", f"{loc.bucket}/{base}", uri)
+    for key in objects:  # every object's place, checked before anything is written
+        _inside(folder, key[len(base):], f"{uri}: object {key!r}")
     folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(folder / ".medtune-staging.lock"), timeout=LOCK_TIMEOUT_S)
     try:
@@ -127,14 +129,14 @@ def _sync(client: Any, bucket: str, base: str, objects: dict[str, tuple[int, str
         manifest = {}
 
     def current(key: str) -> bool:
-        local = folder / key[len(base):]
+        local = _inside(folder, key[len(base):], key)
         return manifest.get(key) == list(objects[key]) and local.is_file() and local.stat().st_size == objects[key][0]
 
     todo = [k for k in objects if not current(k)]
     skipped = len(objects) - len(todo)
 
     def fetch(key: str) -> int:
-        local = folder / key[len(base):]
+        local = _inside(folder, key[len(base):], key)
         local.parent.mkdir(parents=True, exist_ok=True)
         tmp = local.with_name(f".{local.name}.part-{os.getpid()}")
         client.download_file(bucket, key, str(tmp))
@@ -157,6 +159,20 @@ def _sync(client: Any, bucket: str, base: str, objects: dict[str, tuple[int, str
     if todo:
         log.info("Staged %s: %d objects downloaded (%.1f MB), %d already current", uri, len(todo),
                  sum(sizes) / 1e6, skipped)
+
+
+def _inside(folder: Path, relative: str | Path, what: str) -> Path:
+    """``folder / relative``, refused when it resolves outside ``folder``.
+
+    Object keys are the bucket owner's strings: ``data/../../../x`` or ``/etc/x`` must not make a
+    node write outside its cache.
+    """
+    base = Path(folder).resolve()
+    target = (base / relative).resolve()
+    if str(relative).startswith(("/", "\\")) or not target.is_relative_to(base):
+        raise DataError(f"{what}: resolves outside the staging cache ({base}); refusing to stage it "
+                        "(keys must not contain '..' segments or start with '/')")
+    return Path(folder) / relative
 
 
 def _reason(exc: Exception) -> str:

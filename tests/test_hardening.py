@@ -1,0 +1,74 @@
+"""Bad input caught before anything runs, and no path from a space file or a bucket escaping its folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from search.cli import EXIT_BAD_INPUT, main
+from search.loader import load_spec
+from search.spec import SpecError
+
+DEMO = Path(__file__).resolve().parents[1] / "spaces" / "demo.yaml"
+
+
+def test_a_key_given_twice_is_rejected_with_both_lines(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("name: a\ndata: {source: pneumoniamnist}\nsearch:\n  num_samples: 4\n  max_concurrent: 1\n"
+                    "  num_samples: 400\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert info.value.problems == [("search.num_samples", "given twice (lines 4 and 6); expected each key once")]
+
+
+def test_a_section_given_twice_is_rejected(tmp_path, capsys):
+    path = tmp_path / "sections.yaml"
+    path.write_text(DEMO.read_text() + "\nsearch: {num_samples: 400}\n")
+    assert main(["validate", str(path)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert f"{path}: 1 problem" in err and "- search: given twice" in err
+
+
+def test_a_space_file_that_is_not_utf8_gets_a_message_not_a_traceback(tmp_path, capsys):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    assert main(["validate", str(path)]) == EXIT_BAD_INPUT
+    assert "not UTF-8 text" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".hidden", "c:\\d"])
+def test_a_run_name_that_would_leave_the_storage_folder_is_rejected(tmp_path, capsys, pneumoniamnist_path, name):
+    storage = tmp_path / "results"
+    code = main(["sweep", str(DEMO), "--name", name, "--set", f"storage={storage}",
+                 "--set", f"mlflow.tracking_uri=sqlite:///{tmp_path}/m.db"])
+    assert code == EXIT_BAD_INPUT
+    assert "--name: must not contain" in capsys.readouterr().err
+    assert not storage.exists() and not (tmp_path / "x").exists()
+
+
+def test_an_experiment_name_with_a_path_is_rejected(capsys):
+    assert main(["validate", str(DEMO), "--set", "mlflow.experiment=../elsewhere"]) == EXIT_BAD_INPUT
+    assert "mlflow.experiment: must not contain" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", ["data/../../../../escaped.txt", "data/train/../../../escaped.txt"])
+def test_an_s3_key_with_dot_dot_cannot_write_outside_the_staging_cache(tmp_path, s3_server, monkeypatch, key):
+    import boto3
+
+    from trainables.data import DataError
+    from trainables.data.staging import stage_s3
+
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint, region_name="us-east-1")
+    bucket = f"escape-{tmp_path.name.lower().replace('_', '-')[-20:]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="data/train/NORMAL/a.jpeg", Body=b"x")
+    s3.put_object(Bucket=bucket, Key=key, Body=b"evil")
+    assert key in {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}  # the store kept the key as is
+    cache = tmp_path / "deep" / "er" / "cache"
+    with pytest.raises(DataError, match="resolves outside the staging cache"):
+        stage_s3(f"s3://{bucket}/data/", cache)
+    assert not list(tmp_path.rglob("escaped.txt"))
+    assert not (cache / "s3" / bucket / "data" / "train" / "NORMAL" / "a.jpeg").exists()  # nothing written at all
