@@ -73,3 +73,31 @@ def test_resume_of_a_folder_that_is_not_a_sweep_is_a_clear_error(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr
     assert "not a medtune sweep folder" in out.stderr and "medtune_sweep.json" in out.stderr
+
+
+def test_every_third_party_import_is_a_declared_dependency():
+    """An import that only works because another package happens to pull it in breaks on the next
+    release of that package: every distribution the code imports is named in pyproject.toml."""
+    import ast
+    import importlib.metadata
+    import re
+    import sys
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower().replace("_", "-")
+                for d in project["dependencies"]}
+    distributions = importlib.metadata.packages_distributions()
+    missing = {}
+    for path in [*(REPO / "search").rglob("*.py"), *(REPO / "trainables").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in ("search", "trainables"):
+                    continue
+                provided = {d.lower() for d in distributions.get(top, [top])}
+                if not provided & declared:
+                    missing.setdefault(top, str(path.relative_to(REPO)))
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
