@@ -75,8 +75,11 @@ def best_from_mlflow(experiment: str, tracking_uri: str, *, metric: str | None =
 
     from search.tracking import mlflow_client, resolved_tracking_uri
 
+    from search.tracking import check_tracking_server, redact_uri
+
     uri = resolved_tracking_uri(tracking_uri)
-    where = f"MLflow at {uri}"
+    where = f"MLflow at {redact_uri(uri)}"
+    check_tracking_server(uri, where, key="--tracking-uri")
     client = mlflow_client(uri)
     parent = _sweep_parent(client, experiment, parent_run_id, where)
     spec = _space_of(uri, parent.info.run_id, where)

@@ -181,6 +181,10 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
     if spec.space:
         raise SpecError(spec.source, [("space", "final trains one configuration: expected an empty space with every "
                                        "value under fixed (a best_config.yaml)")])
+    if spec.mlflow.enabled:  # found now, not after the training it would fail to log
+        from search.tracking import check_tracking_server
+
+        check_tracking_server(spec.mlflow.tracking_uri, spec.source)
     spec, _ = resolved_spec(spec)
     configs = member_configs(spec, ensemble)
     out = Path(out_dir or tempfile.mkdtemp(prefix="medtune-final-"))

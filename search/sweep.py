@@ -174,8 +174,11 @@ def resolved_spec(spec: SweepSpec) -> tuple[SweepSpec, dict[str, Any]]:
 def _prepare(spec: SweepSpec) -> tuple[SweepSpec, str]:
     """Everything that can fail on bad input, before a trial is scheduled; returns the spec with
     its data-dependent settings resolved, and the data fingerprint."""
+    from search.tracking import check_tracking_server
     from search.validation import small_data_warnings
 
+    if spec.mlflow.enabled:
+        check_tracking_server(spec.mlflow.tracking_uri, spec.source)
     spec, summary = resolved_spec(spec)
     for warning in small_data_warnings(spec, summary):
         log.warning(warning)
@@ -209,10 +212,18 @@ def read_sweep_record(run_path: str) -> dict[str, Any]:
     fs, path = pyarrow.fs.FileSystem.from_uri(uri)
     try:
         with fs.open_input_stream(f"{path}/{SWEEP_RECORD}") as f:
-            return json.loads(f.read().decode())
+            record = json.loads(f.read().decode())
     except (FileNotFoundError, OSError) as exc:
         raise SpecError(run_path, [("<run>", f"not a medtune sweep folder: {SWEEP_RECORD} not found there "
                                              f"(expected <storage>/<run name>/, as printed by 'medtune sweep'); {exc}")]) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SpecError(run_path, [(SWEEP_RECORD, f"not readable JSON ({exc}); the file is damaged, so this sweep "
+                                                  "cannot be resumed from it")]) from None
+    missing = [key for key in ("spec", "run_name") if not isinstance(record, dict) or key not in record]
+    if missing:
+        raise SpecError(run_path, [(f"{SWEEP_RECORD}: {key}", "missing; expected the record 'medtune sweep' writes "
+                                                             "(the validated space and the run name)") for key in missing])
+    return record
 
 
 def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: str | Path | None = None) -> SweepOutcome:

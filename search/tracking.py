@@ -67,6 +67,38 @@ def mlflow_client(tracking_uri: str) -> "MlflowClient":
     return MlflowClient(tracking_uri=tracking_uri)
 
 
+#: Seconds a tracking server gets to answer the reachability check before a sweep starts.
+REACHABILITY_TIMEOUT_S = 10
+
+
+def check_tracking_server(uri: str, where: str, key: str = "mlflow.tracking_uri") -> None:
+    """An ``http(s)://`` tracking server must answer its ``/health`` endpoint now.
+
+    MLflow's client retries an unreachable server for minutes with backoff; checked first, a typo
+    or a server that is down costs seconds, before data is decoded or Ray starts. The message
+    names the URI without its credentials. Other stores (sqlite, files, Databricks) are not probed.
+    """
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit, urlunsplit
+
+    from search.spec import SpecError
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    parts = urlsplit(uri)
+    health = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1],
+                                       path=parts.path.rstrip("/") + "/health", query="", fragment=""))
+    try:
+        urllib.request.urlopen(health, timeout=REACHABILITY_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return  # it answered: a proxy or an auth layer in front of /health is still a live server
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise SpecError(where, [(key, f"the MLflow tracking server at {redact_uri(uri)} does not answer ({reason}); "
+                                      "start it, fix the URI, or set mlflow.enabled: false")]) from None
+
+
 def resolved_tracking_uri(uri: str) -> str:
     """A local store's URI made absolute, so a resumed driver (or a trial) elsewhere finds the same store.
 

@@ -72,3 +72,43 @@ def test_an_s3_key_with_dot_dot_cannot_write_outside_the_staging_cache(tmp_path,
         stage_s3(f"s3://{bucket}/data/", cache)
     assert not list(tmp_path.rglob("escaped.txt"))
     assert not (cache / "s3" / bucket / "data" / "train" / "NORMAL" / "a.jpeg").exists()  # nothing written at all
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("{not json", "medtune_sweep.json: not readable JSON"),
+    ('{"run_name": "x"}', "medtune_sweep.json: spec: missing"),
+    ("[1, 2]", "medtune_sweep.json: spec: missing"),
+])
+def test_resume_of_a_damaged_sweep_record_gets_a_message(tmp_path, capsys, content, expected):
+    (tmp_path / "medtune_sweep.json").write_text(content)
+    assert main(["resume", str(tmp_path)]) == EXIT_BAD_INPUT
+    assert expected in capsys.readouterr().err
+
+
+def test_an_unreachable_tracking_server_is_found_before_data_or_ray(tmp_path, capsys, monkeypatch):
+    import time
+
+    from helpers import free_port
+
+    uri = f"http://medtune:sentinel-password@127.0.0.1:{free_port()}"
+    # A data source that does not exist: had the sweep got as far as the data, it would say so instead.
+    started = time.monotonic()
+    code = main(["sweep", str(DEMO), "--set", "data.source=/nonexistent/data.npz", "--set", f"mlflow.tracking_uri={uri}",
+                 "--set", f"storage={tmp_path / 'results'}"])
+    err = capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT and time.monotonic() - started < 30
+    assert "mlflow.tracking_uri: the MLflow tracking server at http://127.0.0.1:" in err and "does not answer" in err
+    assert "sentinel-password" not in err and "/nonexistent" not in err
+    assert not (tmp_path / "results").exists()
+    import ray
+
+    assert not ray.is_initialized()
+
+
+def test_best_from_a_dead_tracking_server_gets_a_message(capsys):
+    from helpers import free_port
+
+    code = main(["best", "pneumonia-demo", "--tracking-uri", f"http://u:sentinel-password@127.0.0.1:{free_port()}"])
+    err = capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT and "--tracking-uri: the MLflow tracking server" in err
+    assert "sentinel-password" not in err
