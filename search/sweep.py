@@ -47,9 +47,31 @@ def check_data(spec: SweepSpec) -> dict[str, Any]:
     cfg = TrialConfig.from_dict({k: v for k, v in _trial_base_with_env(spec).items()
                                  if k.startswith("data_") or k in ("image_size", "cache_dir")})
     try:
-        return inspect_source(data_config(cfg))
+        summary = inspect_source(data_config(cfg))
     except DataError as exc:
         raise SpecError(spec.source, [("data.source", str(exc))]) from None
+    problems = learnable_problems(summary)
+    if problems:
+        raise SpecError(spec.source, [("data.source", p) for p in problems])
+    return summary
+
+
+def learnable_problems(summary: dict[str, Any]) -> list[str]:
+    """Why trials could not learn from or be ranked on this data: a single class, or a class with no
+    image in train or val (every trial would report val_auc NaN and no configuration would win)."""
+    names = summary.get("class_names", [])
+    if len(names) < 2:
+        return [f"{summary.get('source')}: found {len(names)} class ({', '.join(map(str, names)) or 'none'}); "
+                "expected at least two classes to tell apart"]
+    out = []
+    for split in ("train", "val"):
+        counts = summary.get("planned", {}).get(split, {})
+        empty = [name for name in names if counts.get(name, 0) == 0]
+        if empty:
+            out.append(f"{summary.get('source')}: the {split} split has no images of class "
+                       f"{', '.join(map(repr, empty))} (counts: {', '.join(f'{n} {counts.get(n, 0)}' for n in names)}); "
+                       "expected every class in train and val")
+    return out
 
 
 def prepare_data(spec: SweepSpec) -> str:

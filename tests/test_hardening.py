@@ -112,3 +112,36 @@ def test_best_from_a_dead_tracking_server_gets_a_message(capsys):
     err = capsys.readouterr().err
     assert code == EXIT_BAD_INPUT and "--tracking-uri: the MLflow tracking server" in err
     assert "sentinel-password" not in err
+
+
+def _npz(path: Path, train_labels, val_labels) -> Path:
+    import numpy as np
+
+    def images(n: int):
+        return np.random.default_rng(0).integers(0, 255, (n, 28, 28), dtype=np.uint8)
+
+    np.savez(path, train_images=images(len(train_labels)), train_labels=np.array(train_labels, dtype=np.uint8)[:, None],
+             val_images=images(len(val_labels)), val_labels=np.array(val_labels, dtype=np.uint8)[:, None],
+             test_images=images(4), test_labels=np.array([0, 1, 0, 1], dtype=np.uint8)[:, None])
+    return path
+
+
+@pytest.mark.parametrize("train, val, expected", [
+    ([0] * 20, [0] * 6, "the train split has no images of class '1'"),
+    ([0, 1] * 10, [0] * 6, "the val split has no images of class '1'"),
+])
+def test_data_a_sweep_cannot_learn_from_is_rejected_by_validate(tmp_path, capsys, train, val, expected):
+    data = _npz(tmp_path / "d.npz", train, val)
+    assert main(["validate", str(DEMO), "--set", f"data.source={data}"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "data.source:" in err and expected in err
+
+
+def test_an_empty_val_class_folder_is_rejected(tmp_path, capsys):
+    from test_data import make_kermany
+
+    root = make_kermany(tmp_path / "chest_xray", per_class=3)
+    for image in (root / "val" / "NORMAL").iterdir():
+        image.unlink()
+    assert main(["validate", str(DEMO), "--set", f"data.source={root}", "--set", "data.image_size=16"]) == EXIT_BAD_INPUT
+    assert "the val split has no images of class 'NORMAL'" in capsys.readouterr().err
