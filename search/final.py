@@ -181,6 +181,10 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
     if spec.space:
         raise SpecError(spec.source, [("space", "final trains one configuration: expected an empty space with every "
                                        "value under fixed (a best_config.yaml)")])
+    if out_dir is not None:
+        from search.sweep import check_output_path
+
+        check_output_path(out_dir, "--out", spec.source, folder=True)
     if spec.mlflow.enabled:  # found now, not after the training it would fail to log
         from search.tracking import check_tracking_server
 

@@ -130,6 +130,21 @@ def check_storage(spec: SweepSpec) -> None:
         raise SpecError(spec.source, [("storage", f"cannot write to {spec.storage!r}: {exc}; {hint}")]) from None
 
 
+def check_output_path(path: str | Path, key: str, where: str, folder: bool = False) -> None:
+    """An output file (or folder) must be creatable before any trial trains, not after the sweep.
+
+    Its nearest existing ancestor must be a writable folder, and the path itself, if it exists,
+    must be of the expected kind.
+    """
+    target = Path(path).expanduser().resolve()
+    if target.exists() and target.is_dir() != folder:
+        raise SpecError(where, [(key, f"{path} exists and is {'not ' if folder else ''}a folder; "
+                                      f"expected {'a folder' if folder else 'a file path'}")])
+    existing = next(p for p in (target if folder else target.parent, *target.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise SpecError(where, [(key, f"cannot write {path}: {existing} is not a writable folder")])
+
+
 def check_cluster_resources(spec: SweepSpec) -> None:
     """A GPU request on a cluster without GPUs would leave every trial pending forever."""
     import ray
@@ -258,6 +273,8 @@ def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: 
 
     if run_name is not None and (problem := folder_name_problem(run_name)):
         raise SpecError(spec.source, [("--name", problem)])
+    if best_config_out is not None:
+        check_output_path(best_config_out, "-o", spec.source)
     run_name = run_name or default_run_name(spec)
     spec, fingerprint = _prepare(spec)
 
@@ -297,6 +314,8 @@ def resume_sweep(run_path: str, *, best_config_out: str | Path | None = None) ->
     from search.tuner import trial_trainable
 
     record = read_sweep_record(run_path)
+    if best_config_out is not None:
+        check_output_path(best_config_out, "-o", run_path)
     spec = validate_spec(record["spec"], source=record.get("source", run_path))
     run_path = run_path if "://" in run_path else str(Path(run_path).expanduser().resolve())
     spec, _ = _prepare(spec)

@@ -145,3 +145,25 @@ def test_an_empty_val_class_folder_is_rejected(tmp_path, capsys):
         image.unlink()
     assert main(["validate", str(DEMO), "--set", f"data.source={root}", "--set", "data.image_size=16"]) == EXIT_BAD_INPUT
     assert "the val split has no images of class 'NORMAL'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("output, expected", [
+    ("{blocker}/best.yaml", "is not a writable folder"),  # a file where the folder should be
+    ("{tmp}", "exists and is a folder"),
+])
+def test_an_unwritable_output_path_is_found_before_training(tmp_path, capsys, output, expected):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    out = output.format(blocker=blocker, tmp=tmp_path)
+    code = main(["sweep", str(DEMO), "-o", out, "--set", "data.source=/nonexistent.npz",
+                 "--set", f"storage={tmp_path / 'results'}", "--set", "mlflow.enabled=false"])
+    err = capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT and "-o: " in err and expected in err
+    assert "/nonexistent.npz" not in err  # found before the data was looked at
+
+
+def test_final_out_that_is_a_file_is_found_before_training(tmp_path, capsys):
+    blocker = tmp_path / "report"
+    blocker.write_text("a file")
+    code = main(["final", str(DEMO), "--out", str(blocker), "--set", "space={}", "--set", "mlflow.enabled=false"])
+    assert code == EXIT_BAD_INPUT and "--out: " in capsys.readouterr().err
