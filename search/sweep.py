@@ -13,9 +13,10 @@ import os
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from search.loader import dump_yaml
 from search.ray_node import init_ray
@@ -266,10 +267,9 @@ def read_sweep_record(run_path: str) -> dict[str, Any]:
 def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: str | Path | None = None) -> SweepOutcome:
     """Run the whole sweep and return its ranked results."""
     from search.searcher import epoch_plan
+    from search.spec import folder_name_problem
     from search.tracking import MlflowTrialCallback, ensure_experiment, mlflow_client, resolved_tracking_uri
     from search.tuner import build_tuner
-
-    from search.spec import folder_name_problem
 
     if run_name is not None and (problem := folder_name_problem(run_name)):
         raise SpecError(spec.source, [("--name", problem)])
@@ -286,18 +286,37 @@ def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: 
         experiment_id = ensure_experiment(client, spec.experiment_name, spec.mlflow.artifact_location)
         parent = client.create_run(experiment_id, run_name=run_name, tags=sweep_tags(spec, fingerprint, run_name))
         parent_run_id = parent.info.run_id
-        client.log_batch(parent_run_id, params=_parent_params(spec))
-        _log_space_document(client, parent_run_id, spec)
-        callbacks.append(MlflowTrialCallback(tracking_uri, experiment_id, parent_run_id,
-                                             spec.metric.name, spec.metric.mode, epoch_plan(spec)))
+    with parent_failed_on_exit(client, parent_run_id):
+        if client is not None:
+            client.log_batch(parent_run_id, params=_parent_params(spec))
+            _log_space_document(client, parent_run_id, spec)
+            callbacks.append(MlflowTrialCallback(tracking_uri, experiment_id, parent_run_id,
+                                                 spec.metric.name, spec.metric.mode, epoch_plan(spec)))
+        tuner = build_tuner(spec, run_name, callbacks=callbacks)
+        run_path = run_path_of(spec, run_name)
+        write_sweep_record(run_path, {"spec": spec.raw, "source": spec.source, "run_name": run_name,
+                                      "parent_run_id": parent_run_id, "experiment_id": experiment_id,
+                                      "tracking_uri": tracking_uri})
+        tracker = callbacks[0] if callbacks else None
+        return _fit_and_finish(tuner, spec, run_name, run_path, client, parent_run_id, best_config_out, tracker)
 
-    tuner = build_tuner(spec, run_name, callbacks=callbacks)
-    run_path = run_path_of(spec, run_name)
-    write_sweep_record(run_path, {"spec": spec.raw, "source": spec.source, "run_name": run_name,
-                                  "parent_run_id": parent_run_id, "experiment_id": experiment_id,
-                                  "tracking_uri": tracking_uri})
-    tracker = callbacks[0] if callbacks else None
-    return _fit_and_finish(tuner, spec, run_name, run_path, client, parent_run_id, best_config_out, tracker)
+
+@contextmanager
+def parent_failed_on_exit(client: Any, run_id: str | None) -> Iterator[None]:
+    """Whatever ends the sweep early (an exception, Ctrl-C, a failed ``-o`` write), its MLflow parent
+    run is marked FAILED with the reason as a tag, never left RUNNING: ``medtune best`` then skips it
+    and still finds the previous finished sweep."""
+    try:
+        yield
+    except BaseException as exc:
+        if client is not None and run_id is not None:
+            reason = f"{type(exc).__name__}: {exc}".strip()[:500]
+            try:
+                client.set_tag(run_id, "medtune.failure", reason)
+                client.set_terminated(run_id, status="FAILED")
+            except Exception as mlflow_exc:  # MLflow away too: the original error matters more
+                log.warning("could not mark the parent run as failed: %s", mlflow_exc)
+        raise
 
 
 def resume_sweep(run_path: str, *, best_config_out: str | Path | None = None) -> SweepOutcome:
@@ -326,33 +345,29 @@ def resume_sweep(run_path: str, *, best_config_out: str | Path | None = None) ->
         client.update_run(parent_run_id, status="RUNNING")
         resumed = int(client.get_run(parent_run_id).data.tags.get("medtune.resumed", "0")) + 1
         client.set_tag(parent_run_id, "medtune.resumed", str(resumed))
-    if not tune.Tuner.can_restore(run_path):
-        raise SpecError(run_path, [("<run>", "Ray Tune finds no experiment state to restore there")])
-    tuner = tune.Tuner.restore(run_path, trainable=trial_trainable(spec),
-                               resume_unfinished=True, resume_errored=True)
-    from search.tracking import MlflowTrialCallback
+    with parent_failed_on_exit(client, parent_run_id):
+        if not tune.Tuner.can_restore(run_path):
+            raise SpecError(run_path, [("<run>", "Ray Tune finds no experiment state to restore there")])
+        tuner = tune.Tuner.restore(run_path, trainable=trial_trainable(spec),
+                                   resume_unfinished=True, resume_errored=True)
+        from search.tracking import MlflowTrialCallback
 
-    restored = [c for c in tuner._local_tuner.get_run_config().callbacks or [] if isinstance(c, MlflowTrialCallback)]
-    return _fit_and_finish(tuner, spec, record["run_name"], run_path, client, parent_run_id, best_config_out,
-                           restored[0] if restored else None)
+        restored = [c for c in tuner._local_tuner.get_run_config().callbacks or []
+                    if isinstance(c, MlflowTrialCallback)]
+        return _fit_and_finish(tuner, spec, record["run_name"], run_path, client, parent_run_id, best_config_out,
+                               restored[0] if restored else None)
 
 
 def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, client: Any,
                     parent_run_id: str | None, best_config_out: str | Path | None, tracker: Any = None) -> SweepOutcome:
-    status = "FAILED"
     fit_started = time.perf_counter()
     unlogged: list[str] = []
     try:
         results = tuner.fit()
-        status = "FINISHED"
     finally:
-        # The trials' MLflow calls run on the callback's thread: let it finish, even when fit failed.
+        # The trials' MLflow calls run on the callback's thread: let it finish, even when fit failed
+        # (the caller's parent_failed_on_exit then marks the parent run FAILED).
         unlogged = tracker.finish() if tracker is not None else []
-        if client is not None and status == "FAILED":
-            try:
-                client.set_terminated(parent_run_id, status="FAILED")
-            except Exception as exc:  # MLflow away too: the original error matters more
-                log.warning("could not mark the parent run as failed: %s", exc)
     fit_seconds = time.perf_counter() - fit_started
 
     entries = leaderboard(results, spec)

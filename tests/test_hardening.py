@@ -167,3 +167,28 @@ def test_final_out_that_is_a_file_is_found_before_training(tmp_path, capsys):
     blocker.write_text("a file")
     code = main(["final", str(DEMO), "--out", str(blocker), "--set", "space={}", "--set", "mlflow.enabled=false"])
     assert code == EXIT_BAD_INPUT and "--out: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, RuntimeError])
+def test_a_sweep_that_ends_early_leaves_its_parent_run_failed_with_the_reason(tmp_path, monkeypatch,
+                                                                               pneumoniamnist_path, failure):
+    from mlflow import MlflowClient
+
+    import search.sweep
+    import search.tuner
+
+    def broken_tuner(*args, **kwargs):
+        raise failure("stopped by the test")
+
+    monkeypatch.setattr(search.tuner, "build_tuner", broken_tuner)
+    monkeypatch.setattr(search.sweep, "init_ray", lambda: None)  # no Ray needed to fail here
+    monkeypatch.setattr(search.sweep, "check_cluster_resources", lambda spec: None)
+    spec = load_spec(DEMO, ["name=ends-early", "data.train_subset=100", "data.val_subset=300",
+                            f"mlflow.tracking_uri=sqlite:///{tmp_path}/m.db", f"storage={tmp_path / 'results'}",
+                            f"mlflow.artifact_location={tmp_path / 'art'}"])
+    with pytest.raises(failure):
+        search.sweep.run_sweep(spec, run_name="early")
+    client = MlflowClient(f"sqlite:///{tmp_path}/m.db")
+    (parent,) = client.search_runs([client.get_experiment_by_name("ends-early").experiment_id])
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["medtune.failure"] == f"{failure.__name__}: stopped by the test"
