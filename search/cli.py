@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     best = sub.add_parser("best", help="write the best configuration of a finished sweep, read from MLflow")
     best.add_argument("experiment", help="the sweep's MLflow experiment (its name: in the space file)")
-    best.add_argument("--tracking-uri", default="sqlite:///mlruns.db", help="MLflow tracking URI (default: %(default)s)")
+    best.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns.db",
+                      help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns.db)")
     best.add_argument("--metric", help="rank by this reported metric instead of the sweep's objective")
     best.add_argument("--mode", choices=("min", "max"), help="with --metric; default: the metric's direction")
     best.add_argument("--run", help="the sweep's parent run id (default: the newest finished sweep)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -344,10 +345,11 @@ def validate_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
     if isinstance(resources["gpu"], (int, float)) and resources["gpu"] > 1 and resources["gpu"] != int(resources["gpu"]):
         problems("resources.gpu", f"a fraction must be <= 1 (several trials share a GPU); whole GPUs above 1, got {resources['gpu']}")
 
+    # MLflow's own variables come after the space file and --set, before medtune's defaults.
     mlflow = _section(raw.get("mlflow", {}), "mlflow", {
-        "tracking_uri": (str, "sqlite:///mlruns.db", None),
+        "tracking_uri": (str, os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns.db", None),
         "artifact_location": (str, "./mlartifacts", None),
-        "experiment": (str, None, folder_name_problem),
+        "experiment": (str, os.environ.get("MLFLOW_EXPERIMENT_NAME") or None, folder_name_problem),
         "enabled": (bool, True, None),
         "registered_model_name": (str, None, None),
     }, problems)

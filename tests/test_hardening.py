@@ -192,3 +192,22 @@ def test_a_sweep_that_ends_early_leaves_its_parent_run_failed_with_the_reason(tm
     (parent,) = client.search_runs([client.get_experiment_by_name("ends-early").experiment_id])
     assert parent.info.status == "FAILED"
     assert parent.data.tags["medtune.failure"] == f"{failure.__name__}: stopped by the test"
+
+
+def test_mlflow_environment_variables_come_after_the_space_file_and_before_the_defaults(tmp_path, monkeypatch):
+    from search.spec import validate_spec
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
+    raw = {"name": "n", "data": {"source": "pneumoniamnist"}}
+    spec = validate_spec(raw, "s.yaml")
+    assert spec.mlflow.tracking_uri == "http://127.0.0.1:5999" and spec.experiment_name == "from-env"
+    spec = validate_spec({**raw, "mlflow": {"tracking_uri": "sqlite:///x.db", "experiment": "mine"}}, "s.yaml")
+    assert spec.mlflow.tracking_uri == "sqlite:///x.db" and spec.experiment_name == "mine"
+    from search.cli import build_parser
+
+    assert build_parser().parse_args(["best", "e"]).tracking_uri == "http://127.0.0.1:5999"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME")
+    spec = validate_spec(raw, "s.yaml")
+    assert spec.mlflow.tracking_uri == "sqlite:///mlruns.db" and spec.experiment_name == "n"
