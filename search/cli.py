@@ -72,12 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from search.loader import load_spec
-    from search.sweep import check_storage, resolved_spec
+    from search.sweep import check_storage, prepare_data, resolved_spec
     from search.validation import small_data_warnings
 
     spec = load_spec(args.space, args.overrides)
     spec, summary = resolved_spec(spec)
     check_storage(spec)
+    prepare_data(spec)  # decodes into the node's cache (the sweep reuses it): finds unreadable images
     print(f"{args.space}: valid")
     print(f"  data: {spec.data.source} -> {summary}")
     print(f"  architectures: {', '.join(spec.architectures)}")

@@ -76,9 +76,14 @@ def learnable_problems(summary: dict[str, Any]) -> list[str]:
 
 
 def prepare_data(spec: SweepSpec) -> str:
-    """Decode the data into the node's cache now; returns its fingerprint for MLflow."""
+    """Decode the data into the node's cache now; returns its fingerprint for MLflow.
+
+    Unreadable images are only found by decoding: too many of them is bad input, named by the
+    space file's key (``data.max_bad_fraction``), not a traceback in the first trial.
+    """
     from trainables.config import TrialConfig
-    from trainables.data import load_splits
+    from trainables.data import DataError, load_splits
+    from trainables.data.errors import TooManyBadImages
     from trainables.train import data_config
 
     base = _trial_base_with_env(spec)
@@ -87,7 +92,12 @@ def prepare_data(spec: SweepSpec) -> str:
     for size in sizes:
         cfg = TrialConfig.from_dict({k: v for k, v in base.items() if k.startswith("data_") or k == "cache_dir"}
                                     | {"image_size": size})
-        fingerprint = load_splits(data_config(cfg)).fingerprint
+        try:
+            fingerprint = load_splits(data_config(cfg)).fingerprint
+        except TooManyBadImages as exc:
+            raise SpecError(spec.source, [("data.max_bad_fraction", f"{exc} (data.max_bad_fraction)")]) from None
+        except DataError as exc:
+            raise SpecError(spec.source, [("data.source", str(exc))]) from None
     return fingerprint
 
 

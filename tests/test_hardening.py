@@ -211,3 +211,17 @@ def test_mlflow_environment_variables_come_after_the_space_file_and_before_the_d
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME")
     spec = validate_spec(raw, "s.yaml")
     assert spec.mlflow.tracking_uri == "sqlite:///mlruns.db" and spec.experiment_name == "n"
+
+
+def test_too_many_unreadable_images_are_reported_by_validate_with_the_yaml_key(tmp_path, capsys):
+    from test_data import make_kermany
+
+    root = make_kermany(tmp_path / "chest_xray", per_class=6)
+    for image in sorted((root / "train" / "NORMAL").iterdir())[:3]:
+        image.write_bytes(b"not an image")
+    args = ["validate", str(DEMO), "--set", f"data.source={root}", "--set", "data.image_size=16",
+            "--set", f"storage={tmp_path / 'results'}"]
+    assert main(args) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "- data.max_bad_fraction: 3 of 36 images" in err and "DataConfig" not in err
+    assert main([*args, "--set", "data.max_bad_fraction=0.2"]) == 0

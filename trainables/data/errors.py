@@ -1,4 +1,4 @@
-"""The one exception type of the data layer."""
+"""The exception types of the data layer: ``DataError``, and the one case a caller may relax."""
 
 from __future__ import annotations
 
@@ -10,3 +10,7 @@ class DataError(ValueError):
     Every message names the path or key at fault and what was expected, because these
     errors usually surface in `medtune validate` or a Ray worker log, far from the data.
     """
+
+
+class TooManyBadImages(DataError):
+    """More unreadable images than ``DataConfig.max_bad_fraction`` allows (a setting the user can raise)."""

@@ -14,7 +14,7 @@ import numpy as np
 
 from .cache import Decoded, cache_key, load_or_decode
 from .config import DataConfig, resolve_cache_dir, resolve_data_dir
-from .errors import DataError
+from .errors import DataError, TooManyBadImages
 from .folder import decode_folder, describe_bad, index_folder
 from .medmnist import MEDMNIST, is_medmnist_name, resolve_medmnist
 from .npz import decode_npz, index_npz
@@ -139,8 +139,8 @@ def _check_bad(root: Path, decoded: Decoded, max_bad_fraction: float) -> None:
         return
     text = describe_bad(root, list(decoded.bad_files), decoded.total_files)
     if len(decoded.bad_files) > max_bad_fraction * decoded.total_files:
-        raise DataError(f"{text}; that is more than max_bad_fraction={max_bad_fraction:g}. "
-                        "Fix or remove them, or raise DataConfig.max_bad_fraction")
+        raise TooManyBadImages(f"{text}; that is more than max_bad_fraction={max_bad_fraction:g}. "
+                               "Fix or remove them, or raise max_bad_fraction")
     warnings.warn(f"{text}; skipped them", stacklevel=3)
 
 
