@@ -225,3 +225,22 @@ def test_too_many_unreadable_images_are_reported_by_validate_with_the_yaml_key(t
     err = capsys.readouterr().err
     assert "- data.max_bad_fraction: 3 of 36 images" in err and "DataConfig" not in err
     assert main([*args, "--set", "data.max_bad_fraction=0.2"]) == 0
+
+
+def test_images_in_subfolders_of_a_class_folder_are_read_as_that_class(tmp_path):
+    import shutil
+
+    from test_data import make_kermany
+    from trainables.data import DataConfig, inspect_source, load_splits
+
+    root = make_kermany(tmp_path / "chest_xray", per_class=4)
+    nested = root / "train" / "NORMAL" / "more" / "deeper"
+    nested.mkdir(parents=True)
+    for image in sorted((root / "train" / "NORMAL").glob("*.*"))[:2]:
+        shutil.copy(image, nested / f"copy_{image.name}")
+    (root / "train" / "NORMAL" / ".hidden").mkdir()
+    shutil.copy(next((root / "train" / "NORMAL").glob("*.png")), root / "train" / "NORMAL" / ".hidden" / "x.png")
+    summary = inspect_source(DataConfig(str(root), image_size=16, cache_dir=str(tmp_path / "cache")))
+    assert summary["counts"]["train"] == {"NORMAL": 6, "PNEUMONIA": 4}
+    splits = load_splits(DataConfig(str(root), image_size=16, cache_dir=str(tmp_path / "cache")))
+    assert int((splits.train.labels == 0).sum()) == 6

@@ -1,4 +1,8 @@
-"""Kermany-layout folders: ROOT/{train,val,test}/<CLASS>/*.jpeg|jpg|png, decoded once to arrays."""
+"""Kermany-layout folders: ROOT/{train,val,test}/<CLASS>/*.jpeg|jpg|png, decoded once to arrays.
+
+A class folder is read recursively, as torchvision's ``ImageFolder`` does: images in its
+subfolders (``NORMAL/batch2/*.jpeg``) belong to the class too. Hidden files and folders are skipped.
+"""
 
 from __future__ import annotations
 
@@ -52,20 +56,29 @@ def _layout_error(root: Path, why: str) -> DataError:
                      f"(val/ optional); found subfolders {subdirs}.{hint}")
 
 
-def _scan_split(root: Path, split: str) -> dict[str, list[os.DirEntry[str]]]:
+def _class_files(class_dir: str) -> list[tuple[str, os.stat_result]]:
+    """(path relative to the class folder, stat) of every image under it, subfolders included, sorted."""
+    found = []
+    for folder, subfolders, names in os.walk(class_dir):
+        subfolders[:] = [d for d in subfolders if not _hidden(d)]
+        for name in names:
+            if not _hidden(name) and os.path.splitext(name)[1].lower() in IMAGE_EXTS:
+                path = os.path.join(folder, name)
+                if os.path.isfile(path):
+                    found.append((os.path.relpath(path, class_dir).replace(os.sep, "/"), os.stat(path)))
+    return sorted(found, key=lambda item: item[0])
+
+
+def _scan_split(root: Path, split: str) -> dict[str, list[tuple[str, os.stat_result]]]:
     split_dir = root / split
-    classes: dict[str, list[os.DirEntry[str]]] = {}
+    classes: dict[str, list[tuple[str, os.stat_result]]] = {}
     loose: list[str] = []
     with os.scandir(split_dir) as entries:
         for entry in entries:
             if _hidden(entry.name):
                 continue
             if entry.is_dir():
-                with os.scandir(entry.path) as files:
-                    classes[entry.name] = sorted(
-                        (f for f in files if f.is_file() and not _hidden(f.name)
-                         and os.path.splitext(f.name)[1].lower() in IMAGE_EXTS),
-                        key=lambda f: f.name)
+                classes[entry.name] = _class_files(entry.path)
             elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTS:
                 loose.append(entry.name)
     if loose:
@@ -104,9 +117,8 @@ def index_folder(root: Path, need_val: bool) -> FolderIndex:
     for split in present:
         files[split] = []
         for label, name in enumerate(class_names):
-            for entry in scans[split][name]:
-                rel = f"{split}/{name}/{entry.name}"
-                st = entry.stat()
+            for relative, st in scans[split][name]:
+                rel = f"{split}/{name}/{relative}"
                 files[split].append((rel, label))
                 identity.append((rel, st.st_size, st.st_mtime_ns))
         if not files[split] and (split != "val" or need_val):
