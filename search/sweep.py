@@ -288,7 +288,9 @@ def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: 
     run_name = run_name or default_run_name(spec)
     spec, fingerprint = _prepare(spec)
 
-    callbacks = []
+    from search.fail_fast import fail_fast_for
+
+    callbacks: list[Any] = [fail_fast_for(spec.search.num_samples, spec.search.max_concurrent)]
     client = parent_run_id = experiment_id = tracking_uri = None
     if spec.mlflow.enabled:
         tracking_uri = resolved_tracking_uri(spec.mlflow.tracking_uri)
@@ -307,8 +309,9 @@ def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: 
         write_sweep_record(run_path, {"spec": spec.raw, "source": spec.source, "run_name": run_name,
                                       "parent_run_id": parent_run_id, "experiment_id": experiment_id,
                                       "tracking_uri": tracking_uri})
-        tracker = callbacks[0] if callbacks else None
-        return _fit_and_finish(tuner, spec, run_name, run_path, client, parent_run_id, best_config_out, tracker)
+        tracker = next((c for c in callbacks if isinstance(c, MlflowTrialCallback)), None)
+        return _fit_and_finish(tuner, spec, run_name, run_path, client, parent_run_id, best_config_out, tracker,
+                               callbacks[0])
 
 
 @contextmanager
@@ -362,14 +365,17 @@ def resume_sweep(run_path: str, *, best_config_out: str | Path | None = None) ->
                                    resume_unfinished=True, resume_errored=True)
         from search.tracking import MlflowTrialCallback
 
-        restored = [c for c in tuner._local_tuner.get_run_config().callbacks or []
-                    if isinstance(c, MlflowTrialCallback)]
+        from search.fail_fast import FailFast
+
+        restored = tuner._local_tuner.get_run_config().callbacks or []
         return _fit_and_finish(tuner, spec, record["run_name"], run_path, client, parent_run_id, best_config_out,
-                               restored[0] if restored else None)
+                               next((c for c in restored if isinstance(c, MlflowTrialCallback)), None),
+                               next((c for c in restored if isinstance(c, FailFast)), None))
 
 
 def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, client: Any,
-                    parent_run_id: str | None, best_config_out: str | Path | None, tracker: Any = None) -> SweepOutcome:
+                    parent_run_id: str | None, best_config_out: str | Path | None, tracker: Any = None,
+                    fail_fast: Any = None) -> SweepOutcome:
     fit_started = time.perf_counter()
     unlogged: list[str] = []
     try:
@@ -382,6 +388,10 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, c
 
     entries = leaderboard(results, spec)
     print(format_leaderboard(entries, spec), flush=True)
+    if fail_fast is not None and fail_fast.reason:
+        import sys
+
+        print(f"medtune: {fail_fast.reason}", file=sys.stderr, flush=True)
     best_path = None
     ranked = [e for e in entries if e.best_epoch > 0]
     if ranked:

@@ -42,8 +42,16 @@ def driver_environment_keys() -> dict[str, Any]:
 
 
 def trial_fixed_values(spec: SweepSpec) -> dict[str, Any]:
+    """What every trial shares, with relative paths made absolute where the driver runs: a trial's
+    working directory is Ray's, so ``../chest_xray`` must not be resolved there."""
+    from trainables.data.loading import absolute_source
+
     base = spec.trial_base()
     base.update({k: v for k, v in driver_environment_keys().items() if v is not None})
+    if "data_source" in base:
+        base["data_source"] = absolute_source(base["data_source"])
+    if base.get("pretrained") not in (None, "none", "imagenet"):
+        base["pretrained"] = str(Path(base["pretrained"]).expanduser().absolute())
     return base
 
 
@@ -75,6 +83,9 @@ def build_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] |
                 trainable: Callable[[dict[str, Any]], None] = tune_trainable) -> tune.Tuner:
     searcher = ConcurrencyLimiter(build_searcher(spec, trial_fixed_values(spec)),
                                   max_concurrent=spec.search.max_concurrent)
+    from search.fail_fast import FailFast
+
+    stopper = next((c for c in callbacks or [] if isinstance(c, FailFast)), None)
     metric_columns = [c for c in PROGRESS_METRICS if c != spec.metric.name] + [spec.metric.name]
     if spec.search.scheduler.unit != "epochs":
         metric_columns.insert(1, TIME_ATTR[spec.search.scheduler.unit])
@@ -98,6 +109,7 @@ def build_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] |
             name=run_name,
             storage_path=storage_path(spec),
             callbacks=callbacks or [],
+            stop=stopper,
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=spec.search.checkpoints_to_keep,
                 checkpoint_score_attribute=spec.metric.name,

@@ -30,6 +30,17 @@ class _Source:
     path: Path
 
 
+def absolute_source(source: str) -> str:
+    """``source`` with a local path made absolute (against the current folder); MedMNIST names and
+    ``s3://`` URIs unchanged. The sweep driver calls this, so that a relative ``data.source`` means
+    the same folder in every trial, whose working directory is Ray's, not the user's."""
+    src = source.strip()
+    path = Path(src).expanduser()
+    if is_s3_uri(src) or (is_medmnist_name(src) and not path.exists()):
+        return source
+    return str(path.absolute())
+
+
 def _resolve(cfg: DataConfig) -> _Source:
     """MedMNIST name -> its .npz (downloaded if missing); s3:// -> staged into the node's cache;
     otherwise an existing .npz file or folder."""
