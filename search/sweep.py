@@ -219,12 +219,43 @@ def resolved_spec(spec: SweepSpec) -> tuple[SweepSpec, dict[str, Any]]:
     return resolve_cv(spec, val_counts), summary
 
 
+#: The part of a path that marks Ray's per-job copy of ``ray job submit --working-dir``.
+JOB_WORKING_DIR_MARK = "runtime_resources/working_dir_files"
+
+
+def check_not_in_job_copy(spec: SweepSpec, cwd: str | Path | None = None) -> None:
+    """Refuse results that would live in a Ray job's temporary copy of the working directory.
+
+    Under ``ray job submit --working-dir .`` the driver runs inside Ray's per-job copy of that
+    folder, which Ray deletes with the job: a relative ``storage`` or ``sqlite:///mlruns.db`` there
+    would lose the sweep's results and its MLflow store.
+    """
+    folder = Path(cwd or os.getcwd()).resolve()
+    if JOB_WORKING_DIR_MARK not in folder.as_posix():
+        return
+    problems = []
+    if "://" not in spec.storage and Path(spec.storage).expanduser().resolve().is_relative_to(folder):
+        problems.append(("storage", f"{spec.storage!r} would be inside this Ray job's temporary copy of the working "
+                                    f"directory ({folder}), which Ray deletes with the job; set an absolute path on "
+                                    "shared storage or s3://bucket/prefix"))
+    uri = spec.mlflow.tracking_uri
+    relative_sqlite = uri.startswith("sqlite:///") and not uri.startswith("sqlite:////")
+    relative_folder = "://" not in uri and not Path(uri).is_absolute()
+    if spec.mlflow.enabled and (relative_sqlite or relative_folder):
+        problems.append(("mlflow.tracking_uri", f"{uri!r} is a store inside this Ray job's temporary copy of the "
+                                                "working directory; use a tracking server (http://...) or an "
+                                                "absolute sqlite:////path on shared storage"))
+    if problems:
+        raise SpecError(spec.source, problems)
+
+
 def _prepare(spec: SweepSpec) -> tuple[SweepSpec, str]:
     """Everything that can fail on bad input, before a trial is scheduled; returns the spec with
     its data-dependent settings resolved, and the data fingerprint."""
     from search.tracking import check_tracking_server
     from search.validation import small_data_warnings
 
+    check_not_in_job_copy(spec)
     if spec.mlflow.enabled:
         check_tracking_server(spec.mlflow.tracking_uri, spec.source)
     spec, summary = resolved_spec(spec)

@@ -244,3 +244,19 @@ def test_images_in_subfolders_of_a_class_folder_are_read_as_that_class(tmp_path)
     assert summary["counts"]["train"] == {"NORMAL": 6, "PNEUMONIA": 4}
     splits = load_splits(DataConfig(str(root), image_size=16, cache_dir=str(tmp_path / "cache")))
     assert int((splits.train.labels == 0).sum()) == 6
+
+
+def test_results_inside_a_ray_jobs_temporary_copy_are_refused(tmp_path, monkeypatch):
+    from search.sweep import check_not_in_job_copy
+
+    copy = tmp_path / "session_x" / "runtime_resources" / "working_dir_files" / "_ray_pkg_abc"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    with pytest.raises(SpecError) as info:
+        check_not_in_job_copy(load_spec(DEMO))  # storage ./ray_results, sqlite:///mlruns.db
+    assert [key for key, _ in info.value.problems] == ["storage", "mlflow.tracking_uri"]
+    assert "deletes with the job" in str(info.value)
+    safe = load_spec(DEMO, [f"storage={tmp_path / 'results'}", f"mlflow.tracking_uri=sqlite:///{tmp_path}/m.db"])
+    check_not_in_job_copy(safe)
+    monkeypatch.chdir(tmp_path)
+    check_not_in_job_copy(load_spec(DEMO))  # not in a job: relative paths are the user's folder
