@@ -168,6 +168,18 @@ def final_budget(spec: SweepSpec, mode: str, config: dict[str, Any], trial_image
     return budget_fields(dataclasses.replace(scheduler, max_t=int(best_epoch) * per_epoch))
 
 
+def _check_threshold_rule(rule: str, source: str) -> None:
+    """An unknown threshold rule is bad input, found before anything trains."""
+    import numpy as np
+
+    from trainables.report import choose_threshold
+
+    try:
+        choose_threshold(np.array([0.2, 0.8]), np.array([0, 1]), rule)
+    except ValueError as exc:
+        raise SpecError(source, [("--threshold", str(exc))]) from None
+
+
 def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, register: str | None = None,
               out_dir: str | Path | None = None, calibration_fraction: float = CALIBRATION_FRACTION,
               gradcam_samples: int = 8, threshold: str = "youden-mid") -> FinalOutcome:
@@ -189,6 +201,9 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
         from search.tracking import check_tracking_server
 
         check_tracking_server(spec.mlflow.tracking_uri, spec.source)
+    _check_threshold_rule(threshold, spec.source)
+    if epochs == "best" and not spec.provenance.get("best_epoch"):
+        final_budget(spec, epochs, {}, 0)  # raises, naming provenance.best_epoch, before any data is read
     spec, _ = resolved_spec(spec)
     configs = member_configs(spec, ensemble)
     out = Path(out_dir or tempfile.mkdtemp(prefix="medtune-final-"))
