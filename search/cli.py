@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from search.loader import load_spec
-    from search.sweep import check_storage, prepare_data, resolved_spec
+    from search.preflight import check_storage, prepare_data, resolved_spec
     from search.validation import small_data_warnings
 
     spec = load_spec(args.space, args.overrides)

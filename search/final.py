@@ -184,7 +184,7 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
               out_dir: str | Path | None = None, calibration_fraction: float = CALIBRATION_FRACTION,
               gradcam_samples: int = 8, threshold: str = "youden-mid") -> FinalOutcome:
     """Train, evaluate once on test, write the report, log it all to MLflow."""
-    from search.sweep import resolved_spec
+    from search.preflight import resolved_spec
     from trainables.data import load_splits
     from trainables.config import TrialConfig
     from trainables.report import build_report, report_markdown
@@ -194,7 +194,7 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
         raise SpecError(spec.source, [("space", "final trains one configuration: expected an empty space with every "
                                        "value under fixed (a best_config.yaml)")])
     if out_dir is not None:
-        from search.sweep import check_output_path
+        from search.preflight import check_output_path
 
         check_output_path(out_dir, "--out", spec.source, folder=True)
     if spec.mlflow.enabled:  # found now, not after the training it would fail to log

@@ -1,15 +1,15 @@
 """The sweep driver: prepare, run the Tuner, rank, write the best configuration.
 
 Order matters: everything that can fail on bad input (the spec, the data, a GPU request on a
-cluster without GPUs) fails here before a single trial is scheduled. The data is decoded into the
-node's cache before the Tuner starts, so trials on the driver's node find it ready.
+cluster without GPUs; ``search.preflight``) fails here before a single trial is scheduled. The data
+is decoded into the node's cache before the Tuner starts, so trials on the driver's node find it
+ready. Whatever ends the sweep early leaves its MLflow parent run FAILED, with the reason.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import tempfile
 import time
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from search.loader import dump_yaml
+from search.preflight import (check_cluster_resources, check_not_in_job_copy, check_output_path, check_storage,
+                              prepare_data, resolved_spec)
 from search.ray_node import init_ray
 from search.results import (LeaderboardEntry, best_config_document, format_leaderboard, leaderboard,
                             write_leaderboard_csv)
@@ -37,139 +39,6 @@ class SweepOutcome:
     results: Any
     mlflow_seconds: float = 0.0  # driver time in MLflow calls during the sweep
     fit_seconds: float = 0.0  # wall time of Tuner.fit alone (no data preparation, Ray start, reporting)
-
-
-def check_data(spec: SweepSpec) -> dict[str, Any]:
-    """Cheap checks of the data source (no decoding); raises ``SpecError`` naming ``data.source``."""
-    from trainables.data import DataError, inspect_source
-    from trainables.train import data_config
-    from trainables.config import TrialConfig
-
-    cfg = TrialConfig.from_dict({k: v for k, v in _trial_base_with_env(spec).items()
-                                 if k.startswith("data_") or k in ("image_size", "cache_dir")})
-    try:
-        summary = inspect_source(data_config(cfg))
-    except DataError as exc:
-        raise SpecError(spec.source, [("data.source", str(exc))]) from None
-    problems = learnable_problems(summary)
-    if problems:
-        raise SpecError(spec.source, [("data.source", p) for p in problems])
-    return summary
-
-
-def learnable_problems(summary: dict[str, Any]) -> list[str]:
-    """Why trials could not learn from or be ranked on this data: a single class, or a class with no
-    image in train or val (every trial would report val_auc NaN and no configuration would win)."""
-    names = summary.get("class_names", [])
-    if len(names) < 2:
-        return [f"{summary.get('source')}: found {len(names)} class ({', '.join(map(str, names)) or 'none'}); "
-                "expected at least two classes to tell apart"]
-    out = []
-    for split in ("train", "val"):
-        counts = summary.get("planned", {}).get(split, {})
-        empty = [name for name in names if counts.get(name, 0) == 0]
-        if empty:
-            out.append(f"{summary.get('source')}: the {split} split has no images of class "
-                       f"{', '.join(map(repr, empty))} (counts: {', '.join(f'{n} {counts.get(n, 0)}' for n in names)}); "
-                       "expected every class in train and val")
-    return out
-
-
-def prepare_data(spec: SweepSpec) -> str:
-    """Decode the data into the node's cache now; returns its fingerprint for MLflow.
-
-    Unreadable images are only found by decoding: too many of them is bad input, named by the
-    space file's key (``data.max_bad_fraction``), not a traceback in the first trial.
-    """
-    from trainables.config import TrialConfig
-    from trainables.data import DataError, load_splits
-    from trainables.data.errors import TooManyBadImages
-    from trainables.train import data_config
-
-    base = _trial_base_with_env(spec)
-    sizes = [base["image_size"]] if "image_size" not in spec.space else list(spec.space["image_size"].values)
-    fingerprint = ""
-    for size in sizes:
-        cfg = TrialConfig.from_dict({k: v for k, v in base.items() if k.startswith("data_") or k == "cache_dir"}
-                                    | {"image_size": size})
-        try:
-            fingerprint = load_splits(data_config(cfg)).fingerprint
-        except TooManyBadImages as exc:
-            raise SpecError(spec.source, [("data.max_bad_fraction", f"{exc} (data.max_bad_fraction)")]) from None
-        except DataError as exc:
-            raise SpecError(spec.source, [("data.source", str(exc))]) from None
-    return fingerprint
-
-
-def _trial_base_with_env(spec: SweepSpec) -> dict[str, Any]:
-    from search.tuner import trial_fixed_values
-
-    base = trial_fixed_values(spec)
-    base.setdefault("image_size", spec.data.image_size)
-    return base
-
-
-def check_storage(spec: SweepSpec) -> None:
-    """The results storage must be writable before any trial trains: write and delete a probe.
-
-    ``s3://bucket/prefix`` goes through pyarrow (as Ray's own storage does), with credentials from
-    the environment or the AWS config chain and ``AWS_ENDPOINT_URL_S3`` for S3-compatible stores.
-    """
-    import uuid
-
-    import pyarrow.fs
-
-    if "://" not in spec.storage:  # a local folder: writable where it will be created, nothing made now
-        folder = Path(spec.storage).expanduser().resolve()
-        existing = next(p for p in (folder, *folder.parents) if p.exists())
-        if not existing.is_dir() or not os.access(existing, os.W_OK):
-            raise SpecError(spec.source, [("storage", f"cannot create results under {spec.storage!r}: "
-                                                      f"{existing} is not a writable folder")])
-        return
-    target = spec.storage
-    try:
-        fs, path = pyarrow.fs.FileSystem.from_uri(target)
-        fs.create_dir(path, recursive=True)
-        probe = f"{path.rstrip('/')}/.medtune-probe-{uuid.uuid4().hex}"
-        with fs.open_output_stream(probe) as f:
-            f.write(b"medtune storage probe")
-        fs.delete_file(probe)
-    except (OSError, ValueError) as exc:
-        hint = ("check the bucket name, the credentials (environment or AWS config) and, for an "
-                "S3-compatible store, AWS_ENDPOINT_URL_S3" if spec.storage.startswith("s3://") else
-                "check that it exists and can be written")
-        raise SpecError(spec.source, [("storage", f"cannot write to {spec.storage!r}: {exc}; {hint}")]) from None
-
-
-def check_output_path(path: str | Path, key: str, where: str, folder: bool = False) -> None:
-    """An output file (or folder) must be creatable before any trial trains, not after the sweep.
-
-    Its nearest existing ancestor must be a writable folder, and the path itself, if it exists,
-    must be of the expected kind.
-    """
-    target = Path(path).expanduser().resolve()
-    if target.exists() and target.is_dir() != folder:
-        raise SpecError(where, [(key, f"{path} exists and is {'not ' if folder else ''}a folder; "
-                                      f"expected {'a folder' if folder else 'a file path'}")])
-    existing = next(p for p in (target if folder else target.parent, *target.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise SpecError(where, [(key, f"cannot write {path}: {existing} is not a writable folder")])
-
-
-def check_cluster_resources(spec: SweepSpec) -> None:
-    """A GPU request on a cluster without GPUs would leave every trial pending forever."""
-    import ray
-
-    available = ray.cluster_resources()
-    problems = []
-    if spec.resources.gpu > available.get("GPU", 0):
-        problems.append(("resources.gpu", f"each trial asks for {spec.resources.gpu} GPU but the Ray cluster has "
-                                          f"{available.get('GPU', 0):g}; set resources.gpu: 0 or add GPU nodes"))
-    if spec.resources.cpu > available.get("CPU", 0):
-        problems.append(("resources.cpu", f"each trial asks for {spec.resources.cpu} CPUs but the Ray cluster has "
-                                          f"{available.get('CPU', 0):g}"))
-    if problems:
-        raise SpecError(spec.source, problems)
 
 
 def git_commit() -> str:
@@ -208,45 +77,6 @@ def default_run_name(spec: SweepSpec) -> str:
 #: Written into the run folder when a sweep starts: what ``medtune resume`` needs besides Ray's
 #: own experiment state (the validated spec document, the MLflow parent run).
 SWEEP_RECORD = "medtune_sweep.json"
-
-
-def resolved_spec(spec: SweepSpec) -> tuple[SweepSpec, dict[str, Any]]:
-    """The data checked (``check_data``) and ``search.cv: auto`` decided from its val split."""
-    from search.spec import resolve_cv
-
-    summary = check_data(spec)
-    val_counts = {k: v for k, v in summary.get("planned", {}).get("val", {}).items() if k != "total"}
-    return resolve_cv(spec, val_counts), summary
-
-
-#: The part of a path that marks Ray's per-job copy of ``ray job submit --working-dir``.
-JOB_WORKING_DIR_MARK = "runtime_resources/working_dir_files"
-
-
-def check_not_in_job_copy(spec: SweepSpec, cwd: str | Path | None = None) -> None:
-    """Refuse results that would live in a Ray job's temporary copy of the working directory.
-
-    Under ``ray job submit --working-dir .`` the driver runs inside Ray's per-job copy of that
-    folder, which Ray deletes with the job: a relative ``storage`` or ``sqlite:///mlruns.db`` there
-    would lose the sweep's results and its MLflow store.
-    """
-    folder = Path(cwd or os.getcwd()).resolve()
-    if JOB_WORKING_DIR_MARK not in folder.as_posix():
-        return
-    problems = []
-    if "://" not in spec.storage and Path(spec.storage).expanduser().resolve().is_relative_to(folder):
-        problems.append(("storage", f"{spec.storage!r} would be inside this Ray job's temporary copy of the working "
-                                    f"directory ({folder}), which Ray deletes with the job; set an absolute path on "
-                                    "shared storage or s3://bucket/prefix"))
-    uri = spec.mlflow.tracking_uri
-    relative_sqlite = uri.startswith("sqlite:///") and not uri.startswith("sqlite:////")
-    relative_folder = "://" not in uri and not Path(uri).is_absolute()
-    if spec.mlflow.enabled and (relative_sqlite or relative_folder):
-        problems.append(("mlflow.tracking_uri", f"{uri!r} is a store inside this Ray job's temporary copy of the "
-                                                "working directory; use a tracking server (http://...) or an "
-                                                "absolute sqlite:////path on shared storage"))
-    if problems:
-        raise SpecError(spec.source, problems)
 
 
 def _prepare(spec: SweepSpec) -> tuple[SweepSpec, str]:

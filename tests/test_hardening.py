@@ -247,7 +247,7 @@ def test_images_in_subfolders_of_a_class_folder_are_read_as_that_class(tmp_path)
 
 
 def test_results_inside_a_ray_jobs_temporary_copy_are_refused(tmp_path, monkeypatch):
-    from search.sweep import check_not_in_job_copy
+    from search.preflight import check_not_in_job_copy
 
     copy = tmp_path / "session_x" / "runtime_resources" / "working_dir_files" / "_ray_pkg_abc"
     copy.mkdir(parents=True)

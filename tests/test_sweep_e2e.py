@@ -147,7 +147,7 @@ def test_best_config_round_trips_as_a_space_file(sweep):
 
 
 def test_gpu_request_on_a_cluster_without_gpus_is_refused(sweep):
-    from search.sweep import check_cluster_resources
+    from search.preflight import check_cluster_resources
 
     spec, _, _ = sweep
     raw = dict(spec.raw, resources={"cpu": 1, "gpu": 1})
