@@ -260,3 +260,20 @@ def test_results_inside_a_ray_jobs_temporary_copy_are_refused(tmp_path, monkeypa
     check_not_in_job_copy(safe)
     monkeypatch.chdir(tmp_path)
     check_not_in_job_copy(load_spec(DEMO))  # not in a job: relative paths are the user's folder
+
+
+def test_tiny_images_are_kept_with_a_warning_that_counts_them(tmp_path):
+    from PIL import Image
+
+    from test_data import make_kermany
+    from trainables.data import DataConfig, load_splits
+
+    root = make_kermany(tmp_path / "chest_xray", per_class=4)
+    Image.new("L", (1, 1), 128).save(root / "train" / "NORMAL" / "dot.png")
+    Image.new("L", (12, 40), 128).save(root / "test" / "PNEUMONIA" / "sliver.png")
+    cfg = DataConfig(str(root), image_size=16, cache_dir=str(tmp_path / "cache"))
+    for _ in range(2):  # decoded, then from the cache: the warning comes both times
+        with pytest.warns(UserWarning, match=r"2 of 26 images .* smaller than 16 px on a side") as record:
+            splits = load_splits(cfg)
+        assert "dot.png" in str(record[0].message) and "sliver.png" in str(record[0].message)
+    assert len(splits.train.labels) == 9

@@ -46,6 +46,8 @@ class Decoded:
     class_names: tuple[str, ...]
     bad_files: tuple[str, ...] = ()
     total_files: int = 0
+    #: Files smaller than ``TINY_SIDE`` px on a side (a broken thumbnail, a 1x1 export): kept, but warned about.
+    tiny_files: tuple[str, ...] = ()
     content_hash: str = ""
 
 
@@ -150,6 +152,7 @@ def _write_entry(cache_dir: Path, key: str, decoded: Decoded) -> None:
             "class_names": list(decoded.class_names),
             "bad_files": list(decoded.bad_files),
             "total_files": decoded.total_files,
+            "tiny_files": list(decoded.tiny_files),
             "content_hash": decoded.content_hash,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))  # written last: marks the entry complete
@@ -174,7 +177,8 @@ def _read_entry(entry: Path) -> Decoded | None:
     except (OSError, ValueError, KeyError):
         return None
     return Decoded(splits=splits, class_names=tuple(meta["class_names"]), bad_files=tuple(meta["bad_files"]),
-                   total_files=int(meta["total_files"]), content_hash=meta["content_hash"])
+                   total_files=int(meta["total_files"]), content_hash=meta["content_hash"],
+                   tiny_files=tuple(meta.get("tiny_files", ())))
 
 
 def _remove_stale(cache_dir: Path, key: str, entry: Path) -> None:

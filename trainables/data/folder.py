@@ -130,7 +130,11 @@ def index_folder(root: Path, need_val: bool) -> FolderIndex:
     return FolderIndex(root=root, class_names=class_names, files=files, identity=identity)
 
 
-def _decode_one(args: tuple[str, int]) -> np.ndarray | None:
+#: Images smaller than this on a side carry almost nothing once upsampled: they are warned about.
+TINY_SIDE = 16
+
+
+def _decode_one(args: tuple[str, int]) -> tuple[np.ndarray, tuple[int, int]] | None:
     path, size = args
     try:
         return decode_file(path, size)
@@ -144,6 +148,7 @@ def decode_folder(index: FolderIndex, image_size: int) -> Decoded:
     workers = max(1, min(8, os.cpu_count() or 1))
     splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     bad: list[str] = []
+    tiny: list[str] = []
     total = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for split, files in index.files.items():
@@ -151,15 +156,17 @@ def decode_folder(index: FolderIndex, image_size: int) -> Decoded:
             results = list(pool.map(_decode_one, jobs, chunksize=32))
             ok = [i for i, r in enumerate(results) if r is not None]
             bad.extend(files[i][0] for i, r in enumerate(results) if r is None)
+            tiny.extend(files[i][0] for i in ok if min(results[i][1]) < TINY_SIDE)
             total += len(files)
             images = np.empty((len(ok), image_size, image_size, 1), dtype=np.uint8)
             for j, i in enumerate(ok):
-                images[j, ..., 0] = results[i]
+                images[j, ..., 0] = results[i][0]
             labels = np.array([files[i][1] for i in ok], dtype=np.int64)
             splits[split] = (images, labels)
     log.info("Decoded %s at %d px: %s (%d unreadable)", index.root, image_size,
              {k: len(v[1]) for k, v in splits.items()}, len(bad))
-    return Decoded(splits=splits, class_names=index.class_names, bad_files=tuple(bad), total_files=total)
+    return Decoded(splits=splits, class_names=index.class_names, bad_files=tuple(bad), total_files=total,
+                   tiny_files=tuple(tiny))
 
 
 def describe_bad(root: Path, bad: tuple[str, ...] | list[str], total: int) -> str:

@@ -53,14 +53,16 @@ def square_resize(img: Image.Image, size: int) -> np.ndarray:
     return np.asarray(out, dtype=np.uint8)
 
 
-def decode_file(path: str, size: int) -> np.ndarray:
-    """Open an image file and return it as uint8 (size, size); raises on unreadable files."""
+def decode_file(path: str, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Open an image file; return it as uint8 (size, size) and its own (width, height). Raises on
+    unreadable files."""
     with Image.open(path) as img:
+        native = img.size
         if img.format == "JPEG":
             # Decode at reduced scale when the file is much bigger than needed.
             img.draft("L", (2 * size, 2 * size))
         img.load()
-        return square_resize(img, size)
+        return square_resize(img, size), native
 
 
 def rgb_to_gray(images: np.ndarray, chunk: int = 1024) -> np.ndarray:

@@ -125,6 +125,7 @@ def load_splits(cfg: DataConfig) -> DatasetSplits:
     decoded, hit = load_or_decode(cache_dir, cache_key(label, identity, cfg.image_size), decode)
     log.debug("load_splits(%s, %d px): %s", source.path, cfg.image_size, hit)
     _check_bad(source.path, decoded, cfg.max_bad_fraction)
+    _warn_tiny(source.path, decoded)
 
     if cfg.val_fraction is None and "val" not in decoded.splits:
         raise DataError(f"{source.path}: has no val split; set DataConfig.val_fraction to carve one out of train")
@@ -153,6 +154,19 @@ def _check_bad(root: Path, decoded: Decoded, max_bad_fraction: float) -> None:
         raise TooManyBadImages(f"{text}; that is more than max_bad_fraction={max_bad_fraction:g}. "
                                "Fix or remove them, or raise max_bad_fraction")
     warnings.warn(f"{text}; skipped them", stacklevel=3)
+
+
+def _warn_tiny(root: Path, decoded: Decoded) -> None:
+    """Images a few pixels wide (a broken export, a thumbnail) are kept, with one warning naming how many."""
+    from .folder import MAX_NAMED, TINY_SIDE
+
+    if not decoded.tiny_files:
+        return
+    named = ", ".join(str(root / f) for f in decoded.tiny_files[:MAX_NAMED])
+    more = f" and {len(decoded.tiny_files) - MAX_NAMED} more" if len(decoded.tiny_files) > MAX_NAMED else ""
+    warnings.warn(f"{len(decoded.tiny_files)} of {decoded.total_files} images under {root} are smaller than "
+                  f"{TINY_SIDE} px on a side: {named}{more}; upsampled they carry almost nothing. Check the export",
+                  stacklevel=3)
 
 
 def _fingerprint(decoded: Decoded, cfg: DataConfig) -> str:
