@@ -200,12 +200,23 @@ def save_checkpoint(folder: Path, *, runs: list["FoldRun"], epoch: int, cfg: Tri
             "config": cfg.to_dict(),
             "metrics": metrics,
             "class_names": list(class_names),
-            # Dropout draws from the global generator: restoring it makes a resumed run match an
-            # uninterrupted one exactly on the CPU.
+            # Dropout draws from the global generators: restoring them makes a resumed run match an
+            # uninterrupted one exactly, on the CPU and (with every GPU's generator) on CUDA.
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": cuda_rng_state(),
         },
         folder / CHECKPOINT_FILE,
     )
+
+
+def cuda_rng_state() -> list[torch.Tensor] | None:
+    """Every visible GPU's random generator state (None without CUDA)."""
+    return torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+
+
+def restore_cuda_rng(states: list[torch.Tensor] | None) -> None:
+    if states is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states)
 
 
 def load_checkpoint(folder: str | Path) -> dict[str, Any]:
@@ -306,6 +317,7 @@ def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter,
                 run.restore(fold_state)
             if state.get("torch_rng") is not None:
                 torch.set_rng_state(state["torch_rng"])
+            restore_cuda_rng(state.get("cuda_rng"))
             start_epoch = int(state["epoch"]) + 1
             log.info("resuming %s from its checkpoint at epoch %d", cfg.architecture, start_epoch)
 
