@@ -98,8 +98,12 @@ def test_ray_job_submit_runs_a_sweep_on_the_cluster(tmp_path, ray_head, pneumoni
     for item in overrides:
         command += ["--set", item]
     started = time.monotonic()
-    job = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=480)
-    output = job.stdout + job.stderr
+    for _ in range(12):  # the head's job agent registers a little after its dashboard answers
+        job = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=480)
+        output = job.stdout + job.stderr
+        if "No available agent to submit job" not in output:
+            break
+        time.sleep(5)
     assert job.returncode == 0, output[-5000:]
     assert "succeeded" in output, output[-3000:]
 
