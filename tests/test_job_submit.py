@@ -44,13 +44,15 @@ def ray_head(tmp_path):
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
     env = subprocess_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
-    gcs, dashboard, client_port = free_port(), free_port(), free_port()
+    gcs, dashboard, client_port, agent = free_port(), free_port(), free_port(), free_port()
     ray = str(Path(sys.executable).parent / "ray")
     log = open(tmp_path / "head.log", "w")
     head = subprocess.Popen(
         [ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
          "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
          "--ray-client-server-port", str(client_port), "--num-cpus", "2", "--num-gpus", "0",
+         # The job agent's HTTP port: Ray's default (52365) is taken by any other Ray node on the machine.
+         "--dashboard-agent-listen-port", str(agent),
          "--disable-usage-stats"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dashboard}"
@@ -98,7 +100,7 @@ def test_ray_job_submit_runs_a_sweep_on_the_cluster(tmp_path, ray_head, pneumoni
     for item in overrides:
         command += ["--set", item]
     started = time.monotonic()
-    for _ in range(12):  # the head's job agent registers a little after its dashboard answers
+    for _ in range(6):  # the head's job agent registers a little after its dashboard answers
         job = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=480)
         output = job.stdout + job.stderr
         if "No available agent to submit job" not in output:
