@@ -150,7 +150,7 @@ def search_row(set_name: str, npz: Path, seed: int, args: argparse.Namespace, wo
 
     best = load_spec(best_path)
     final_started = time.perf_counter()
-    final = run_final(best, out_dir=folder / "final", gradcam_samples=0, threshold="youden-mid")
+    final = run_final(best, out_dir=folder / "final", gradcam_samples=0, threshold=args.threshold)
     final_wall = time.perf_counter() - final_started
     report_json = json.loads((folder / "final" / "report.json").read_text())
     prov = best.provenance
@@ -347,6 +347,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=16, help="trials per search (a count, not a clock)")
     parser.add_argument("--time-budget-s", type=float, help="also cut each search at this many seconds")
     parser.add_argument("--baseline-epochs", type=int, default=100)
+    parser.add_argument("--threshold", default="auto",
+                        help="final's threshold rule for the search side (every rule's numbers are recorded anyway)")
     parser.add_argument("--train-size", type=int, default=546, help="small set's train images (BreastMNIST: 546)")
     parser.add_argument("--val-size", type=int, default=78, help="small set's val images (BreastMNIST: 78)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",

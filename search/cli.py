@@ -55,9 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spec_arguments(final)
     final.add_argument("--epochs", choices=("budget", "best"), default="budget",
                        help="the sweep's full budget (max_t, in its unit), or the best trial's budget up to its best epoch")
-    final.add_argument("--threshold", default="youden-mid", metavar="RULE",
-                       help="decision threshold: youden-mid (middle, in logit space, of the thresholds tying for the "
-                            "best Youden's J), youden (scikit-learn's first best point) or a number such as 0.5")
+    final.add_argument("--threshold", default="auto", metavar="RULE",
+                       help="decision threshold: auto (0.5 for class-weighted models, else youden-mid), youden-mid "
+                            "(middle, in logit space, of the thresholds tying for the best Youden's J on held-out "
+                            "scores), youden (scikit-learn's first best point), calibrated, or a number such as 0.5")
     final.add_argument("--ensemble", type=int, default=1, metavar="K",
                        help="also retrain the sweep's top-K configurations and average their probabilities")
     final.add_argument("--register", metavar="NAME", help="register the model in MLflow's model registry")

@@ -289,9 +289,11 @@ def test_final_after_a_cross_validated_sweep_takes_its_threshold_out_of_fold(cv_
     # 30 steps on all 200 images at batch 32 (6 steps an epoch): 5 epochs.
     assert final.epochs == 5
     single = report["reports"][0]
-    assert single["threshold_rule"] == "youden-mid" and "accuracy_at_0.5" in single
+    # auto: the model was trained with class weights, so 0.5; every rule's numbers are reported too
+    assert single["threshold_rule"] == "fixed" and single["threshold"] == 0.5 and "accuracy_at_0.5" in single
+    assert "class weights" in report["threshold_source"] and "youden-mid" in single["by_rule"]
     assert "out-of-fold predictions" in (tmp_path / "final" / "report.md").read_text()
     from mlflow import MlflowClient
 
     run = MlflowClient(tracking_uri=f"sqlite:///{root}/mlruns.db").get_run(final.run_id)
-    assert run.data.tags["medtune.cv_folds"] == "5" and run.data.tags["medtune.threshold_rule"] == "youden-mid"
+    assert run.data.tags["medtune.cv_folds"] == "5" and run.data.tags["medtune.threshold_rule"] == "fixed"
