@@ -150,6 +150,15 @@ def trial_train_images(spec: SweepSpec, splits: Any) -> int:
     return len(pool.labels) - max(len(f) for f in kfold_indices(pool.labels, spec.search.cv, spec.data.split_seed))
 
 
+def best_trial_epoch(spec: SweepSpec) -> int:
+    """The best trial's best epoch from the file's provenance, which ``--epochs best`` needs."""
+    best_epoch = spec.provenance.get("best_epoch")
+    if not best_epoch:
+        raise SpecError(spec.source, [("provenance.best_epoch", "--epochs best needs the best trial's epoch; "
+                                       "this file has none (use --epochs budget)")])
+    return int(best_epoch)
+
+
 def final_budget(spec: SweepSpec, mode: str, config: dict[str, Any], trial_images: int) -> dict[str, Any]:
     """The trial-config budget of the final run: the sweep's (``budget``), or the best trial's
     budget up to its best epoch (``best``), in the sweep's unit so it means the same amount of
@@ -160,10 +169,7 @@ def final_budget(spec: SweepSpec, mode: str, config: dict[str, Any], trial_image
     scheduler = spec.search.scheduler
     if mode != "best":
         return budget_fields(scheduler)
-    best_epoch = spec.provenance.get("best_epoch")
-    if not best_epoch:
-        raise SpecError(spec.source, [("provenance.best_epoch", "--epochs best needs the best trial's epoch; "
-                                       "this file has none (use --epochs budget)")])
+    best_epoch = best_trial_epoch(spec)
     per_epoch = units_per_epoch(scheduler.unit, trial_images, int(config.get("batch_size", 32)))
     return budget_fields(dataclasses.replace(scheduler, max_t=int(best_epoch) * per_epoch))
 
@@ -216,8 +222,8 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
         check_tracking_server(spec.mlflow.tracking_uri, spec.source)
     if threshold != "auto":
         _check_threshold_rule(threshold, spec.source)
-    if epochs == "best" and not spec.provenance.get("best_epoch"):
-        final_budget(spec, epochs, {}, 0)  # raises, naming provenance.best_epoch, before any data is read
+    if epochs == "best":
+        best_trial_epoch(spec)  # before any data is read
     spec, _ = resolved_spec(spec)
     configs = member_configs(spec, ensemble)
     out = Path(out_dir or tempfile.mkdtemp(prefix="medtune-final-"))
