@@ -73,9 +73,8 @@ def best_from_mlflow(experiment: str, tracking_uri: str, *, metric: str | None =
     """(best-config document, ranked entries) of the newest finished sweep of ``experiment``."""
     from trainables.config import REPORTED_METRICS
 
-    from search.tracking import mlflow_client, resolved_tracking_uri
-
-    from search.tracking import check_tracking_server, redact_uri
+    from search.credentials import redact_uri
+    from search.tracking import check_tracking_server, mlflow_client, resolved_tracking_uri
 
     uri = resolved_tracking_uri(tracking_uri)
     where = f"MLflow at {redact_uri(uri)}"
@@ -96,5 +95,5 @@ def best_from_mlflow(experiment: str, tracking_uri: str, *, metric: str | None =
     entries.sort(key=lambda e: sign * e.best_value)
     run_name = parent.data.tags.get("medtune.run_name", parent.info.run_name)
     doc = best_config_document(spec, entries[0], run_name, top=entries[:top], parent_run_id=parent.info.run_id,
-                               tracking_uri=uri if "@" not in uri else None)
+                               tracking_uri=uri)  # written without its user info (best_config_document)
     return doc, entries

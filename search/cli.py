@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Sequence
 
+from search.credentials import redact_text, redact_uri
 from search.spec import SpecError
 
 EXIT_BAD_INPUT = 2
@@ -119,8 +120,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     outcome = run_sweep(spec, run_name=args.name, best_config_out=args.best_config)
     print(f"Ray results: {outcome.run_path}")
     if spec.mlflow.enabled:
-        print(f"MLflow: {spec.mlflow.tracking_uri}, experiment {spec.experiment_name!r}, "
-              f"parent run {outcome.parent_run_id} (mlflow ui --backend-store-uri {spec.mlflow.tracking_uri})")
+        uri = redact_uri(spec.mlflow.tracking_uri)
+        print(f"MLflow: {uri}, experiment {spec.experiment_name!r}, "
+              f"parent run {outcome.parent_run_id} (mlflow ui --backend-store-uri {uri})")
     return 0 if outcome.best_config_path is not None else 1
 
 
@@ -177,12 +179,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except SpecError as exc:
-        print(f"medtune: {exc}", file=sys.stderr)
+        print(f"medtune: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception:  # the traceback still helps; a URI's password in it must not be printed
+        import traceback
+
+        print(redact_text(traceback.format_exc()), file=sys.stderr, end="")
+        return 1
+
+
+class RedactingFilter(logging.Filter):
+    """Log records leave with the user info of any URI in them removed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if (redacted := redact_text(message)) != message:
+            record.msg, record.args = redacted, None
+        return True
 
 
 if __name__ == "__main__":

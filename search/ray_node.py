@@ -28,6 +28,27 @@ def local_node_system_config() -> dict[str, int]:
     return {key: value for key, value in LOCAL_NODE_SYSTEM_CONFIG.items() if f"RAY_{key}" not in os.environ}
 
 
+#: Variables Ray Tune copies from the driver into every trial actor's runtime environment, which
+#: Ray's runtime-env agent then writes in plain text to ``runtime_env_agent.log`` on each node.
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
+
+
+def keep_credentials_out_of_runtime_envs() -> None:
+    """Stop Ray Tune from passing the driver's AWS credentials to trials as runtime-env variables.
+
+    Trials of a node medtune starts inherit the driver's environment anyway (the raylet is its
+    child); the nodes of a cluster take credentials from their own environment or AWS config chain
+    (cluster/README.md). Passed as a runtime env, the secret would be logged on every node.
+    """
+    try:
+        from ray.tune.execution import class_cache
+    except ImportError:  # a Ray without this module does not propagate them this way
+        return
+    propagated = getattr(class_cache, "ENV_VARS_TO_PROPAGATE", None)
+    if isinstance(propagated, set):
+        propagated.difference_update(CREDENTIAL_VARIABLES)
+
+
 def init_ray(num_cpus: int | None = None, log_to_driver: bool = True) -> None:
     """Join the cluster in RAY_ADDRESS (as under ``ray job submit``), else start Ray in-process.
 
@@ -41,6 +62,7 @@ def init_ray(num_cpus: int | None = None, log_to_driver: bool = True) -> None:
     # parameters; the classic table shows them (architecture, frozen_depth, lr, ...) next to the
     # metrics, sorted by the objective. A user's own RAY_AIR_NEW_OUTPUT setting wins.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    keep_credentials_out_of_runtime_envs()
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):

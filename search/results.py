@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from search.credentials import redact_document
 from search.spec import SweepSpec
 
 
@@ -118,7 +119,7 @@ def best_config_document(spec: SweepSpec, best: LeaderboardEntry, run_name: str,
     }
     if top:
         doc["provenance"]["top_configs"] = [{k: e.config[k] for k in spec.space} for e in top]
-    return doc
+    return redact_document(doc)  # a tracking URI's password stays in the environment
 
 
 def _short(value: Any) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from search.credentials import uri_credentials_problem, with_credentials_from_environment
 from search.space import Distribution, architectures_of, parse_distribution
 from trainables.budget import BUDGET_UNITS
 from trainables.config import REPORTED_METRICS, TrialConfig, check_value, config_keys
@@ -291,7 +292,7 @@ def validate_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
         problems("name", msg)
 
     data = _section(raw.get("data", {}), "data", {
-        "source": (str, None, None),
+        "source": (str, None, uri_credentials_problem),
         "image_size": (int, 28, _at_least(8)),
         "val_fraction": (float, None, _in_range(0.01, 0.9)),
         "split_seed": (int, 0, None),
@@ -354,10 +355,15 @@ def validate_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
         "registered_model_name": (str, None, None),
     }, problems)
 
+    if isinstance(mlflow["tracking_uri"], str):  # a written (redacted) URI: its password from the environment
+        mlflow["tracking_uri"] = with_credentials_from_environment(mlflow["tracking_uri"])
+
     storage = raw.get("storage", "./ray_results")
     if not isinstance(storage, str) or not storage:
         problems("storage", f"expected a path or URI for Ray results, got {storage!r}")
         storage = "./ray_results"
+    elif msg := uri_credentials_problem(storage):
+        problems("storage", msg)
 
     provenance = raw.get("provenance", {}) or {}
     if not isinstance(provenance, dict):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from search.credentials import redact_document, redact_text, redact_uri, with_credentials_from_environment
 from search.loader import dump_yaml
 from search.preflight import (check_cluster_resources, check_not_in_job_copy, check_output_path, check_storage,
                               prepare_data, resolved_spec)
@@ -110,7 +111,7 @@ def write_sweep_record(run_path: str, record: dict[str, Any]) -> None:
     fs, path = pyarrow.fs.FileSystem.from_uri(run_path if "://" in run_path else Path(run_path).resolve().as_uri())
     fs.create_dir(path, recursive=True)
     with fs.open_output_stream(f"{path}/{SWEEP_RECORD}") as f:
-        f.write(json.dumps(record, indent=1, default=str).encode())
+        f.write(json.dumps(redact_document(record), indent=1, default=str).encode())
 
 
 def read_sweep_record(run_path: str) -> dict[str, Any]:
@@ -184,7 +185,7 @@ def parent_failed_on_exit(client: Any, run_id: str | None) -> Iterator[None]:
         yield
     except BaseException as exc:
         if client is not None and run_id is not None:
-            reason = f"{type(exc).__name__}: {exc}".strip()[:500]
+            reason = redact_text(f"{type(exc).__name__}: {exc}".strip())[:500]
             try:
                 client.set_tag(run_id, "medtune.failure", reason)
                 client.set_terminated(run_id, status="FAILED")
@@ -214,7 +215,7 @@ def resume_sweep(run_path: str, *, best_config_out: str | Path | None = None) ->
     spec, _ = _prepare(spec)
     client = parent_run_id = None
     if spec.mlflow.enabled and record.get("parent_run_id"):
-        client = mlflow_client(record["tracking_uri"])
+        client = mlflow_client(with_credentials_from_environment(record["tracking_uri"]))
         parent_run_id = record["parent_run_id"]
         client.update_run(parent_run_id, status="RUNNING")
         resumed = int(client.get_run(parent_run_id).data.tags.get("medtune.resumed", "0")) + 1
@@ -229,8 +230,11 @@ def resume_sweep(run_path: str, *, best_config_out: str | Path | None = None) ->
         from search.fail_fast import FailFast
 
         restored = tuner._local_tuner.get_run_config().callbacks or []
+        tracker = next((c for c in restored if isinstance(c, MlflowTrialCallback)), None)
+        if tracker is not None and client is not None:
+            tracker.tracking_uri = client.tracking_uri  # the saved state holds it without credentials
         return _fit_and_finish(tuner, spec, record["run_name"], run_path, client, parent_run_id, best_config_out,
-                               next((c for c in restored if isinstance(c, MlflowTrialCallback)), None),
+                               tracker,
                                next((c for c in restored if isinstance(c, FailFast)), None))
 
 
@@ -310,10 +314,8 @@ def _report_unlogged(unlogged: list[str], spec: SweepSpec, run_path: str) -> Non
     """MLflow stayed away: say what is missing there and where the complete results are."""
     import sys
 
-    from search.tracking import redact_uri
-
     listing = Path(run_path) / "mlflow_unlogged.json" if "://" not in run_path else Path("mlflow_unlogged.json")
-    listing.write_text(json.dumps(unlogged, indent=1))
+    listing.write_text(redact_text(json.dumps(unlogged, indent=1)))
     print(f"medtune: {len(unlogged)} MLflow operations could not be logged to {redact_uri(spec.mlflow.tracking_uri)} "
           f"(listed in {listing}); every trial's metrics and checkpoints are in the Ray results at {run_path}.",
           file=sys.stderr, flush=True)
@@ -321,15 +323,7 @@ def _report_unlogged(unlogged: list[str], spec: SweepSpec, run_path: str) -> Non
 
 def _log_space_document(client: Any, run_id: str, spec: SweepSpec) -> None:
     """The validated space (after --set) on the parent run: what 'medtune best' rebuilds the sweep from."""
-    import copy
-
-    from search.tracking import redact_uri
-
-    doc = copy.deepcopy(spec.raw)
-    mlflow_section = doc.get("mlflow") or {}
-    for section, key in ((doc, "storage"), (mlflow_section, "tracking_uri"), (mlflow_section, "artifact_location")):
-        if isinstance(section.get(key), str):
-            section[key] = redact_uri(section[key])
+    doc = redact_document(spec.raw)
     with tempfile.TemporaryDirectory() as tmp:
         path = dump_yaml(doc, Path(tmp) / "space.yaml")
         client.log_artifact(run_id, str(path))

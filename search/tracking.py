@@ -14,6 +14,7 @@ of the callback's state that Tune saves with the experiment.
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
 import os
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ray import tune
 
+from search.credentials import redact_uri, tracking_uri_for_mlflow
 from search.mlflow_process import MlflowClientProcess, store_runs_in_process
 from trainables.budget import stopped_early
 
@@ -48,23 +50,13 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TI
 NOT_PARAMS = ("data_dir", "cache_dir", "weights_dir")
 
 
-def redact_uri(uri: str) -> str:
-    """``scheme://user:password@host/...`` without the user info: URIs are logged, secrets are not."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    if "://" not in uri or "@" not in uri.split("://", 1)[1].split("/", 1)[0]:
-        return uri
-    parts = urlsplit(uri)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
 def mlflow_client(tracking_uri: str) -> "MlflowClient":
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     for name, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri_for_mlflow(tracking_uri))
 
 
 #: Seconds a tracking server gets to answer the reachability check before a sweep starts.
@@ -89,8 +81,16 @@ def check_tracking_server(uri: str, where: str, key: str = "mlflow.tracking_uri"
     parts = urlsplit(uri)
     health = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1],
                                        path=parts.path.rstrip("/") + "/health", query="", fragment=""))
+    request = urllib.request.Request(health)
+    user = parts.username or os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = parts.password or os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:  # the same Basic credentials MLflow's client will send
+        from urllib.parse import unquote
+
+        token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        urllib.request.urlopen(health, timeout=REACHABILITY_TIMEOUT_S).close()
+        urllib.request.urlopen(request, timeout=REACHABILITY_TIMEOUT_S).close()
     except urllib.error.HTTPError:
         return  # it answered: a proxy or an auth layer in front of /health is still a live server
     except (OSError, ValueError) as exc:
@@ -145,7 +145,7 @@ def log_pt2_model(tracking_uri: str, experiment_id: str, run_id: str, model: Any
     example = images[:2].contiguous().numpy()
     with torch.no_grad():
         output = model(torch.from_numpy(example)).numpy()
-    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri_for_mlflow(tracking_uri))
     with mlflow.start_run(run_id=run_id, experiment_id=experiment_id):
         info = mlflow.pytorch.log_model(model, name="model", serialization_format="pt2", input_example=example,
                                         signature=infer_signature(example, output), registered_model_name=register)
@@ -247,6 +247,7 @@ class MlflowTrialCallback(tune.Callback):
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the Tuner (tuner.pkl): threads, locks and clients stay behind.
         state = dict(self.__dict__)
+        state["tracking_uri"] = redact_uri(self.tracking_uri)  # resume_sweep gives the secret back
         for key in ("_client", "_thread", "_wake"):
             state[key] = None
         state["_pending"] = deque()
