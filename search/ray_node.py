@@ -1,7 +1,7 @@
 """Starting or joining Ray for a sweep, and the timers of the node medtune starts itself.
 
 A sweep joins the cluster in ``RAY_ADDRESS`` (as under ``ray job submit``) as it is configured;
-otherwise it starts a fresh in-process node. That local node is on a laptop or workstation where
+otherwise it starts a fresh in-process node that listens on loopback only. That local node is on a laptop or workstation where
 Ray's daemons share a few cores with the trials, so its periodic timers are slowed: with Ray's
 defaults the raylet syncs its resource view every 100 ms, checks for GC every 100 ms and reads
 memory usage every 250 ms, and on 2 cores each of those wake-ups preempts one of torch's OpenMP
@@ -12,6 +12,8 @@ training loop 1.115x slower beside an idle stock node and 1.028x beside one with
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 #: Raylet/GCS settings of the node medtune starts itself (Ray's defaults: 100, 100, 250, 10000 ms).
 #: A user's own ``RAY_<name>`` environment variable for any of them wins.
@@ -49,6 +51,35 @@ def keep_credentials_out_of_runtime_envs() -> None:
         propagated.difference_update(CREDENTIAL_VARIABLES)
 
 
+#: Ray's switch for "this machine may join a cluster". Off, Ray takes 127.0.0.1 as the node's
+#: address and every daemon (GCS, raylet, workers, agents) listens on loopback only; on Linux it is
+#: on by default, and ``ray.init(_node_ip_address="127.0.0.1")`` is rewritten to the network address.
+LOOPBACK_ONLY_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextmanager
+def local_node_on_loopback() -> Iterator[None]:
+    """While a node starts in here, it is made to serve this machine only: nothing listens on the network.
+
+    Ray's daemons inherit the variable (and its workers inherit theirs); this process read it into a
+    constant when Ray was imported, so that is switched too. Both are put back afterwards, so a
+    ``ray start`` run later from this process is unaffected. A user's own setting of the variable wins.
+    """
+    from ray._private import ray_constants
+
+    if LOOPBACK_ONLY_VARIABLE in os.environ:
+        yield
+        return
+    was = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_ONLY_VARIABLE] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        del os.environ[LOOPBACK_ONLY_VARIABLE]
+        ray_constants.ENABLE_RAY_CLUSTER = was
+
+
 def init_ray(num_cpus: int | None = None, log_to_driver: bool = True) -> None:
     """Join the cluster in RAY_ADDRESS (as under ``ray job submit``), else start Ray in-process.
 
@@ -69,5 +100,6 @@ def init_ray(num_cpus: int | None = None, log_to_driver: bool = True) -> None:
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=log_to_driver)
     else:
         # "local": always a fresh in-process instance, never a stale or foreign one on this machine.
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver,
-                 _system_config=local_node_system_config())
+        with local_node_on_loopback():
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver,
+                     _system_config=local_node_system_config())
