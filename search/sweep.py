@@ -26,6 +26,7 @@ from search.ray_node import init_ray
 from search.results import (LeaderboardEntry, best_config_document, format_leaderboard, leaderboard,
                             write_leaderboard_csv)
 from search.spec import SpecError, SweepSpec
+from trainables.budget import TIME_ATTR
 
 log = logging.getLogger(__name__)
 
@@ -229,13 +230,16 @@ def resume_sweep(run_path: str, *, best_config_out: str | Path | None = None) ->
 
         from search.fail_fast import FailFast
 
-        restored = tuner._local_tuner.get_run_config().callbacks or []
-        tracker = next((c for c in restored if isinstance(c, MlflowTrialCallback)), None)
+        tracker = _callback_of(tuner, MlflowTrialCallback)
         if tracker is not None and client is not None:
             tracker.tracking_uri = client.tracking_uri  # the saved state holds it without credentials
         return _fit_and_finish(tuner, spec, record["run_name"], run_path, client, parent_run_id, best_config_out,
-                               tracker,
-                               next((c for c in restored if isinstance(c, FailFast)), None))
+                               tracker, _callback_of(tuner, FailFast))
+
+
+def _callback_of(tuner: Any, kind: type) -> Any:
+    """The tuner's callback of this kind (a restored tuner's come back from its saved state), or None."""
+    return next((c for c in tuner._local_tuner.get_run_config().callbacks or [] if isinstance(c, kind)), None)
 
 
 def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, client: Any,
@@ -272,9 +276,10 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, c
             _upload(best_path, f"{run_path}/best_config.yaml")
         print(f"Best configuration ({spec.metric.name} = {ranked[0].best_value:.4f}, trial {ranked[0].trial_id}, "
               f"epoch {ranked[0].best_epoch}) written to {best_path}", flush=True)
+    rungs_path = _write_rungs(tuner, spec, run_path)
     if client is not None:
         try:
-            _finish_parent_run(client, parent_run_id, entries, spec, best_path, results)
+            _finish_parent_run(client, parent_run_id, entries, spec, best_path, results, rungs_path)
         except Exception as exc:
             unlogged.append(f"leaderboard, best config and end of the sweep's parent run ({type(exc).__name__})")
     if unlogged:
@@ -353,8 +358,23 @@ def _parent_params(spec: SweepSpec) -> list:
     return [Param(k, str(v)) for k, v in values.items()]
 
 
+def _write_rungs(tuner: Any, spec: SweepSpec, run_path: str) -> Path | None:
+    """``asha_rungs.json`` in the run folder: every milestone's trials, values and cut-off (ASHA sweeps only)."""
+    from search.asha_rungs import AshaRungs, rungs_document
+
+    rungs = _callback_of(tuner, AshaRungs)
+    if rungs is None:
+        return None
+    doc = rungs_document(rungs.scheduler, spec.metric.name, TIME_ATTR[spec.search.scheduler.unit])
+    local = Path(tempfile.mkdtemp() if "://" in run_path else run_path) / "asha_rungs.json"
+    local.write_text(json.dumps(doc, indent=1))
+    if "://" in run_path:
+        _upload(local, f"{run_path}/asha_rungs.json")
+    return local
+
+
 def _finish_parent_run(client: Any, run_id: str, entries: list[LeaderboardEntry], spec: SweepSpec,
-                       best_path: Path | None, results: Any = None) -> None:
+                       best_path: Path | None, results: Any = None, rungs_path: Path | None = None) -> None:
     from mlflow.entities import Metric, RunTag
 
     from search.plots import sweep_plots
@@ -362,8 +382,9 @@ def _finish_parent_run(client: Any, run_id: str, entries: list[LeaderboardEntry]
     with tempfile.TemporaryDirectory() as tmp:
         csv_path = write_leaderboard_csv(entries, spec, Path(tmp) / "leaderboard.csv")
         client.log_artifact(run_id, str(csv_path))
-        if best_path is not None and best_path.exists():
-            client.log_artifact(run_id, str(best_path))
+        for path in (best_path, rungs_path):
+            if path is not None and path.exists():
+                client.log_artifact(run_id, str(path))
         if results is not None:
             plots = Path(tmp) / "plots"
             plots.mkdir()

@@ -17,6 +17,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 
+from search.asha_rungs import AshaRungs
 from search.searcher import build_searcher
 from search.spec import SweepSpec
 from trainables.budget import TIME_ATTR
@@ -92,13 +93,17 @@ def build_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] |
     if spec.search.cv:
         metric_columns.append(f"{spec.metric.name}_sem")
     parameter_columns = [p for p in PROGRESS_PARAMS if p in spec.space]
+    scheduler = build_scheduler(spec)
+    callbacks = list(callbacks or [])
+    if isinstance(scheduler, ASHAScheduler):
+        callbacks.append(AshaRungs(scheduler))  # Tune saves callbacks, not the scheduler (medtune resume)
     return tune.Tuner(
         trial_trainable(spec, trainable),
         tune_config=tune.TuneConfig(
             metric=spec.metric.name,
             mode=spec.metric.mode,
             search_alg=searcher,
-            scheduler=build_scheduler(spec),
+            scheduler=scheduler,
             num_samples=spec.search.num_samples,
             time_budget_s=spec.search.time_budget_s,
             # The ConcurrencyLimiter above enforces max_concurrent (Tune warns if both are set).
@@ -108,7 +113,7 @@ def build_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] |
         run_config=tune.RunConfig(
             name=run_name,
             storage_path=storage_path(spec),
-            callbacks=callbacks or [],
+            callbacks=callbacks,
             stop=stopper,
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=spec.search.checkpoints_to_keep,

@@ -58,14 +58,33 @@ def _kill_and_resume(tmp_path: Path, storage: str, env: dict[str, str]):
                              capture_output=True, text=True, timeout=420)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     check_resumed_sweep(client, "resume-test", NUM_SAMPLES, finished, interrupted)
-    return run_path
+    return run_path, finished
 
 
 def test_killed_driver_is_resumed_without_rerunning_or_duplicating(tmp_path, pneumoniamnist_path):
     # Tune saves its experiment state every second here, so the kill loses at most a second of it.
     env = subprocess_env(TUNE_GLOBAL_CHECKPOINT_S="1")
-    run_path = _kill_and_resume(tmp_path, str(tmp_path / "ray_results"), env)
+    run_path, finished = _kill_and_resume(tmp_path, str(tmp_path / "ray_results"), env)
     assert (Path(run_path) / "best_config.yaml").exists()
+
+    # ASHA's first rung (epoch 2) kept the values recorded before the kill: the trials finished
+    # then are in it, with their epoch-2 objective, next to the trials that reached it after resuming.
+    import json
+
+    from mlflow import MlflowClient
+
+    from helpers import child_runs
+
+    rungs = json.loads((Path(run_path) / "asha_rungs.json").read_text())["brackets"][0]["rungs"]
+    first = next(r for r in rungs if r["milestone"] == 2)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlruns.db")
+    at_epoch_2 = {r.data.tags["medtune.trial_id"]: next(m.value for m in client.get_metric_history(r.info.run_id, "val_auc")
+                                                         if m.step == 2)
+                  for r in child_runs(client, "resume-test")}
+    assert finished <= set(first["trials"]), (finished, first)
+    assert set(first["trials"]) == set(at_epoch_2)  # every trial trains to epoch 2 at least
+    for trial, value in first["trials"].items():
+        assert abs(value - at_epoch_2[trial]) < 1e-9, (trial, value, at_epoch_2[trial])
 
 
 def test_sweep_on_s3_storage_checkpoints_into_the_bucket_and_resumes_from_it(tmp_path, pneumoniamnist_path, s3_server):
@@ -79,7 +98,7 @@ def test_sweep_on_s3_storage_checkpoints_into_the_bucket_and_resumes_from_it(tmp
     _kill_and_resume(tmp_path, f"s3://{bucket}/sweeps", env)
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="sweeps/killed/")
             for o in page.get("Contents", [])]
-    assert "sweeps/killed/medtune_sweep.json" in keys and "sweeps/killed/best_config.yaml" in keys
+    assert {"sweeps/killed/medtune_sweep.json", "sweeps/killed/best_config.yaml", "sweeps/killed/asha_rungs.json"} <= set(keys)
     checkpoints = {k.split("/")[2] for k in keys if "/checkpoint_" in k and k.endswith("checkpoint.pt")}
     assert len(checkpoints) == NUM_SAMPLES, sorted(checkpoints)  # every trial checkpointed into the bucket
     assert not any("ray_results" in p.name for p in tmp_path.iterdir())

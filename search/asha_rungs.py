@@ -1,0 +1,70 @@
+"""ASHA's rungs carried through ``medtune resume``, and written out for the user to read.
+
+Ray Tune saves the searcher and the callbacks with its experiment state, but never its scheduler:
+after ``Tuner.restore`` ASHA would start with empty rungs, so the first trial to reach a
+milestone after a resume would pass it unopposed and the cut-offs would be computed from the
+trials of the second half only. ``AshaRungs`` is a callback holding the scheduler: its state (the
+values recorded at every milestone, as plain numbers) goes into Tune's experiment state and back
+into the restored scheduler. The tuner is pickled as one object, so the restored callback and the
+restored scheduler are the same objects as before.
+
+``rungs_document`` turns the rungs into what a user asks of a finished sweep: at each milestone,
+which trials arrived with what value of the objective, and the cut-off a trial had to beat there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from ray import tune
+from ray.tune.schedulers import AsyncHyperBandScheduler
+
+
+def _brackets(scheduler: AsyncHyperBandScheduler) -> list[Any]:
+    return list(scheduler._brackets)
+
+
+class AshaRungs(tune.Callback):
+    """Keeps an ``ASHAScheduler``'s rungs in Tune's saved experiment state."""
+
+    def __init__(self, scheduler: AsyncHyperBandScheduler) -> None:
+        self.scheduler = scheduler
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "brackets": [[[float(milestone), {trial: float(value) for trial, value in recorded.items()}]
+                          for milestone, recorded in bracket._rungs] for bracket in _brackets(self.scheduler)],
+            "num_stopped": int(self.scheduler._num_stopped),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Fill the (restored, empty) scheduler's rungs with what was recorded before the interruption.
+
+        A rung is matched by its milestone, so a state from a scheduler with other settings fills nothing.
+        """
+        for bracket, saved in zip(_brackets(self.scheduler), state.get("brackets", [])):
+            by_milestone = {float(milestone): values for milestone, values in saved}
+            for milestone, recorded in bracket._rungs:
+                for trial, value in by_milestone.get(float(milestone), {}).items():
+                    recorded.setdefault(trial, value)
+        self.scheduler._num_stopped = max(self.scheduler._num_stopped, int(state.get("num_stopped", 0)))
+
+
+def rungs_document(scheduler: AsyncHyperBandScheduler, metric: str, time_attr: str) -> dict[str, Any]:
+    """Every milestone in ascending order with the trials' values and the cut-off, in the metric's own sign."""
+    sign = scheduler._metric_op or 1.0  # ASHA records metric * op so that higher is always better
+    brackets = []
+    for bracket in _brackets(scheduler):
+        rungs = []
+        for milestone, recorded in sorted(bracket._rungs, key=lambda rung: rung[0]):
+            cutoff = bracket.cutoff(recorded)
+            rungs.append({
+                "milestone": milestone,
+                "trials": {trial: sign * value for trial, value in sorted(recorded.items())},
+                "cutoff": None if cutoff is None or not np.isfinite(cutoff) else float(sign * cutoff),
+            })
+        brackets.append({"rungs": rungs})
+    return {"metric": metric, "time_attr": time_attr, "reduction_factor": scheduler._reduction_factor,
+            "stopped": int(scheduler._num_stopped), "brackets": brackets}
+
