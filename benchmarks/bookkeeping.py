@@ -6,10 +6,13 @@ The same trivial trainable (three reported epochs, no training, no checkpoints) 
 (b) through medtune's full stack: the Tuner built by ``search.tuner.build_tuner`` with
     MedtuneOptunaSearch (TPE) behind a ConcurrencyLimiter, ASHA, CheckpointConfig, the progress
     reporter, and the MLflow callback logging every trial as a child run to a sqlite store,
-with the same concurrency. Reported: wall-time ratio (b)/(a); target <= 1.5. (a) runs first;
-each gets a fresh Ray instance.
+with the same concurrency. Reported: wall-time ratio (b)/(a); each run's driver RSS after
+``--rss-at`` finished trials and at the end; for (b) that every trial has its MLflow child run,
+and how long ``medtune best`` takes to rank them (its parent run is made as ``medtune sweep``
+makes it). (a) runs first; each gets a fresh Ray instance.
 
     .venv/bin/python benchmarks/bookkeeping.py --trials 1000 --concurrency 4
+    .venv/bin/python benchmarks/bookkeeping.py --trials 10000 --out benchmarks/results/bookkeeping_10000.json
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -35,7 +39,36 @@ def trivial(config: dict) -> None:
         tune.report({"val_auc": 0.5 + 0.4 * rng.random(), "val_loss": rng.random(), "epoch": epoch})
 
 
-def plain(trials: int, concurrency: int, work: Path, reuse_actors: bool | None) -> float:
+def rss_mib() -> float:
+    """This process's resident memory now (VmRSS), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_probe(at_trials: int):
+    """A Tune callback that notes the driver's RSS once ``at_trials`` trials have ended, and at the end."""
+    from ray import tune
+
+    class RssProbe(tune.Callback):
+        def __init__(self) -> None:
+            self.ended = 0
+            self.at: float | None = None
+            self.end: float | None = None
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            self.ended += 1
+            if self.ended == at_trials:
+                self.at = rss_mib()
+
+        def on_experiment_end(self, trials, **info) -> None:
+            self.end = rss_mib()
+
+    return RssProbe()
+
+
+def plain(trials: int, concurrency: int, work: Path, reuse_actors: bool | None, rss_at: int = 1000) -> tuple[float, Any]:
     import ray
     from ray import tune
 
@@ -45,22 +78,26 @@ def plain(trials: int, concurrency: int, work: Path, reuse_actors: bool | None) 
         param_space={"lr": tune.loguniform(1e-4, 1e-2), "dropout": tune.uniform(0.3, 0.5),
                      "architecture": tune.choice(["simple_cnn", "resnet18"])},
         tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=concurrency, reuse_actors=reuse_actors),
-        run_config=tune.RunConfig(name=f"plain-{reuse_actors}", storage_path=str(work / "plain"), verbose=0),
+        run_config=tune.RunConfig(name=f"plain-{reuse_actors}", storage_path=str(work / "plain"), verbose=0,
+                                  callbacks=[probe := rss_probe(rss_at)]),
     )
     started = time.perf_counter()
     tuner.fit()
     wall = time.perf_counter() - started
     ray.shutdown()
-    return wall
+    return wall, probe
 
 
-def medtune(trials: int, concurrency: int, work: Path, stock_node: bool = False) -> float:
+def medtune(trials: int, concurrency: int, work: Path, stock_node: bool = False,
+            rss_at: int = 1000) -> tuple[float, Any, dict[str, Any]]:
     """Wall seconds of medtune's stack; ``stock_node`` starts Ray with its default daemon timers
     instead of ``search.ray_node.init_ray``'s slower ones (which pace resource reports at 1 s)."""
     import ray
 
+    from search.best import _child_runs, best_from_mlflow
     from search.ray_node import init_ray
     from search.spec import validate_spec
+    from search.sweep import _log_space_document, sweep_tags
     from search.tracking import MlflowTrialCallback, ensure_experiment, mlflow_client
     from search.tuner import build_tuner
 
@@ -81,22 +118,30 @@ def medtune(trials: int, concurrency: int, work: Path, stock_node: bool = False)
         init_ray(num_cpus=concurrency, log_to_driver=False)  # the local node exactly as `medtune sweep` starts it
     client = mlflow_client(spec.mlflow.tracking_uri)
     experiment = ensure_experiment(client, "bookkeeping", spec.mlflow.artifact_location)
-    parent = client.create_run(experiment, run_name="bookkeeping").info.run_id
+    # The parent run as `medtune sweep` makes it (tags, space.yaml), so that `medtune best` can read it.
+    parent = client.create_run(experiment, run_name="bookkeeping",
+                               tags=sweep_tags(spec, "none", "bookkeeping")).info.run_id
+    _log_space_document(client, parent, spec)
     callback = MlflowTrialCallback(spec.mlflow.tracking_uri, experiment, parent, "val_auc", "max", EPOCHS)
-    tuner = build_tuner(spec, "medtune", callbacks=[callback], trainable=trivial)
+    probe = rss_probe(rss_at)
+    tuner = build_tuner(spec, "medtune", callbacks=[callback, probe], trainable=trivial)
     started = time.perf_counter()
     tuner.fit()
     fit = time.perf_counter() - started
     unlogged = callback.finish()  # MLflow calls run on the callback's thread: the sweep is done when it is
     wall = time.perf_counter() - started
     assert not unlogged, unlogged
-    children = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'",
-                                  max_results=trials + 10)
-    assert len(children) == trials, f"{len(children)} child runs for {trials} trials"
+    client.set_terminated(parent, status="FINISHED")
     ray.shutdown()
+    children = _child_runs(client, experiment, parent)
+    best_started = time.perf_counter()
+    doc, entries = best_from_mlflow("bookkeeping", spec.mlflow.tracking_uri)
+    best_seconds = time.perf_counter() - best_started
+    extra = {"child_runs": len(children), "medtune_best_seconds": best_seconds, "medtune_best_ranked": len(entries)}
     print(f"medtune: Tuner.fit {fit:.1f} s, then {wall - fit:.1f} s until the MLflow thread drained; its calls "
-          f"took {callback.seconds_logging:.1f} s in all", flush=True)
-    return wall
+          f"took {callback.seconds_logging:.1f} s in all; {len(children)} child runs; medtune best ranked "
+          f"{len(entries)} trials in {best_seconds:.1f} s", flush=True)
+    return wall, probe, extra
 
 
 def main() -> None:
@@ -108,33 +153,49 @@ def main() -> None:
                              "trial) on this many trials")
     parser.add_argument("--stock-node-too", action="store_true",
                         help="also time medtune's stack on a Ray node with Ray's default daemon timers")
+    parser.add_argument("--rss-at", type=int, default=1000,
+                        help="note the driver's RSS once this many trials have ended (and at the end)")
     parser.add_argument("--out", default="benchmarks/results/bookkeeping.json")
     args = parser.parse_args()
     import os
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     work = Path(tempfile.mkdtemp(prefix="medtune-bookkeeping-"))
-    result = {"trials": args.trials, "concurrency": args.concurrency}
+    result: dict[str, Any] = {"trials": args.trials, "concurrency": args.concurrency, "rss_at": args.rss_at}
     if args.default_plain_trials:
-        d = plain(args.default_plain_trials, args.concurrency, work, None)
+        d, _ = plain(args.default_plain_trials, args.concurrency, work, None)
         result.update(default_plain_trials=args.default_plain_trials, default_plain_seconds=d)
         print(f"plain Ray Tune, default actors, {args.default_plain_trials} trials: {d:.1f} s", flush=True)
-    a = plain(args.trials, args.concurrency, work, True)
-    print(f"plain Ray Tune, reused actors: {a:.1f} s", flush=True)
+    a, plain_rss = plain(args.trials, args.concurrency, work, True, args.rss_at)
+    result.update(plain_rss_at_mib=plain_rss.at, plain_rss_end_mib=plain_rss.end)
+    print(f"plain Ray Tune, reused actors: {a:.1f} s; driver RSS {_mib(plain_rss.at)} after {args.rss_at} trials, "
+          f"{_mib(plain_rss.end)} at the end", flush=True)
     if args.stock_node_too:
-        s = medtune(args.trials, args.concurrency, work / "stock", stock_node=True)
+        s, _, _ = medtune(args.trials, args.concurrency, work / "stock", stock_node=True)
         result.update(medtune_stock_node_seconds=s, stock_node_ratio=s / a)
         print(f"medtune on a stock Ray node: {s:.1f} s, ratio {s / a:.2f}", flush=True)
-    b = medtune(args.trials, args.concurrency, work)
-    result.update(plain_seconds=a, medtune_seconds=b, ratio=b / a)
+    b, medtune_rss, extra = medtune(args.trials, args.concurrency, work, rss_at=args.rss_at)
+    result.update(plain_seconds=a, medtune_seconds=b, ratio=b / a, medtune_rss_at_mib=medtune_rss.at,
+                  medtune_rss_end_mib=medtune_rss.end, **extra)
+    if medtune_rss.at:
+        result["medtune_rss_growth"] = medtune_rss.end / medtune_rss.at
+    if plain_rss.at:
+        result["plain_rss_growth"] = plain_rss.end / plain_rss.at
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"\n{args.trials} trivial trials at concurrency {args.concurrency}: plain Ray Tune (random search, no "
-          f"callbacks, reused actors) {a:.1f} s, medtune {b:.1f} s: ratio {b / a:.2f} (target <= 1.5)")
+          f"callbacks, reused actors) {a:.1f} s, medtune {b:.1f} s: ratio {b / a:.2f} (target <= 1.2)")
+    print(f"driver RSS after {args.rss_at} trials / at the end: plain {_mib(plain_rss.at)} / {_mib(plain_rss.end)}, "
+          f"medtune {_mib(medtune_rss.at)} / {_mib(medtune_rss.end)}; {extra['child_runs']} child runs; "
+          f"medtune best {extra['medtune_best_seconds']:.1f} s")
     if args.default_plain_trials:
         per_default, per_medtune = d / args.default_plain_trials, b / args.trials
         print(f"plain Ray Tune with default actor handling: {per_default:.3f} s per trial vs medtune's "
               f"{per_medtune:.3f} s: ratio {per_medtune / per_default:.2f}")
+
+
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} MiB"
 
 
 if __name__ == "__main__":

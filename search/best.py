@@ -49,23 +49,56 @@ def _space_of(tracking_uri: str, run_id: str, where: str) -> SweepSpec:
     return validate_spec(doc, source=f"mlflow run {run_id}: space.yaml")
 
 
-def _entry(client: Any, child: Any, metric: str, mode: str) -> LeaderboardEntry | None:
+def _config_of(child: Any) -> dict[str, Any]:
     from trainables.config import config_keys, parse_param
 
+    keys = config_keys()
+    return {k: parse_param(k, v) for k, v in child.data.params.items() if k in keys}
+
+
+def _metrics_at(client: Any, child: Any, step: int) -> dict[str, float]:
+    """The shown metrics at one epoch (the best one) of a trial's run."""
+    shown = {}
+    for name in SHOWN:
+        at_step = [m.value for m in client.get_metric_history(child.info.run_id, name) if m.step == step]
+        if at_step:
+            shown[name] = at_step[-1]
+    return shown
+
+
+def _entry_from_tags(child: Any, metric: str) -> LeaderboardEntry | None:
+    """A finished trial's entry from the tags its run was closed with (``medtune.best_<metric>``,
+    ``medtune.best_epoch``): no metric history is read, so ranking 10,000 trials is one search."""
+    tags = child.data.tags
+    value, epoch = tags.get(f"medtune.best_{metric}"), tags.get("medtune.best_epoch")
+    if value is None or epoch is None:
+        return None
+    return LeaderboardEntry(tags.get("medtune.trial_id", child.info.run_id), _config_of(child), float(value),
+                            int(epoch), int(tags.get("medtune.last_epoch", epoch)), {})
+
+
+def _entry(client: Any, child: Any, metric: str, mode: str) -> LeaderboardEntry | None:
+    """An entry from the run's metric history: another metric than the sweep's, or a run not closed."""
     history = [m for m in client.get_metric_history(child.info.run_id, metric) if not math.isnan(m.value)]
     if not history:
         return None
     pick = (min if mode == "min" else max)(history, key=lambda m: m.value)
-    shown = {}
-    for name in SHOWN:
-        at_step = [m.value for m in client.get_metric_history(child.info.run_id, name) if m.step == pick.step]
-        if at_step:
-            shown[name] = at_step[-1]
-    keys = config_keys()
-    config = {k: parse_param(k, v) for k, v in child.data.params.items() if k in keys}
     epochs = int(child.data.tags.get("medtune.last_epoch", max(m.step for m in history)))
-    return LeaderboardEntry(child.data.tags.get("medtune.trial_id", child.info.run_id), config, float(pick.value),
-                            int(pick.step), epochs, shown)
+    return LeaderboardEntry(child.data.tags.get("medtune.trial_id", child.info.run_id), _config_of(child),
+                            float(pick.value), int(pick.step), epochs, _metrics_at(client, child, int(pick.step)))
+
+
+def _child_runs(client: Any, experiment_id: str, parent_run_id: str) -> list[Any]:
+    """Every child run of a sweep, page by page (a search returns at most a few thousand at once)."""
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+                                  max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def best_from_mlflow(experiment: str, tracking_uri: str, *, metric: str | None = None, mode: str | None = None,
@@ -86,13 +119,17 @@ def best_from_mlflow(experiment: str, tracking_uri: str, *, metric: str | None =
         if metric not in REPORTED_METRICS:
             raise SpecError(where, [("--metric", f"{metric!r} is not reported; reported: {', '.join(REPORTED_METRICS)}")])
         spec = dataclasses.replace(spec, metric=MetricSpec(metric, mode or REPORTED_METRICS[metric]))
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", max_results=5000)
-    entries = [e for e in (_entry(client, c, spec.metric.name, spec.metric.mode) for c in children) if e is not None]
+    children = {c.info.run_id: c for c in _child_runs(client, parent.info.experiment_id, parent.info.run_id)}
+    entries = [e for e in (_entry_from_tags(c, spec.metric.name) or _entry(client, c, spec.metric.name, spec.metric.mode)
+                           for c in children.values()) if e is not None]
     if not entries:
         raise SpecError(where, [("experiment", f"sweep {parent.info.run_id} has no trial with {spec.metric.name} values")])
     sign = 1 if spec.metric.mode == "min" else -1
     entries.sort(key=lambda e: sign * e.best_value)
+    run_of_trial = {c.data.tags.get("medtune.trial_id", run_id): c for run_id, c in children.items()}
+    for entry in entries[:max(top, 1)]:  # the entries shown and written get their metrics at the best epoch
+        if not entry.metrics_at_best:
+            entry.metrics_at_best.update(_metrics_at(client, run_of_trial[entry.trial_id], entry.best_epoch))
     run_name = parent.data.tags.get("medtune.run_name", parent.info.run_name)
     doc = best_config_document(spec, entries[0], run_name, top=entries[:top], parent_run_id=parent.info.run_id,
                                tracking_uri=uri)  # written without its user info (best_config_document)
