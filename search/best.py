@@ -1,9 +1,12 @@
 """``medtune best``: the best configuration of a finished sweep, read from MLflow.
 
 It works from any machine that reaches the tracking server, without the Ray results: the sweep's
-parent run holds the validated space (``space.yaml``), its child runs hold each trial's flat
-params and per-epoch metrics. Trials are ranked by the best value of the chosen metric over their
-epochs (the sweep's objective by default), exactly as the sweep's own leaderboard ranks them.
+parent run holds the validated space (``space.yaml``) and its ranking (``leaderboard.csv``), its
+child runs hold each trial's flat params and per-epoch metrics. Trials are ranked by the best value
+of the chosen metric over their epochs (the sweep's objective by default), exactly as the sweep's
+own leaderboard ranks them. By the sweep's objective that is the leaderboard itself, one download
+for any number of trials; by another metric, or for a sweep whose leaderboard never reached MLflow,
+the child runs are read (their closing tags where they have them, else their metric histories).
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ def _metrics_at(client: Any, child: Any, step: int) -> dict[str, float]:
 
 def _entry_from_tags(child: Any, metric: str) -> LeaderboardEntry | None:
     """A finished trial's entry from the tags its run was closed with (``medtune.best_<metric>``,
-    ``medtune.best_epoch``): no metric history is read, so ranking 10,000 trials is one search."""
+    ``medtune.best_epoch``, the best over all its epochs): no metric history is read."""
     tags = child.data.tags
     value, epoch = tags.get(f"medtune.best_{metric}"), tags.get("medtune.best_epoch")
     if value is None or epoch is None:
@@ -101,6 +104,57 @@ def _child_runs(client: Any, experiment_id: str, parent_run_id: str) -> list[Any
             return runs
 
 
+def _entries_from_leaderboard(uri: str, run_id: str, spec: SweepSpec) -> list[LeaderboardEntry] | None:
+    """The sweep's own ranking, from its parent run's ``leaderboard.csv``: one download however many trials.
+
+    None when the run has no leaderboard (a sweep that ended while MLflow was away) or it ranks by
+    another metric; the child runs are read instead.
+    """
+    import csv
+
+    import mlflow
+
+    from trainables.config import parse_param
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="leaderboard.csv", dst_path=tmp,
+                                                        tracking_uri=uri)
+        except Exception:
+            return None
+        with open(local, newline="") as f:
+            rows = list(csv.DictReader(f))
+    column = f"best_{spec.metric.name}"
+    if rows and column not in rows[0]:
+        return None
+    entries = []
+    for row in rows:
+        if not row[column] or math.isnan(float(row[column])):
+            continue  # a trial without any value of the objective (failed)
+        entries.append(LeaderboardEntry(
+            row["trial_id"], {k: parse_param(k, row[k]) for k in spec.space if row.get(k)}, float(row[column]),
+            int(row["best_epoch"]), int(row["epochs_run"]), {k: float(row[k]) for k in SHOWN if row.get(k)}))
+    sign = 1 if spec.metric.mode == "min" else -1
+    return sorted(entries, key=lambda e: sign * e.best_value)
+
+
+def _entries_from_child_runs(client: Any, parent: Any, spec: SweepSpec, top: int,
+                            sweeps_objective: bool) -> list[LeaderboardEntry]:
+    """Every trial ranked from its child run: by the tags it was closed with when ranking by the
+    sweep's own objective, else (or for a run never closed) from its metric history."""
+    children = {c.info.run_id: c for c in _child_runs(client, parent.info.experiment_id, parent.info.run_id)}
+    entries = [e for e in ((_entry_from_tags(c, spec.metric.name) if sweeps_objective else None)
+                           or _entry(client, c, spec.metric.name, spec.metric.mode)
+                           for c in children.values()) if e is not None]
+    sign = 1 if spec.metric.mode == "min" else -1
+    entries.sort(key=lambda e: sign * e.best_value)
+    run_of_trial = {c.data.tags.get("medtune.trial_id", run_id): c for run_id, c in children.items()}
+    for entry in entries[:max(top, 1)]:  # the entries shown and written get their metrics at the best epoch
+        if not entry.metrics_at_best:
+            entry.metrics_at_best.update(_metrics_at(client, run_of_trial[entry.trial_id], entry.best_epoch))
+    return entries
+
+
 def best_from_mlflow(experiment: str, tracking_uri: str, *, metric: str | None = None, mode: str | None = None,
                      parent_run_id: str | None = None, top: int = 5) -> tuple[dict[str, Any], list[LeaderboardEntry]]:
     """(best-config document, ranked entries) of the newest finished sweep of ``experiment``."""
@@ -114,22 +168,18 @@ def best_from_mlflow(experiment: str, tracking_uri: str, *, metric: str | None =
     check_tracking_server(uri, where, key="--tracking-uri")
     client = mlflow_client(uri)
     parent = _sweep_parent(client, experiment, parent_run_id, where)
-    spec = _space_of(uri, parent.info.run_id, where)
+    swept = _space_of(uri, parent.info.run_id, where)
+    spec = swept
     if metric is not None:
         if metric not in REPORTED_METRICS:
             raise SpecError(where, [("--metric", f"{metric!r} is not reported; reported: {', '.join(REPORTED_METRICS)}")])
         spec = dataclasses.replace(spec, metric=MetricSpec(metric, mode or REPORTED_METRICS[metric]))
-    children = {c.info.run_id: c for c in _child_runs(client, parent.info.experiment_id, parent.info.run_id)}
-    entries = [e for e in (_entry_from_tags(c, spec.metric.name) or _entry(client, c, spec.metric.name, spec.metric.mode)
-                           for c in children.values()) if e is not None]
+    sweeps_objective = spec.metric == swept.metric
+    entries = _entries_from_leaderboard(uri, parent.info.run_id, spec) if sweeps_objective else None
+    if entries is None:
+        entries = _entries_from_child_runs(client, parent, spec, top, sweeps_objective)
     if not entries:
         raise SpecError(where, [("experiment", f"sweep {parent.info.run_id} has no trial with {spec.metric.name} values")])
-    sign = 1 if spec.metric.mode == "min" else -1
-    entries.sort(key=lambda e: sign * e.best_value)
-    run_of_trial = {c.data.tags.get("medtune.trial_id", run_id): c for run_id, c in children.items()}
-    for entry in entries[:max(top, 1)]:  # the entries shown and written get their metrics at the best epoch
-        if not entry.metrics_at_best:
-            entry.metrics_at_best.update(_metrics_at(client, run_of_trial[entry.trial_id], entry.best_epoch))
     run_name = parent.data.tags.get("medtune.run_name", parent.info.run_name)
     doc = best_config_document(spec, entries[0], run_name, top=entries[:top], parent_run_id=parent.info.run_id,
                                tracking_uri=uri)  # written without its user info (best_config_document)

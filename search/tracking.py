@@ -179,7 +179,8 @@ class MlflowTrialCallback(tune.Callback):
         self.parent_run_id = parent_run_id
         self.metric, self.mode, self.max_epochs = metric, mode, max_epochs
         self.run_ids: dict[str, str] = {}
-        self.best: dict[str, tuple[float, int]] = {}  # trial id -> (metric value, epoch)
+        self.best: dict[str, tuple[float, int]] = {}  # trial id -> (best metric value, its epoch)
+        self.checkpointed: dict[str, tuple[float, int]] = {}  # the same among epochs with a checkpoint
         self.best_checkpoint: dict[str, Any] = {}
         self.restarts: dict[str, int] = {}
         self.seconds_logging = 0.0  # time the logging thread spent in MLflow calls (benchmarks/mlflow_overhead.py)
@@ -221,13 +222,14 @@ class MlflowTrialCallback(tune.Callback):
     def get_state(self) -> dict[str, Any]:
         # Checkpoints are (path, filesystem) handles and pickle with the state: a trial resumed
         # after a restore still logs its best checkpoint from before the interruption.
-        return {"run_ids": dict(self.run_ids), "best": dict(self.best),
+        return {"run_ids": dict(self.run_ids), "best": dict(self.best), "checkpointed": dict(self.checkpointed),
                 "best_checkpoint": dict(self.best_checkpoint), "restarts": dict(self.restarts)}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self._restored = True
         self.run_ids.update(state.get("run_ids", {}))
         self.best.update(state.get("best", {}))
+        self.checkpointed.update(state.get("checkpointed", {}))
         self.best_checkpoint.update(state.get("best_checkpoint", {}))
         self.restarts.update(state.get("restarts", {}))
 
@@ -377,6 +379,8 @@ class MlflowTrialCallback(tune.Callback):
         trial_id = trial.trial_id
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         self.results_logged += 1
+        if self._better(self.best.get(trial_id), result.get(self.metric)):  # every epoch, checkpointed or not
+            self.best[trial_id] = (float(result[self.metric]), step)
         with self._wake:
             self._unsent.setdefault(trial_id, []).extend(_metric_batch(result, step))
             if trial_id in self._send_queued:
@@ -390,13 +394,15 @@ class MlflowTrialCallback(tune.Callback):
         # Tune processes a checkpoint right after the result it came with: pair them.
         result = trial.last_result or {}
         value = result.get(self.metric)
-        if not isinstance(value, (int, float)) or math.isnan(value):
-            return
-        best = self.best.get(trial.trial_id)
-        better = best is None or (value < best[0] if self.mode == "min" else value > best[0])
-        if better:
-            self.best[trial.trial_id] = (float(value), int(result.get("epoch", 0)))
+        if self._better(self.checkpointed.get(trial.trial_id), value):
+            self.checkpointed[trial.trial_id] = (float(value), int(result.get("epoch", 0)))
             self.best_checkpoint[trial.trial_id] = checkpoint
+
+    def _better(self, best: tuple[float, int] | None, value: Any) -> bool:
+        """Whether ``value`` beats the (value, epoch) so far; ties keep the earlier epoch."""
+        if not isinstance(value, (int, float)) or math.isnan(value):
+            return False
+        return best is None or (value < best[0] if self.mode == "min" else value > best[0])
 
     def on_trial_recover(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
         """A failed trial (lost node, killed worker) that Tune retries from its last checkpoint."""
@@ -432,10 +438,12 @@ class MlflowTrialCallback(tune.Callback):
         else:
             tags["medtune.outcome"] = "completed"
             status = "FINISHED"
-        if trial_id in self.best:
+        if trial_id in self.best:  # what the leaderboard ranks by, and what `medtune best` reads
             value, epoch = self.best[trial_id]
             tags["medtune.best_epoch"] = str(epoch)
             tags[f"medtune.best_{self.metric}"] = repr(value)
+        if trial_id in self.checkpointed:  # the epoch of the checkpoint logged under best_checkpoint/
+            tags["medtune.best_checkpoint_epoch"] = str(self.checkpointed[trial_id][1])
         checkpoint = self.best_checkpoint.pop(trial_id, None)
 
         def close() -> None:

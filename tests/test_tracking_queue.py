@@ -187,3 +187,22 @@ def test_metrics_held_through_an_outage_are_all_sent_when_it_ends(callback):
         time.sleep(0.02)
     assert callback.finish() == []
     assert sent() == [1, 2, 3, 4] and failures["left"] == 0
+
+
+def test_the_closing_tags_hold_the_best_epoch_even_when_it_has_no_checkpoint(callback):
+    """``medtune best`` ranks from ``medtune.best_<metric>``: the best over every epoch, as the
+    leaderboard ranks; the logged checkpoint's epoch (long plans checkpoint sparsely) is its own tag."""
+    client = callback._client = _RecordingClient()
+    trial = _Trial("t1")
+    callback.on_trial_start(0, [trial], trial)
+    for epoch, auc in ((1, 0.7), (2, 0.9), (3, 0.8)):
+        trial.last_result = {"epoch": epoch, "val_auc": auc}
+        callback.on_trial_result(epoch, [trial], trial, trial.last_result)
+        if epoch in (1, 3):  # epoch 2, the best, was not checkpointed
+            callback.on_checkpoint(epoch, [trial], trial, checkpoint=None)
+    callback._log_best_checkpoint = lambda *args: None
+    callback.on_trial_complete(3, [trial], trial)
+    assert callback.finish() == []
+    tags = {t.key: t.value for name, kw in client.calls if name == "log_batch" for t in kw["tags"]}
+    assert (tags["medtune.best_val_auc"], tags["medtune.best_epoch"]) == ("0.9", "2")
+    assert tags["medtune.best_checkpoint_epoch"] == "3"
