@@ -3,20 +3,18 @@
 - ``learning_curves.png``: the objective per epoch for every trial, with where each one ended:
   a cross where ASHA stopped it, a dot where it ran the whole budget;
 - Optuna's own views of the search (``optuna.visualization.matplotlib``): parameter importances,
-  parallel coordinates and optimisation history. They are drawn from a study rebuilt from the
-  leaderboard (each trial's searched values and best objective value, with the space's
-  distributions), so they work the same after ``medtune resume`` and from any driver.
+  parallel coordinates and optimisation history, drawn from the study the searcher told its trials
+  to (``search/study.py``): finished trials COMPLETE with their best value, ASHA-stopped ones
+  PRUNED, exactly what TPE modelled.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from pathlib import Path
 from typing import Any
 
-from search.results import LeaderboardEntry
 from search.spec import SweepSpec
 from trainables.budget import stopped_early
 
@@ -60,35 +58,17 @@ def learning_curves(results: Any, spec: SweepSpec, path: Path) -> Path:
     return path
 
 
-def rebuilt_study(entries: list[LeaderboardEntry], spec: SweepSpec) -> Any:
-    """An Optuna study with one COMPLETE trial per ranked trial (searched values, best objective)."""
-    import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    distributions = {}
-    for name, d in spec.space.items():
-        if d.kind == "choice":
-            distributions[name] = CategoricalDistribution(list(d.values))
-        elif d.kind == "int":
-            distributions[name] = IntDistribution(int(d.values[0]), int(d.values[1]), log=d.log)
-        else:
-            distributions[name] = FloatDistribution(float(d.values[0]), float(d.values[1]), log=d.kind == "loguniform")
-    study = optuna.create_study(direction="minimize" if spec.metric.mode == "min" else "maximize")
-    for entry in entries:
-        if math.isnan(entry.best_value):
-            continue
-        params = {k: entry.config[k] for k in distributions if k in entry.config}
-        study.add_trial(optuna.trial.create_trial(params=params, distributions={k: distributions[k] for k in params},
-                                                  value=entry.best_value))
-    return study
-
-
-def optuna_plots(entries: list[LeaderboardEntry], spec: SweepSpec, folder: Path) -> list[Path]:
+def optuna_plots(study: Any, spec: SweepSpec, folder: Path) -> list[Path]:
+    """Optuna's views of the study TPE was told: they draw its COMPLETE trials (ASHA-stopped ones are
+    PRUNED there, as TPE saw them, and are left out as Optuna's own views leave them out)."""
     plt = _pyplot()
+    import optuna
     import optuna.visualization.matplotlib as ovm
 
-    study = rebuilt_study(entries, spec)
-    if len(study.trials) < 2 or not spec.space:
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(complete) < 2 or not spec.space:
+        log.info("Optuna's views need two trials that ran their full budget; the study has %d (of %d, the "
+                 "others stopped early or failed)", len(complete), len(study.trials))
         return []
     out = []
     views = [("optimization_history.png", ovm.plot_optimization_history),
@@ -111,15 +91,16 @@ def optuna_plots(entries: list[LeaderboardEntry], spec: SweepSpec, folder: Path)
     return out
 
 
-def sweep_plots(results: Any, entries: list[LeaderboardEntry], spec: SweepSpec, folder: Path) -> list[Path]:
+def sweep_plots(results: Any, study: Any, spec: SweepSpec, folder: Path) -> list[Path]:
     """Every plot that could be drawn (a plot that fails is a warning, never a failed sweep)."""
     out = []
     try:
         out.append(learning_curves(results, spec, folder / "learning_curves.png"))
     except Exception as exc:
         log.warning("could not draw the learning curves: %s", exc)
-    try:
-        out += optuna_plots(entries, spec, folder)
-    except Exception as exc:
-        log.warning("could not draw Optuna's plots: %s", exc)
+    if study is not None:
+        try:
+            out += optuna_plots(study, spec, folder)
+        except Exception as exc:
+            log.warning("could not draw Optuna's plots: %s", exc)
     return out

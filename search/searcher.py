@@ -18,6 +18,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
 
 from search.space import DefineByRunSpace
@@ -40,18 +41,29 @@ class MedtuneOptunaSearch(OptunaSearch):
         self._best_values: dict[str, float] = {}
         self._last_results: dict[str, dict[str, Any]] = {}
 
+    @property
+    def study(self) -> optuna.Study | None:
+        """The study the trials were told to (None before Tune set the searcher up)."""
+        return getattr(self, "_ot_study", None)
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         value = result.get(self._metric)
         if isinstance(value, (int, float)) and not math.isnan(value):
             best = self._best_values.get(trial_id)
             if best is None or (value < best if self._mode == "min" else value > best):
                 self._best_values[trial_id] = float(value)
-        self._last_results[trial_id] = {k: result.get(k) for k in ("epoch", "epochs_total") if k in result}
+        self._last_results[trial_id] = {k: result.get(k) for k in ("epoch", "epochs_total", TRAINING_ITERATION)
+                                        if k in result}
         super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
+        if not error and result and self._metric in result and TRAINING_ITERATION in result and \
+                result[TRAINING_ITERATION] != (self._last_results.get(trial_id) or {}).get(TRAINING_ITERATION):
+            # A result on which the scheduler stopped the trial (ASHA at a rung, or at max_t) reaches
+            # the searcher only here, never through on_trial_result: count it as the epoch it is.
+            self.on_trial_result(trial_id, result)
         last = self._last_results.get(trial_id)
         best = self._best_values.get(trial_id)
         ot_trial = self._ot_trials[trial_id]
@@ -86,7 +98,11 @@ def build_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=sampler.seed, n_startup_trials=startup)
 
 
-def build_searcher(spec: SweepSpec, fixed_for_trials: dict[str, Any]) -> MedtuneOptunaSearch:
+def build_searcher(spec: SweepSpec, fixed_for_trials: dict[str, Any], study_location: str | None = None,
+                   study_name: str | None = None) -> MedtuneOptunaSearch:
+    """The searcher; its study is stored at ``study_location`` (``search.study``) or kept in memory."""
+    from search.study import open_storage
+
     space = DefineByRunSpace(spec.space, fixed_for_trials, trial_stage_counts(spec))
     return MedtuneOptunaSearch(
         space=space,
@@ -94,4 +110,6 @@ def build_searcher(spec: SweepSpec, fixed_for_trials: dict[str, Any]) -> Medtune
         mode=spec.metric.mode,
         sampler=build_sampler(spec),
         max_epochs=epoch_plan(spec),
+        storage=open_storage(study_location) if study_location else None,
+        study_name=study_name,
     )

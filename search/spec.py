@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from search.credentials import uri_credentials_problem, with_credentials_from_environment
+from search.study import storage_setting_problem
 from search.space import Distribution, architectures_of, parse_distribution
 from trainables.budget import BUDGET_UNITS
 from trainables.config import REPORTED_METRICS, TrialConfig, check_value, config_keys
@@ -76,6 +77,8 @@ class SamplerSpec:
     name: str = "tpe"
     seed: int | None = 0
     n_startup_trials: int | None = None  # None: Optuna's default, capped for small sweeps
+    # The Optuna study's storage (search/study.py): None is a journal file in the run folder.
+    storage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -330,6 +333,7 @@ def validate_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
         "name": (str, "tpe", _one_of(SAMPLERS)),
         "seed": (int, 0, None),
         "n_startup_trials": (int, None, _at_least(0)),
+        "storage": (str, None, storage_setting_problem),
     }, problems)
     scheduler = _section(nested.get("scheduler", {}), "search.scheduler", {
         "name": (str, "asha", _one_of(SCHEDULERS)),

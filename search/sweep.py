@@ -26,10 +26,10 @@ from search.ray_node import init_ray
 from search.results import (LeaderboardEntry, best_config_document, format_leaderboard, leaderboard,
                             write_leaderboard_csv)
 from search.spec import SpecError, SweepSpec
+from search.study import dashboard_command, searcher_study, study_location
 from trainables.budget import TIME_ATTR
 
 log = logging.getLogger(__name__)
-
 
 @dataclass
 class SweepOutcome:
@@ -42,14 +42,12 @@ class SweepOutcome:
     mlflow_seconds: float = 0.0  # driver time in MLflow calls during the sweep
     fit_seconds: float = 0.0  # wall time of Tuner.fit alone (no data preparation, Ray start, reporting)
 
-
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
         return out.stdout.strip() if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
 
 def sweep_tags(spec: SweepSpec, data_fingerprint: str, run_name: str) -> dict[str, str]:
     import optuna
@@ -71,15 +69,12 @@ def sweep_tags(spec: SweepSpec, data_fingerprint: str, run_name: str) -> dict[st
         "version.torch": torch.__version__,
     }
 
-
 def default_run_name(spec: SweepSpec) -> str:
     return f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-
 
 #: Written into the run folder when a sweep starts: what ``medtune resume`` needs besides Ray's
 #: own experiment state (the validated spec document, the MLflow parent run).
 SWEEP_RECORD = "medtune_sweep.json"
-
 
 def _prepare(spec: SweepSpec) -> tuple[SweepSpec, str]:
     """Everything that can fail on bad input, before a trial is scheduled; returns the spec with
@@ -99,12 +94,10 @@ def _prepare(spec: SweepSpec) -> tuple[SweepSpec, str]:
     check_cluster_resources(spec)
     return spec, fingerprint
 
-
 def run_path_of(spec: SweepSpec, run_name: str) -> str:
     from search.tuner import storage_path
 
     return f"{storage_path(spec).rstrip('/')}/{run_name}"
-
 
 def write_sweep_record(run_path: str, record: dict[str, Any]) -> None:
     import pyarrow.fs
@@ -113,7 +106,6 @@ def write_sweep_record(run_path: str, record: dict[str, Any]) -> None:
     fs.create_dir(path, recursive=True)
     with fs.open_output_stream(f"{path}/{SWEEP_RECORD}") as f:
         f.write(json.dumps(redact_document(record), indent=1, default=str).encode())
-
 
 def read_sweep_record(run_path: str) -> dict[str, Any]:
     """The record of a sweep that ``medtune resume`` continues; a clear error when it is not one."""
@@ -135,7 +127,6 @@ def read_sweep_record(run_path: str) -> dict[str, Any]:
         raise SpecError(run_path, [(f"{SWEEP_RECORD}: {key}", "missing; expected the record 'medtune sweep' writes "
                                                              "(the validated space and the run name)") for key in missing])
     return record
-
 
 def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: str | Path | None = None) -> SweepOutcome:
     """Run the whole sweep and return its ranked results."""
@@ -169,13 +160,14 @@ def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: 
                                                  spec.metric.name, spec.metric.mode, epoch_plan(spec)))
         tuner = build_tuner(spec, run_name, callbacks=callbacks)
         run_path = run_path_of(spec, run_name)
+        if command := dashboard_command(study_location(spec.search.sampler.storage, run_path)):
+            print(f"Optuna study {run_name!r}, live: {command}", flush=True)
         write_sweep_record(run_path, {"spec": spec.raw, "source": spec.source, "run_name": run_name,
                                       "parent_run_id": parent_run_id, "experiment_id": experiment_id,
                                       "tracking_uri": tracking_uri})
         tracker = next((c for c in callbacks if isinstance(c, MlflowTrialCallback)), None)
         return _fit_and_finish(tuner, spec, run_name, run_path, client, parent_run_id, best_config_out, tracker,
                                callbacks[0])
-
 
 @contextmanager
 def parent_failed_on_exit(client: Any, run_id: str | None) -> Iterator[None]:
@@ -193,7 +185,6 @@ def parent_failed_on_exit(client: Any, run_id: str | None) -> Iterator[None]:
             except Exception as mlflow_exc:  # MLflow away too: the original error matters more
                 log.warning("could not mark the parent run as failed: %s", mlflow_exc)
         raise
-
 
 def resume_sweep(run_path: str, *, best_config_out: str | Path | None = None) -> SweepOutcome:
     """Continue a sweep whose driver died or whose job was stopped (``Tuner.restore``).
@@ -236,11 +227,9 @@ def resume_sweep(run_path: str, *, best_config_out: str | Path | None = None) ->
         return _fit_and_finish(tuner, spec, record["run_name"], run_path, client, parent_run_id, best_config_out,
                                tracker, _callback_of(tuner, FailFast))
 
-
 def _callback_of(tuner: Any, kind: type) -> Any:
     """The tuner's callback of this kind (a restored tuner's come back from its saved state), or None."""
     return next((c for c in tuner._local_tuner.get_run_config().callbacks or [] if isinstance(c, kind)), None)
-
 
 def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, client: Any,
                     parent_run_id: str | None, best_config_out: str | Path | None, tracker: Any = None,
@@ -279,14 +268,14 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, c
     rungs_path = _write_rungs(tuner, spec, run_path)
     if client is not None:
         try:
-            _finish_parent_run(client, parent_run_id, entries, spec, best_path, results, rungs_path)
+            _finish_parent_run(client, parent_run_id, entries, spec, best_path, results, rungs_path,
+                               searcher_study(tuner._local_tuner._tune_config.search_alg))
         except Exception as exc:
             unlogged.append(f"leaderboard, best config and end of the sweep's parent run ({type(exc).__name__})")
     if unlogged:
         _report_unlogged(unlogged, spec, run_path)
     return SweepOutcome(run_name, run_path, entries, best_path, parent_run_id, results,
                         tracker.seconds_logging if tracker is not None else 0.0, fit_seconds)
-
 
 def _log_best_model(client: Any, run_id: str, entries: list[LeaderboardEntry], spec: SweepSpec, results: Any) -> None:
     """The sweep's best checkpoint as an MLflow PyTorch model on the parent run (registered if asked)."""
@@ -314,7 +303,6 @@ def _log_best_model(client: Any, run_id: str, entries: list[LeaderboardEntry], s
     except Exception as exc:  # a model-format problem must not fail a finished sweep
         log.warning("could not log the best model of trial %s as an MLflow model: %s", ranked[0].trial_id, exc)
 
-
 def _report_unlogged(unlogged: list[str], spec: SweepSpec, run_path: str) -> None:
     """MLflow stayed away: say what is missing there and where the complete results are."""
     import sys
@@ -325,7 +313,6 @@ def _report_unlogged(unlogged: list[str], spec: SweepSpec, run_path: str) -> Non
           f"(listed in {listing}); every trial's metrics and checkpoints are in the Ray results at {run_path}.",
           file=sys.stderr, flush=True)
 
-
 def _log_space_document(client: Any, run_id: str, spec: SweepSpec) -> None:
     """The validated space (after --set) on the parent run: what 'medtune best' rebuilds the sweep from."""
     doc = redact_document(spec.raw)
@@ -333,14 +320,12 @@ def _log_space_document(client: Any, run_id: str, spec: SweepSpec) -> None:
         path = dump_yaml(doc, Path(tmp) / "space.yaml")
         client.log_artifact(run_id, str(path))
 
-
 def _upload(local: Path, uri: str) -> None:
     import pyarrow.fs
 
     fs, path = pyarrow.fs.FileSystem.from_uri(uri)
     with fs.open_output_stream(path) as f:
         f.write(local.read_bytes())
-
 
 def _parent_params(spec: SweepSpec) -> list:
     from mlflow.entities import Param
@@ -357,7 +342,6 @@ def _parent_params(spec: SweepSpec) -> list:
     }
     return [Param(k, str(v)) for k, v in values.items()]
 
-
 def _write_rungs(tuner: Any, spec: SweepSpec, run_path: str) -> Path | None:
     """``asha_rungs.json`` in the run folder: every milestone's trials, values and cut-off (ASHA sweeps only)."""
     from search.asha_rungs import AshaRungs, rungs_document
@@ -372,9 +356,9 @@ def _write_rungs(tuner: Any, spec: SweepSpec, run_path: str) -> Path | None:
         _upload(local, f"{run_path}/asha_rungs.json")
     return local
 
-
 def _finish_parent_run(client: Any, run_id: str, entries: list[LeaderboardEntry], spec: SweepSpec,
-                       best_path: Path | None, results: Any = None, rungs_path: Path | None = None) -> None:
+                       best_path: Path | None, results: Any = None, rungs_path: Path | None = None,
+                       study: Any = None) -> None:
     from mlflow.entities import Metric, RunTag
 
     from search.plots import sweep_plots
@@ -388,7 +372,7 @@ def _finish_parent_run(client: Any, run_id: str, entries: list[LeaderboardEntry]
         if results is not None:
             plots = Path(tmp) / "plots"
             plots.mkdir()
-            if sweep_plots(results, entries, spec, plots):
+            if sweep_plots(results, study, spec, plots):
                 client.log_artifacts(run_id, str(plots), artifact_path="plots")
     if results is not None:
         _log_best_model(client, run_id, entries, spec, results)
@@ -402,3 +386,4 @@ def _finish_parent_run(client: Any, run_id: str, entries: list[LeaderboardEntry]
         tags.append(RunTag("medtune.best_trial", ranked[0].trial_id))
     client.log_batch(run_id, metrics=metrics, tags=tags)
     client.set_terminated(run_id, status="FINISHED")
+

@@ -19,6 +19,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 from search.asha_rungs import AshaRungs
 from search.searcher import build_searcher
+from search.study import study_location
 from search.spec import SweepSpec
 from trainables.budget import TIME_ATTR
 from trainables.train import tune_trainable
@@ -82,7 +83,8 @@ def trial_trainable(spec: SweepSpec, trainable: Callable[[dict[str, Any]], None]
 
 def build_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] | None = None,
                 trainable: Callable[[dict[str, Any]], None] = tune_trainable) -> tune.Tuner:
-    searcher = ConcurrencyLimiter(build_searcher(spec, trial_fixed_values(spec)),
+    location = study_location(spec.search.sampler.storage, f"{storage_path(spec).rstrip('/')}/{run_name}")
+    searcher = ConcurrencyLimiter(build_searcher(spec, trial_fixed_values(spec), location, study_name=run_name),
                                   max_concurrent=spec.search.max_concurrent)
     from search.fail_fast import FailFast
 

@@ -1,4 +1,4 @@
-"""The sweep's plots: ASHA's stopping points are visible, Optuna's views draw from the leaderboard."""
+"""The sweep's learning curves show ASHA's stopping points (Optuna's views of the study: test_study.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from search.plots import learning_curves, rebuilt_study, sweep_plots
-from search.results import LeaderboardEntry
+from search.plots import learning_curves, sweep_plots
 from search.spec import validate_spec
 
 SPEC = validate_spec({
@@ -23,23 +22,10 @@ def _fake(n_epochs: int, start: float):
     return SimpleNamespace(metrics_dataframe=frame)
 
 
-ENTRIES = [LeaderboardEntry(f"t{i}", {"lr": 10 ** (-4 + i / 2), "dropout": 0.1 + 0.1 * i,
-                                      "architecture": ["simple_cnn", "resnet18"][i % 2]},
-                            0.9 + 0.02 * i, 2, 4, {}) for i in range(4)]
-
-
-def test_rebuilt_study_holds_every_ranked_trial_with_its_values():
-    study = rebuilt_study(ENTRIES, SPEC)
-    assert [t.value for t in study.trials] == [e.best_value for e in ENTRIES]
-    assert study.best_trial.params["architecture"] == "resnet18" and study.direction.name == "MAXIMIZE"
-
-
-def test_all_four_plots_are_drawn(tmp_path):
+def test_without_a_study_only_the_learning_curves_are_drawn(tmp_path):
     results = [_fake(1, 0.8), _fake(2, 0.85), _fake(4, 0.9), _fake(4, 0.92)]
-    paths = sweep_plots(results, ENTRIES, SPEC, tmp_path)
-    assert {p.name for p in paths} == {"learning_curves.png", "optimization_history.png",
-                                       "parallel_coordinates.png", "param_importances.png"}
-    assert all(p.stat().st_size > 5000 for p in paths)
+    paths = sweep_plots(results, None, SPEC, tmp_path)
+    assert [p.name for p in paths] == ["learning_curves.png"] and paths[0].stat().st_size > 5000
 
 
 def test_learning_curves_title_counts_asha_stops(tmp_path, monkeypatch):

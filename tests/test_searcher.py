@@ -30,12 +30,16 @@ def _searcher():
     return build_searcher(spec, trial_fixed_values(spec))
 
 
-def _run(searcher, trial_id: str, values: list[float], error: bool = False) -> dict:
+def _run(searcher, trial_id: str, values: list[float], error: bool = False, scheduler_stopped: bool = True) -> dict:
+    """Tune's calls: when the scheduler stops a trial (ASHA at a rung, and at max_t), the result it
+    stopped on goes to ``on_trial_complete`` only; a trial that returns by itself had every result
+    through ``on_trial_result`` first."""
     config = searcher.suggest(trial_id)
-    for epoch, value in enumerate(values, start=1):
-        searcher.on_trial_result(trial_id, {"val_auc": value, "epoch": epoch, "training_iteration": epoch})
-    last = {"val_auc": values[-1], "epoch": len(values)} if values else None
-    searcher.on_trial_complete(trial_id, last, error=error)
+    results = [{"val_auc": value, "epoch": epoch, "training_iteration": epoch}
+               for epoch, value in enumerate(values, start=1)]
+    for result in results[:-1] if scheduler_stopped and not error else results:
+        searcher.on_trial_result(trial_id, result)
+    searcher.on_trial_complete(trial_id, results[-1] if results else None, error=error)
     return config
 
 
@@ -50,10 +54,21 @@ def test_asha_stopped_trials_are_pruned_and_full_ones_complete_with_their_best_e
     _run(searcher, "full", [0.90, 0.97, 0.95])
     _run(searcher, "failed", [0.80], error=True)
 
-    stopped, full, failed = (_study_trial(searcher, t) for t in ("stopped", "full", "failed"))
+    _run(searcher, "returned", [0.90, 0.92, 0.91], scheduler_stopped=False)
+
+    stopped, full, failed, returned = (_study_trial(searcher, t) for t in ("stopped", "full", "failed", "returned"))
     assert stopped.state == TrialState.PRUNED and stopped.intermediate_values == {1: 0.91}
     assert full.state == TrialState.COMPLETE and full.value == 0.97  # best epoch, not the last (0.95)
+    assert full.intermediate_values == {1: 0.90, 2: 0.97, 3: 0.95}  # the epoch ASHA stopped it on included
+    assert returned.state == TrialState.COMPLETE and returned.value == 0.92
     assert failed.state == TrialState.FAIL
+
+
+def test_the_epoch_the_scheduler_stops_on_counts_for_the_best_value():
+    searcher = _searcher()
+    _run(searcher, "best-last", [0.80, 0.85, 0.99])  # its best is the result ASHA stopped it on (max_t)
+    trial = _study_trial(searcher, "best-last")
+    assert trial.state == TrialState.COMPLETE and trial.value == 0.99
 
 
 def test_frozen_depth_is_clipped_to_the_sampled_architecture():
