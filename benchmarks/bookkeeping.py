@@ -89,7 +89,7 @@ def plain(trials: int, concurrency: int, work: Path, reuse_actors: bool | None, 
 
 
 def medtune(trials: int, concurrency: int, work: Path, stock_node: bool = False,
-            rss_at: int = 1000) -> tuple[float, Any, dict[str, Any]]:
+            rss_at: int = 1000, study_storage: str | None = None) -> tuple[float, Any, dict[str, Any]]:
     """Wall seconds of medtune's stack; ``stock_node`` starts Ray with its default daemon timers
     instead of ``search.ray_node.init_ray``'s slower ones (which pace resource reports at 1 s)."""
     import ray
@@ -105,7 +105,8 @@ def medtune(trials: int, concurrency: int, work: Path, stock_node: bool = False,
     work.mkdir(parents=True, exist_ok=True)
     spec = validate_spec({
         "name": "bookkeeping", "data": {"source": "pneumoniamnist"}, "metric": {"name": "val_auc", "mode": "max"},
-        "search": {"num_samples": trials, "max_concurrent": concurrency, "sampler": {"name": "tpe", "seed": 0},
+        "search": {"num_samples": trials, "max_concurrent": concurrency,
+                   "sampler": {"name": "tpe", "seed": 0, "storage": study_storage},
                    "scheduler": {"name": "asha", "max_t": EPOCHS, "grace_period": 1, "reduction_factor": 3}},
         "resources": {"cpu": 1, "gpu": 0},
         "space": {"lr": {"loguniform": [1e-4, 1e-2]}, "dropout": {"uniform": [0.3, 0.5]},
@@ -166,13 +167,19 @@ def main() -> None:
                         help="also time medtune's stack on a Ray node with Ray's default daemon timers")
     parser.add_argument("--rss-at", type=int, default=1000,
                         help="note the driver's RSS once this many trials have ended (and at the end)")
+    parser.add_argument("--study-storage", default=None,
+                        help="search.sampler.storage of medtune's run (default: the journal in the run folder; "
+                             "'memory' keeps the Optuna study in memory)")
+    parser.add_argument("--memory-study-too", action="store_true",
+                        help="also time medtune's stack with the Optuna study in memory")
     parser.add_argument("--out", default="benchmarks/results/bookkeeping.json")
     args = parser.parse_args()
     import os
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     work = Path(tempfile.mkdtemp(prefix="medtune-bookkeeping-"))
-    result: dict[str, Any] = {"trials": args.trials, "concurrency": args.concurrency, "rss_at": args.rss_at}
+    result: dict[str, Any] = {"trials": args.trials, "concurrency": args.concurrency, "rss_at": args.rss_at,
+                              "study_storage": args.study_storage or "journal in the run folder"}
     if args.default_plain_trials:
         d, _ = plain(args.default_plain_trials, args.concurrency, work, None)
         result.update(default_plain_trials=args.default_plain_trials, default_plain_seconds=d)
@@ -185,7 +192,13 @@ def main() -> None:
         s, _, _ = medtune(args.trials, args.concurrency, work / "stock", stock_node=True)
         result.update(medtune_stock_node_seconds=s, stock_node_ratio=s / a)
         print(f"medtune on a stock Ray node: {s:.1f} s, ratio {s / a:.2f}", flush=True)
-    b, medtune_rss, extra = medtune(args.trials, args.concurrency, work, rss_at=args.rss_at)
+    if args.memory_study_too:
+        m, _, _ = medtune(args.trials, args.concurrency, work / "memory-study", rss_at=args.rss_at,
+                          study_storage="memory")
+        result.update(medtune_memory_study_seconds=m, memory_study_ratio=m / a)
+        print(f"medtune with the Optuna study in memory: {m:.1f} s, ratio {m / a:.2f}", flush=True)
+    b, medtune_rss, extra = medtune(args.trials, args.concurrency, work, rss_at=args.rss_at,
+                                    study_storage=args.study_storage)
     result.update(plain_seconds=a, medtune_seconds=b, ratio=b / a, medtune_rss_at_mib=medtune_rss.at,
                   medtune_rss_end_mib=medtune_rss.end, **extra)
     if medtune_rss.at:

@@ -157,6 +157,11 @@ def trial_params(config: dict[str, Any]) -> dict[str, str]:
     return {k: "None" if v is None else str(v) for k, v in sorted(config.items()) if k not in NOT_PARAMS}
 
 
+#: Result keys logged under another MLflow name: the scheduled learning rate of an epoch would
+#: otherwise share the name ``lr`` with the searched learning rate (a param) in MLflow's tables.
+METRIC_NAMES = {"lr": "lr_scheduled"}
+
+
 def _metric_batch(result: dict[str, Any], step: int) -> list:
     from mlflow.entities import Metric
 
@@ -165,8 +170,17 @@ def _metric_batch(result: dict[str, Any], step: int) -> list:
     for key in LOGGED_METRICS:
         value = result.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            out.append(Metric(key, float(value), now, step))
+            out.append(Metric(METRIC_NAMES.get(key, key), float(value), now, step))
     return out
+
+
+def trial_run_name(number: int, config: dict[str, Any]) -> str:
+    """``07 mobilenetv2_100 fd1``: the trial's number, architecture and frozen depth, for MLflow's runs
+    table, where an 8-character trial id says nothing (the outcome is added when the trial ends)."""
+    parts = [f"{number:02d}", str(config.get("architecture", "?"))]
+    if config.get("frozen_depth") is not None:
+        parts.append(f"fd{config['frozen_depth']}")
+    return " ".join(parts)
 
 
 class MlflowTrialCallback(tune.Callback):
@@ -183,6 +197,8 @@ class MlflowTrialCallback(tune.Callback):
         self.checkpointed: dict[str, tuple[float, int]] = {}  # the same among epochs with a checkpoint
         self.best_checkpoint: dict[str, Any] = {}
         self.restarts: dict[str, int] = {}
+        self.numbers: dict[str, int] = {}  # trial id -> 1, 2, ... in the order trials started
+        self.names: dict[str, str] = {}  # trial id -> its run's name without the outcome
         self.seconds_logging = 0.0  # time the logging thread spent in MLflow calls (benchmarks/mlflow_overhead.py)
         self.results_logged = 0
         self._pending: deque[tuple[str, Callable[[], None]]] = deque()
@@ -223,6 +239,7 @@ class MlflowTrialCallback(tune.Callback):
         # Checkpoints are (path, filesystem) handles and pickle with the state: a trial resumed
         # after a restore still logs its best checkpoint from before the interruption.
         return {"run_ids": dict(self.run_ids), "best": dict(self.best), "checkpointed": dict(self.checkpointed),
+                "numbers": dict(self.numbers), "names": dict(self.names),
                 "best_checkpoint": dict(self.best_checkpoint), "restarts": dict(self.restarts)}
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -230,6 +247,8 @@ class MlflowTrialCallback(tune.Callback):
         self.run_ids.update(state.get("run_ids", {}))
         self.best.update(state.get("best", {}))
         self.checkpointed.update(state.get("checkpointed", {}))
+        self.numbers.update(state.get("numbers", {}))
+        self.names.update(state.get("names", {}))
         self.best_checkpoint.update(state.get("best_checkpoint", {}))
         self.restarts.update(state.get("restarts", {}))
 
@@ -342,9 +361,10 @@ class MlflowTrialCallback(tune.Callback):
         with self._wake:
             self._send_queued.discard(trial_id)  # metrics reported from now on queue a new send
             metrics = list(self._unsent.get(trial_id, ()))
-        if not metrics and not any(batch.values()):
+        extra = list(batch.pop("metrics", ()))  # metrics of the run's end (best value and epoch)
+        if not metrics and not extra and not any(batch.values()):
             return
-        self.client.log_batch(run_id, metrics=metrics, **batch)
+        self.client.log_batch(run_id, metrics=metrics + extra, **batch)
         with self._wake:
             unsent = self._unsent.get(trial_id, [])
             del unsent[:len(metrics)]
@@ -358,6 +378,8 @@ class MlflowTrialCallback(tune.Callback):
         trial_id = trial.trial_id
         params = [Param(k, v) for k, v in trial_params(trial.config).items()]
         architecture = str(trial.config.get("architecture"))
+        self.numbers.setdefault(trial_id, len(self.numbers) + 1)
+        self.names[trial_id] = trial_run_name(self.numbers[trial_id], trial.config)
 
         def start_or_continue() -> None:
             # Decided on the logging thread, in order: a trial restarted after a failure or a
@@ -367,7 +389,7 @@ class MlflowTrialCallback(tune.Callback):
                 self.run_ids[trial_id] = run_id
                 self.client.update_run(run_id, status="RUNNING")
                 return
-            run = self.client.create_run(self.experiment_id, run_name=trial_id, tags={
+            run = self.client.create_run(self.experiment_id, run_name=self.names[trial_id], tags={
                 "mlflow.parentRunId": self.parent_run_id, "medtune.trial_id": trial_id,
                 "medtune.architecture": architecture, "medtune.outcome": "running"})
             self.run_ids[trial_id] = run.info.run_id
@@ -442,14 +464,27 @@ class MlflowTrialCallback(tune.Callback):
             value, epoch = self.best[trial_id]
             tags["medtune.best_epoch"] = str(epoch)
             tags[f"medtune.best_{self.metric}"] = repr(value)
+        outcome = {"failed": "failed", "stopped_early": f"stopped@{last_epoch}"}.get(tags["medtune.outcome"], "done")
+        tags["mlflow.runName"] = f"{self.names.get(trial_id, trial_id)} {outcome}"  # what the runs table shows
         if trial_id in self.checkpointed:  # the epoch of the checkpoint logged under best_checkpoint/
             tags["medtune.best_checkpoint_epoch"] = str(self.checkpointed[trial_id][1])
         checkpoint = self.best_checkpoint.pop(trial_id, None)
 
+        # The best value and its epoch as metrics too: MLflow's runs table sorts and plots metrics, and
+        # its metric columns show the last epoch's value, which is not the best when a trial peaked early.
+        best_metrics = []
+        if trial_id in self.best:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            value, epoch = self.best[trial_id]
+            best_metrics = [Metric(f"best_{self.metric}", value, now, 0), Metric("best_epoch", float(epoch), now, 0)]
+
         def close() -> None:
             run_id = self.run_ids[trial_id]
             self._log_best_checkpoint(trial_id, checkpoint, run_id)
-            self._log_batch_with_unsent(trial_id, run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            self._log_batch_with_unsent(trial_id, run_id, tags=[RunTag(k, v) for k, v in tags.items()],
+                                        metrics=best_metrics)
             self.client.set_terminated(run_id, status=status)
 
         self._call(f"checkpoint, outcome and end of trial {trial_id}", close)

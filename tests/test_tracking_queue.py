@@ -206,3 +206,18 @@ def test_the_closing_tags_hold_the_best_epoch_even_when_it_has_no_checkpoint(cal
     tags = {t.key: t.value for name, kw in client.calls if name == "log_batch" for t in kw["tags"]}
     assert (tags["medtune.best_val_auc"], tags["medtune.best_epoch"]) == ("0.9", "2")
     assert tags["medtune.best_checkpoint_epoch"] == "3"
+    # ... and as metrics, which MLflow's runs table sorts by (its val_auc column is the last epoch's).
+    metrics = {m.key: m.value for name, kw in client.calls if name == "log_batch" for m in kw["metrics"] if m.step == 0}
+    assert metrics == {"best_val_auc": 0.9, "best_epoch": 2.0}
+    # Named for the runs table: number, architecture, outcome (it ran its 3 epochs).
+    assert client.calls[0][1]["run_name"] == "01 simple_cnn" and tags["mlflow.runName"] == "01 simple_cnn done"
+
+
+def test_run_names_say_number_architecture_frozen_depth_and_outcome():
+    assert tracking.trial_run_name(7, {"architecture": "mobilenetv2_100", "frozen_depth": 1}) == "07 mobilenetv2_100 fd1"
+
+
+def test_the_scheduled_learning_rate_is_not_logged_as_lr():
+    """``lr`` is the searched param; the epoch's scheduled rate is a metric under another name."""
+    keys = {m.key for m in tracking._metric_batch({"lr": 1e-4, "val_auc": 0.9}, step=3)}
+    assert keys == {"lr_scheduled", "val_auc"}
