@@ -19,11 +19,8 @@ from typing import Any
 
 import yaml
 
-from search.results import LeaderboardEntry, best_config_document
+from search.results import SHOWN_METRICS, LeaderboardEntry, best_config_document
 from search.spec import MetricSpec, SpecError, SweepSpec, validate_spec
-
-SHOWN = ("val_loss", "val_auc", "val_acc", "val_sensitivity", "val_specificity")
-
 
 def _sweep_parent(client: Any, experiment: str, parent_run_id: str | None, where: str) -> Any:
     if parent_run_id:
@@ -62,7 +59,7 @@ def _config_of(child: Any) -> dict[str, Any]:
 def _metrics_at(client: Any, child: Any, step: int) -> dict[str, float]:
     """The shown metrics at one epoch (the best one) of a trial's run."""
     shown = {}
-    for name in SHOWN:
+    for name in SHOWN_METRICS:
         at_step = [m.value for m in client.get_metric_history(child.info.run_id, name) if m.step == step]
         if at_step:
             shown[name] = at_step[-1]
@@ -133,7 +130,8 @@ def _entries_from_leaderboard(uri: str, run_id: str, spec: SweepSpec) -> list[Le
             continue  # a trial without any value of the objective (failed)
         entries.append(LeaderboardEntry(
             row["trial_id"], {k: parse_param(k, row[k]) for k in spec.space if row.get(k)}, float(row[column]),
-            int(row["best_epoch"]), int(row["epochs_run"]), {k: float(row[k]) for k in SHOWN if row.get(k)}))
+            int(row["best_epoch"]), int(row["epochs_run"]), {k: float(row[k]) for k in SHOWN_METRICS if row.get(k)},
+            row.get("error") or None, row.get("outcome", "")))
     sign = 1 if spec.metric.mode == "min" else -1
     return sorted(entries, key=lambda e: sign * e.best_value)
 

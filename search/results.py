@@ -17,6 +17,11 @@ from typing import Any
 
 from search.credentials import redact_document
 from search.spec import SweepSpec
+from trainables.budget import stopped_early
+
+
+#: The metrics at a trial's best epoch that the leaderboard shows after its searched values.
+SHOWN_METRICS = ("val_loss", "val_auc", "val_acc", "val_sensitivity", "val_specificity")
 
 
 @dataclass
@@ -28,10 +33,14 @@ class LeaderboardEntry:
     epochs_run: int
     metrics_at_best: dict[str, float]
     error: str | None = None
+    #: completed (its whole budget), stopped_early (ASHA or the time budget), failed; "" if unknown
+    outcome: str = ""
 
 
 def leaderboard(results: Any, spec: SweepSpec) -> list[LeaderboardEntry]:
     """Rank the trials of a ``ResultGrid``; failed trials without any result go last."""
+    from search.searcher import epoch_plan
+
     metric, mode = spec.metric.name, spec.metric.mode
     entries: list[LeaderboardEntry] = []
     for result in results:
@@ -39,18 +48,22 @@ def leaderboard(results: Any, spec: SweepSpec) -> list[LeaderboardEntry]:
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
         error = str(result.error).strip().splitlines()[-1][:300] if result.error else None
         if history is None or history.empty or metric not in history:
-            entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), math.nan, 0, 0, {}, error))
+            entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), math.nan, 0, 0, {}, error,
+                                            "failed" if error else ""))
             continue
         history = history.dropna(subset=[metric])
         if history.empty:
-            entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), math.nan, 0, 0, {}, error))
+            entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), math.nan, 0, 0, {}, error,
+                                            "failed" if error else ""))
             continue
         row = history.loc[history[metric].idxmin() if mode == "min" else history[metric].idxmax()]
-        shown = {k: float(row[k]) for k in ("val_loss", "val_auc", "val_acc", "val_sensitivity", "val_specificity")
+        shown = {k: float(row[k]) for k in SHOWN_METRICS
                  if k in row}
         epochs = int(history["epoch"].max()) if "epoch" in history else len(history)
+        last = {k: v for k, v in result.metrics_dataframe.iloc[-1].to_dict().items() if v == v}  # NaN: not reported
+        outcome = "failed" if error else "stopped_early" if stopped_early(last, epoch_plan(spec)) else "completed"
         entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), float(row[metric]),
-                                        int(row.get("epoch", 0)), epochs, shown, error))
+                                        int(row.get("epoch", 0)), epochs, shown, error, outcome))
     sign = 1 if mode == "min" else -1
     entries.sort(key=lambda e: (math.isnan(e.best_value), sign * e.best_value if not math.isnan(e.best_value) else 0))
     return entries
@@ -72,16 +85,17 @@ def format_leaderboard(entries: list[LeaderboardEntry], spec: SweepSpec, top: in
 
 
 def write_leaderboard_csv(entries: list[LeaderboardEntry], spec: SweepSpec, path: str | Path) -> Path:
+    """What a reader looks for first (rank, trial, outcome, best value, epochs), then the searched
+    values only (the fixed ones are in best_config.yaml), then the other metrics at the best epoch."""
     path = Path(path)
     keys = list(spec.space)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["rank", "trial_id", *keys, "epochs_run", "best_epoch", f"best_{spec.metric.name}",
-                         "val_loss", "val_auc", "val_acc", "val_sensitivity", "val_specificity", "error"])
+        writer.writerow(["rank", "trial_id", "outcome", f"best_{spec.metric.name}", "best_epoch", "epochs_run",
+                         *keys, *SHOWN_METRICS, "error"])
         for rank, e in enumerate(entries, start=1):
-            writer.writerow([rank, e.trial_id, *[e.config.get(k) for k in keys], e.epochs_run, e.best_epoch,
-                             e.best_value, *[e.metrics_at_best.get(k) for k in
-                                             ("val_loss", "val_auc", "val_acc", "val_sensitivity", "val_specificity")],
+            writer.writerow([rank, e.trial_id, e.outcome, e.best_value, e.best_epoch, e.epochs_run,
+                             *[e.config.get(k) for k in keys], *[e.metrics_at_best.get(k) for k in SHOWN_METRICS],
                              e.error or ""])
     return path
 

@@ -335,3 +335,26 @@ def test_optuna_dashboard_shows_the_sweeps_study_with_asha_stops_as_pruned(sweep
     complete = sorted(t["values"][0] for t in trials if t["state"] == "Complete")
     assert complete == pytest.approx(sorted(e.best_value for e in scored if e.epochs_run == MAX_T))
     assert all(t["intermediate_values"] for t in trials if t["state"] == "Pruned")
+
+
+def test_leaderboard_csv_opens_with_outcome_and_best_value_and_agrees_with_the_child_runs(sweep, tmp_path):
+    import csv
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    spec, outcome, root = sweep
+    local = mlflow.artifacts.download_artifacts(run_id=outcome.parent_run_id, artifact_path="leaderboard.csv",
+                                                dst_path=str(tmp_path), tracking_uri=spec.mlflow.tracking_uri)
+    with open(local, newline="") as f:
+        header = next(csv.reader(f))
+        f.seek(0)
+        rows = list(csv.DictReader(f))
+    assert header[:6] == ["rank", "trial_id", "outcome", "best_val_loss", "best_epoch", "epochs_run"]
+    assert header[6:6 + len(spec.space)] == list(spec.space)  # the searched values only, none of the fixed
+    client = MlflowClient(tracking_uri=spec.mlflow.tracking_uri)
+    runs = client.search_runs([client.get_run(outcome.parent_run_id).info.experiment_id],
+                              filter_string=f"tags.`mlflow.parentRunId` = '{outcome.parent_run_id}'")
+    tagged = {r.data.tags["medtune.trial_id"]: r.data.tags["medtune.outcome"] for r in runs}
+    assert {row["trial_id"]: row["outcome"] for row in rows} == tagged
+    assert {r.data.metrics["best_val_loss"] for r in runs} == {float(row["best_val_loss"]) for row in rows}
