@@ -28,14 +28,14 @@ def has_userinfo(uri: str) -> bool:
     return bool(_USERINFO.search(uri))
 
 
-def redact_uri(uri: str) -> str:
-    """``scheme://user:password@host/...`` without the user info: URIs are logged, secrets are not."""
-    return _USERINFO.sub(r"\g<scheme>", uri)
-
-
 def redact_text(text: str) -> str:
-    """Any text (an error message, a traceback, a log line) with the user info of every URI in it removed."""
+    """Any text (a URI, an error message, a traceback, a log line) with the user info of every URI in
+    it removed: ``scheme://user:password@host/...`` becomes ``scheme://host/...``."""
     return _USERINFO.sub(r"\g<scheme>", text)
+
+
+#: A single URI is redacted as any text is; the name says what the caller holds.
+redact_uri = redact_text
 
 
 def redact_document(doc: Any) -> Any:

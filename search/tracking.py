@@ -198,7 +198,6 @@ class MlflowTrialCallback(tune.Callback):
         self.best_checkpoint: dict[str, Any] = {}
         self.restarts: dict[str, int] = {}
         self.numbers: dict[str, int] = {}  # trial id -> 1, 2, ... in the order trials started
-        self.names: dict[str, str] = {}  # trial id -> its run's name without the outcome
         self.seconds_logging = 0.0  # time the logging thread spent in MLflow calls (benchmarks/mlflow_overhead.py)
         self.results_logged = 0
         self._pending: deque[tuple[str, Callable[[], None]]] = deque()
@@ -239,7 +238,7 @@ class MlflowTrialCallback(tune.Callback):
         # Checkpoints are (path, filesystem) handles and pickle with the state: a trial resumed
         # after a restore still logs its best checkpoint from before the interruption.
         return {"run_ids": dict(self.run_ids), "best": dict(self.best), "checkpointed": dict(self.checkpointed),
-                "numbers": dict(self.numbers), "names": dict(self.names),
+                "numbers": dict(self.numbers),
                 "best_checkpoint": dict(self.best_checkpoint), "restarts": dict(self.restarts)}
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -248,7 +247,6 @@ class MlflowTrialCallback(tune.Callback):
         self.best.update(state.get("best", {}))
         self.checkpointed.update(state.get("checkpointed", {}))
         self.numbers.update(state.get("numbers", {}))
-        self.names.update(state.get("names", {}))
         self.best_checkpoint.update(state.get("best_checkpoint", {}))
         self.restarts.update(state.get("restarts", {}))
 
@@ -379,7 +377,7 @@ class MlflowTrialCallback(tune.Callback):
         params = [Param(k, v) for k, v in trial_params(trial.config).items()]
         architecture = str(trial.config.get("architecture"))
         self.numbers.setdefault(trial_id, len(self.numbers) + 1)
-        self.names[trial_id] = trial_run_name(self.numbers[trial_id], trial.config)
+        run_name = trial_run_name(self.numbers[trial_id], trial.config)
 
         def start_or_continue() -> None:
             # Decided on the logging thread, in order: a trial restarted after a failure or a
@@ -389,7 +387,7 @@ class MlflowTrialCallback(tune.Callback):
                 self.run_ids[trial_id] = run_id
                 self.client.update_run(run_id, status="RUNNING")
                 return
-            run = self.client.create_run(self.experiment_id, run_name=self.names[trial_id], tags={
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags={
                 "mlflow.parentRunId": self.parent_run_id, "medtune.trial_id": trial_id,
                 "medtune.architecture": architecture, "medtune.outcome": "running"})
             self.run_ids[trial_id] = run.info.run_id
@@ -465,7 +463,8 @@ class MlflowTrialCallback(tune.Callback):
             tags["medtune.best_epoch"] = str(epoch)
             tags[f"medtune.best_{self.metric}"] = repr(value)
         outcome = {"failed": "failed", "stopped_early": f"stopped@{last_epoch}"}.get(tags["medtune.outcome"], "done")
-        tags["mlflow.runName"] = f"{self.names.get(trial_id, trial_id)} {outcome}"  # what the runs table shows
+        number = self.numbers.get(trial_id)  # what the runs table shows
+        tags["mlflow.runName"] = f"{trial_run_name(number, trial.config) if number else trial_id} {outcome}"
         if trial_id in self.checkpointed:  # the epoch of the checkpoint logged under best_checkpoint/
             tags["medtune.best_checkpoint_epoch"] = str(self.checkpointed[trial_id][1])
         checkpoint = self.best_checkpoint.pop(trial_id, None)
