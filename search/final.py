@@ -380,6 +380,7 @@ def _log_to_mlflow(spec: SweepSpec, members: list[FinalMember], reports: list[An
     import mlflow
     from mlflow.entities import Metric, Param
 
+    from search.run_tags import run_tags
     from search.tracking import ensure_experiment, log_pt2_model, mlflow_client, resolved_tracking_uri, trial_params
 
     tracking_uri = resolved_tracking_uri(spec.mlflow.tracking_uri)
@@ -392,7 +393,8 @@ def _log_to_mlflow(spec: SweepSpec, members: list[FinalMember], reports: list[An
     for key in ("sweep", "parent_run_id", "trial_id", "space_hash"):
         if spec.provenance.get(key) is not None:
             tags[f"medtune.sweep_{key}" if key != "sweep" else "medtune.sweep"] = str(spec.provenance[key])
-    run = client.create_run(experiment_id, run_name=f"final-{spec.provenance.get('trial_id', spec.name)}", tags=tags)
+    run = client.create_run(experiment_id, run_name=f"final-{spec.provenance.get('trial_id', spec.name)}",
+                            tags=run_tags(tags))
     run_id = run.info.run_id
     now = int(time.time() * 1000)
     metrics = []

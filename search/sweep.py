@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from search.loader import dump_yaml
 from search.preflight import (check_cluster_resources, check_not_in_job_copy, check_output_path, check_storage,
                               prepare_data, resolved_spec)
 from search.ray_node import init_ray
+from search.run_tags import run_tags
 from search.results import (LeaderboardEntry, best_config_document, format_leaderboard, leaderboard,
                             write_leaderboard_csv)
 from search.spec import SpecError, SweepSpec
@@ -42,32 +42,24 @@ class SweepOutcome:
     mlflow_seconds: float = 0.0  # driver time in MLflow calls during the sweep
     fit_seconds: float = 0.0  # wall time of Tuner.fit alone (no data preparation, Ray start, reporting)
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
 def sweep_tags(spec: SweepSpec, data_fingerprint: str, run_name: str) -> dict[str, str]:
     import optuna
     import ray
     import timm
     import torch
 
-    return {
+    return run_tags({
         "medtune.kind": "sweep",
         "medtune.run_name": run_name,
         "medtune.space_file": spec.source,
         "medtune.space_hash": spec.content_hash(),
-        "medtune.git_commit": git_commit(),
         "medtune.data_fingerprint": data_fingerprint,
         "medtune.metric": f"{spec.metric.name} ({spec.metric.mode})",
         "version.ray": ray.__version__,
         "version.optuna": optuna.__version__,
         "version.timm": timm.__version__,
         "version.torch": torch.__version__,
-    }
+    })
 
 def default_run_name(spec: SweepSpec) -> str:
     return f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -28,6 +28,7 @@ from ray import tune
 
 from search.credentials import redact_uri, tracking_uri_for_mlflow
 from search.mlflow_process import MlflowClientProcess, store_runs_in_process
+from search.run_tags import run_tags
 from trainables.budget import stopped_early
 
 if TYPE_CHECKING:
@@ -192,6 +193,7 @@ class MlflowTrialCallback(tune.Callback):
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.metric, self.mode, self.max_epochs = metric, mode, max_epochs
+        self.context_tags = run_tags()  # resolved once, on the driver: the same for every trial
         self.run_ids: dict[str, str] = {}
         self.best: dict[str, tuple[float, int]] = {}  # trial id -> (best metric value, its epoch)
         self.checkpointed: dict[str, tuple[float, int]] = {}  # the same among epochs with a checkpoint
@@ -388,7 +390,7 @@ class MlflowTrialCallback(tune.Callback):
                 self.client.update_run(run_id, status="RUNNING")
                 return
             run = self.client.create_run(self.experiment_id, run_name=run_name, tags={
-                "mlflow.parentRunId": self.parent_run_id, "medtune.trial_id": trial_id,
+                **self.context_tags, "mlflow.parentRunId": self.parent_run_id, "medtune.trial_id": trial_id,
                 "medtune.architecture": architecture, "medtune.outcome": "running"})
             self.run_ids[trial_id] = run.info.run_id
             self._log_batch_with_unsent(trial_id, run.info.run_id, params=params)

@@ -297,3 +297,4 @@ def test_final_after_a_cross_validated_sweep_takes_its_threshold_out_of_fold(cv_
 
     run = MlflowClient(tracking_uri=f"sqlite:///{root}/mlruns.db").get_run(final.run_id)
     assert run.data.tags["medtune.cv_folds"] == "5" and run.data.tags["medtune.threshold_rule"] == "fixed"
+    assert run.data.tags["medtune.version"] and run.data.tags["mlflow.source.name"]  # MLflow's context tags

@@ -7,6 +7,7 @@ Ray results, the MLflow store and the best-config file.
 from __future__ import annotations
 
 import os
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -92,9 +93,12 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial(sweep):
     assert len(children) == NUM_SAMPLES == len(runs) - 1
     parent = parents[0]
     assert parent.info.status == "FINISHED"
-    for tag in ("medtune.space_hash", "medtune.git_commit", "medtune.data_fingerprint", "version.ray",
-                "version.optuna", "version.timm"):
+    for tag in ("medtune.space_hash", "medtune.data_fingerprint", "version.ray", "version.optuna", "version.timm",
+                "mlflow.source.name", "mlflow.source.type", "mlflow.user"):
         assert parent.data.tags.get(tag), tag
+    installed = version("medtune")
+    assert all(run.data.tags.get("medtune.version") == installed for run in runs)  # MLflow's context on every run
+    assert all(child.data.tags["mlflow.source.name"] == parent.data.tags["mlflow.source.name"] for child in children)
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"leaderboard.csv", "best_config.yaml",
                                                                           "space.yaml", "plots"}
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
