@@ -13,7 +13,9 @@ import sys
 from typing import Sequence
 
 from search.credentials import redact_text, redact_uri
+from search.run_tags import medtune_version
 from search.spec import SpecError
+from trainables.progress import PROGRESS_ENV
 
 EXIT_BAD_INPUT = 2
 
@@ -30,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hyperparameter search for transfer learning in medical imaging "
                     "(Ray Tune + Optuna TPE + ASHA over timm models, logged to MLflow).",
     )
+    parser.add_argument("--version", action="version", version=f"medtune {medtune_version()}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_true",
+                           help="warnings and results only: no progress bars or per-epoch lines, no INFO logs")
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="DEBUG logs too")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sweep = sub.add_parser("sweep", help="run a sweep: RAY_ADDRESS joins a cluster, else Ray starts locally")
@@ -178,10 +185,14 @@ COMMANDS = {"sweep": cmd_sweep, "resume": cmd_resume, "best": cmd_best, "final":
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    if args.quiet:  # an environment variable, so that Ray's workers and job drivers are quiet too
+        os.environ[PROGRESS_ENV] = "0"
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())
-    args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except SpecError as exc:

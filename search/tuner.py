@@ -22,6 +22,7 @@ from search.searcher import build_searcher
 from search.study import study_location
 from search.spec import SweepSpec
 from trainables.budget import TIME_ATTR
+from trainables.progress import progress_enabled
 from trainables.train import tune_trainable
 
 #: Columns of Ray Tune's live progress table.
@@ -132,6 +133,6 @@ def build_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] |
                 # stops a just-started trial made Tuner.fit raise at its last progress print.
                 sort_by_metric=spec.search.time_budget_s is None,
             ),
-            verbose=1,
+            verbose=1 if progress_enabled() else 0,  # medtune -q: Tune's status table is progress too
         ),
     )

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from trainables.progress import progress
+
 BOOTSTRAP_SAMPLES = 1000
 CI_LEVEL = 0.95
 METRICS = ("accuracy", "roc_auc", "sensitivity", "specificity", "precision", "f1")
@@ -283,7 +285,7 @@ def bootstrap_intervals(scores: np.ndarray, labels: np.ndarray, threshold: float
     rng = np.random.default_rng(seed)
     n = len(labels)
     draws: dict[str, list[float]] = {m: [] for m in METRICS}
-    for _ in range(samples):
+    for _ in progress(range(samples), total=samples, desc="bootstrap CIs", unit="resample"):
         idx = rng.integers(0, n, n)
         for name, value in point_metrics(scores[idx], labels[idx], threshold).items():
             draws[name].append(value)

@@ -30,6 +30,9 @@ class Reporter(Protocol):
     def cpus(self) -> int | None:
         """CPU threads this run may use, when the scheduler knows."""
 
+    def checkpoint_interval_s(self) -> float:
+        """The least time between two checkpoints of this run (its first is always kept)."""
+
 
 class TuneReporter:
     """Reports to the Ray Tune session this trial runs in."""
@@ -60,6 +63,15 @@ class TuneReporter:
             return None
         cpu = resources.get("CPU")
         return max(1, int(math.floor(cpu))) if cpu else None
+
+    def checkpoint_interval_s(self) -> float:
+        """Tune snapshots its experiment state whenever a trial has checkpointed ``num_to_keep`` times
+        since the last snapshot, and calls snapshots less than this far apart excessive (it warns
+        several times a second when epochs are short). A trial that checkpoints at most this often
+        can never force two snapshots that close; a restarted trial loses at most this much work."""
+        import os
+
+        return float(os.environ.get("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "5"))
 
 
 class LocalReporter:
@@ -115,6 +127,9 @@ class LocalReporter:
 
     def cpus(self) -> int | None:
         return self._num_threads
+
+    def checkpoint_interval_s(self) -> float:
+        return 0.0  # a local checkpoint is one file copy: keep every due one
 
 
 def _replace_dir(src: Path, dst: Path, copy: bool) -> None:

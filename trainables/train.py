@@ -279,10 +279,18 @@ def mean_over_folds(per_fold: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def checkpoint_due(epoch: int, epochs: int) -> bool:
-    """Every epoch of a short plan; about ``CHECKPOINTS_PER_TRIAL`` of a long one, and its last."""
+def checkpoint_due(epoch: int, epochs: int, since_last_s: float | None = None, interval_s: float = 0.0) -> bool:
+    """Every epoch of a short plan; about ``CHECKPOINTS_PER_TRIAL`` of a long one, and its last.
+
+    Besides, at least ``interval_s`` after this process's previous checkpoint (``since_last_s``;
+    ``None``: there was none, so this one is due): with short epochs a checkpoint every epoch
+    makes Tune snapshot the whole experiment several times a second (``TuneReporter``). The
+    first checkpoint of a process is always kept, so a trial ASHA stops at its first rung still
+    leaves one.
+    """
     every = max(1, -(-epochs // CHECKPOINTS_PER_TRIAL))
-    return epoch % every == 0 or epoch >= epochs
+    planned = epoch % every == 0 or epoch >= epochs
+    return planned and (since_last_s is None or since_last_s >= interval_s)
 
 
 def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter,
@@ -326,6 +334,8 @@ def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter,
     steps_each = steps_per_epoch(train_images, cfg.batch_size)
     images_each = images_per_epoch(train_images, cfg.batch_size)
     fold_probs: list[np.ndarray] = []
+    checkpoint_interval = reporter.checkpoint_interval_s()
+    last_checkpoint_at: float | None = None  # monotonic time of this process's last checkpoint
     for epoch in range(start_epoch, epochs + 1):
         started = time.perf_counter()
         lr = runs[0].optimizer.param_groups[0]["lr"]
@@ -359,13 +369,15 @@ def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter,
         if epoch == start_epoch:  # before the first epoch this process loaded the data (decoded, or a cache hit)
             metrics["data_load_seconds"] = data_load_seconds
         outcome.history.append(metrics)
-        if not checkpoint_due(epoch, epochs):
+        since_last = None if last_checkpoint_at is None else time.monotonic() - last_checkpoint_at
+        if not checkpoint_due(epoch, epochs, since_last, checkpoint_interval):
             reporter.report(metrics, None)
             continue
         folder = Path(tempfile.mkdtemp(prefix="medtune-ckpt-"))
         try:
             save_checkpoint(folder, runs=runs, epoch=epoch, cfg=cfg, metrics=metrics, class_names=data.class_names)
             reporter.report(metrics, folder)
+            last_checkpoint_at = time.monotonic()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     if cfg.cv_folds and fold_probs:

@@ -17,6 +17,7 @@ import numpy as np
 from .cache import Decoded
 from .errors import DataError
 from .imaging import decode_file
+from trainables.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -150,10 +151,15 @@ def decode_folder(index: FolderIndex, image_size: int) -> Decoded:
     bad: list[str] = []
     tiny: list[str] = []
     total = 0
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    count = sum(len(files) for files in index.files.values())
+    with ThreadPoolExecutor(max_workers=workers) as pool, \
+            progress(total=count, desc=f"decoding {index.root.name} at {image_size} px", unit="image") as bar:
         for split, files in index.files.items():
             jobs = [(str(index.root / rel), image_size) for rel, _ in files]
-            results = list(pool.map(_decode_one, jobs, chunksize=32))
+            results = []
+            for result in pool.map(_decode_one, jobs, chunksize=32):
+                results.append(result)
+                bar.update(1)
             ok = [i for i, r in enumerate(results) if r is not None]
             bad.extend(files[i][0] for i, r in enumerate(results) if r is None)
             tiny.extend(files[i][0] for i in ok if min(results[i][1]) < TINY_SIDE)

@@ -27,6 +27,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from trainables.progress import progress
+
 from .errors import DataError
 
 log = logging.getLogger(__name__)
@@ -144,8 +146,13 @@ def _sync(client: Any, bucket: str, base: str, objects: dict[str, tuple[int, str
         return objects[key][0]
 
     try:
-        with ThreadPoolExecutor(max_workers=min(DOWNLOAD_THREADS, max(1, len(todo)))) as pool:
-            sizes = list(pool.map(fetch, todo))
+        with ThreadPoolExecutor(max_workers=min(DOWNLOAD_THREADS, max(1, len(todo)))) as pool, \
+                progress(total=sum(objects[k][0] for k in todo), desc=f"staging {uri}", unit="B",
+                         unit_scale=True, unit_divisor=1024) as bar:
+            sizes = []
+            for size in pool.map(fetch, todo):
+                sizes.append(size)
+                bar.update(size)
     except (BotoCoreError, ClientError) as exc:
         raise DataError(f"{uri}: download failed ({_reason(exc)})") from None
     manifest.update({k: list(objects[k]) for k in objects})
