@@ -102,12 +102,17 @@ def train_member(config: dict[str, Any], data: Any, budget: dict[str, Any], work
     """Train one configuration for ``budget``; threshold scores from the held-out part of val."""
     from trainables.config import TrialConfig
     from trainables.evaluate import predict_split
+    from trainables.progress import EpochProgress
     from trainables.reporting import LocalReporter
     from trainables.train import run_training
 
     cfg = TrialConfig.from_dict({**config, **budget, "cv_folds": None})
-    reporter = LocalReporter(workdir, metric="val_auc", mode="max")
-    outcome = run_training(cfg, reporter, data=data)
+    reporter = EpochProgress(LocalReporter(workdir, metric="val_auc", mode="max"),
+                             f"final {cfg.architecture}", "val_auc")
+    try:
+        outcome = run_training(cfg, reporter, data=data)
+    finally:
+        reporter.close()
     val_probs, _ = predict_split(outcome.model, cfg, data.val)
     test_probs, _ = predict_split(outcome.model, cfg, data.test)
     return FinalMember(cfg.to_dict(), outcome.model, val_probs[:, -1], test_probs[:, -1], data.val.labels,
@@ -118,11 +123,17 @@ def train_cv_member(config: dict[str, Any], splits: Any, folds: int, budget: dic
                     workdir: Path) -> FinalMember:
     """k fold models for out-of-fold threshold scores, then one model on all of train + val."""
     from trainables.config import TrialConfig
+    from trainables.progress import EpochProgress
     from trainables.reporting import LocalReporter
     from trainables.train import run_training
 
     cfg = TrialConfig.from_dict({**config, **budget, "cv_folds": folds})
-    cv = run_training(cfg, LocalReporter(workdir / "folds", metric="val_auc", mode="max"), data=splits)
+    reporter = EpochProgress(LocalReporter(workdir / "folds", metric="val_auc", mode="max"),
+                             f"final {cfg.architecture}, {folds} folds", "val_auc")
+    try:
+        cv = run_training(cfg, reporter, data=splits)
+    finally:
+        reporter.close()
     member = train_member(config, cv_final_splits(splits), budget, workdir / "all")
     return FinalMember(member.config, member.model, cv.oof_probs[:, -1], member.test_scores, cv.oof_labels,
                        member.epochs)
@@ -263,6 +274,7 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
         _gradcam_figure(members[0], reports[0].threshold, data, out / "gradcam.png", per_group=max(1, gradcam_samples // 4))
     except Exception as exc:  # interpretability must not lose a finished final run
         log.warning("Grad-CAM failed: %s", exc)
+    _write_report_html(out, spec.name)  # after Grad-CAM, whose figure it embeds
     print(report_markdown(reports, f"Final test report: {spec.name}"), flush=True)
     run_id = model_uri = None
     if spec.mlflow.enabled:
@@ -273,6 +285,7 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
 
 def _write_artifacts(out: Path, spec: SweepSpec, members: list[FinalMember], reports: list[Any], data: Any,
                      n_epochs: int, train_seconds: float, threshold_source: str) -> None:
+    from search.report_html import write_calibration
     from trainables.report import report_markdown
 
     summary = {
@@ -282,6 +295,7 @@ def _write_artifacts(out: Path, spec: SweepSpec, members: list[FinalMember], rep
         "threshold_source": threshold_source,
         "train_seconds": train_seconds, "members": [m.config for m in members],
         "reports": [r.to_dict() for r in reports],
+        "calibration": write_calibration(out, members[0].test_scores, data.test.labels),
     }
     (out / "report.json").write_text(json.dumps(summary, indent=1, default=str))
     markdown = report_markdown(reports, f"Final test report: {spec.name}")
@@ -334,6 +348,20 @@ def _plot_roc_and_confusion(out: Path, reports: list[Any], members: list[FinalMe
     plt.close(fig)
 
 
+def _write_report_html(out: Path, name: str, run: Any = None) -> None:
+    """``report.html`` from ``report.json`` (so the page shows exactly its numbers) and the plots.
+
+    A convenience view of files already written: a failure is logged, never allowed to lose the run.
+    """
+    from search.report_html import write_report_html
+
+    try:
+        summary = json.loads((out / "report.json").read_text())
+        write_report_html(out, summary, f"Final test report: {name}", run)
+    except Exception as exc:
+        log.warning("could not write report.html: %s", exc)
+
+
 def _gradcam_figure(member: FinalMember, threshold: float, data: Any, path: Path, per_group: int) -> None:
     """Heat maps over a fixed sample of test images: both classes, correct and wrong predictions."""
     import matplotlib
@@ -380,6 +408,7 @@ def _log_to_mlflow(spec: SweepSpec, members: list[FinalMember], reports: list[An
     import mlflow
     from mlflow.entities import Metric, Param
 
+    from search.report_html import mlflow_run_ref
     from search.run_tags import run_tags
     from search.tracking import ensure_experiment, log_pt2_model, mlflow_client, resolved_tracking_uri, trial_params
 
@@ -396,6 +425,7 @@ def _log_to_mlflow(spec: SweepSpec, members: list[FinalMember], reports: list[An
     run = client.create_run(experiment_id, run_name=f"final-{spec.provenance.get('trial_id', spec.name)}",
                             tags=run_tags(tags))
     run_id = run.info.run_id
+    _write_report_html(out, spec.name, mlflow_run_ref(tracking_uri, experiment_id, run_id))  # now with the run link
     now = int(time.time() * 1000)
     metrics = []
     for report in reports:

@@ -1,0 +1,305 @@
+"""``report.html`` opened in a real headless Chromium: self-contained, the same numbers as
+``report.json``, every image drawn, text escaped rather than run, and the MLflow run findable.
+
+The report folder is built without training: real ``TestReport`` objects from synthetic scores,
+written by the final run's own ``_write_artifacts`` (report.json, plots, calibration). One test
+runs a short ``medtune final`` end to end, MLflow included, and reads the page it logged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from helpers import EPOCH_BUDGET_2
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+DEMO = Path(__file__).resolve().parents[1] / "spaces" / "demo.yaml"
+HOSTILE_TITLE = "Final <script>window.__pwned = 1</script> & \"co\""
+HOSTILE_VALUE = "<script>window.__pwned = 2</script><img src=x onerror=\"window.__pwned = 3\">"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _unavailable(reason: str) -> None:
+    """Skip on a developer machine without Chromium; under CI a missing browser is a failure."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must install it (apt-get install chromium, pip install -e '.[test]')")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        _unavailable(f"no Chromium at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed")
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+class OpenedPage:
+    """A page opened from disk, with every request and console error it made recorded."""
+
+    def __init__(self, browser: Any, path: Path) -> None:
+        self.requests: list[str] = []
+        self.console_errors: list[str] = []
+        self.page = browser.new_page(viewport={"width": 1200, "height": 900})
+        self.page.on("request", lambda request: self.requests.append(request.url))
+        self.page.on("console", lambda msg: self.console_errors.append(msg.text) if msg.type == "error" else None)
+        self.page.goto(path.resolve().as_uri(), wait_until="load")
+
+    def close(self) -> None:
+        self.page.close()
+
+
+@pytest.fixture
+def open_page(browser):
+    opened: list[OpenedPage] = []
+
+    def _open(path: Path) -> OpenedPage:
+        opened.append(OpenedPage(browser, path))
+        return opened[-1]
+
+    yield _open
+    for page in opened:
+        page.close()
+
+
+# --- a report folder built without training --------------------------------------------------------
+
+
+def _scores(rng: np.random.Generator, labels: np.ndarray, separation: float) -> np.ndarray:
+    """Probabilities of the positive class: logits drawn around -s/2 and +s/2 by class."""
+    logits = rng.normal(loc=np.where(labels == 1, separation / 2, -separation / 2), scale=1.0)
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def build_report_folder(out: Path, title: str = "Final test report: synthetic", *, members: int = 2,
+                        config_value: str = "adamw", gradcam: bool = True) -> dict[str, Any]:
+    """report.json, report.md, the plots and calibration.png as ``medtune final`` writes them,
+    from real ``TestReport`` objects over synthetic scores (200 validation, 300 test images)."""
+    from search.final import _write_artifacts
+    from trainables.report import build_report
+
+    rng = np.random.default_rng(7)
+    val_labels = (rng.random(200) < 0.4).astype(np.int64)
+    test_labels = (rng.random(300) < 0.6).astype(np.int64)
+    fake_members = [SimpleNamespace(config={"architecture": "simple_cnn", "lr": 10.0 ** -(3 + i), "batch_size": 32,
+                                            "optimizer": config_value, "dropout": None, "pretrained": "imagenet"},
+                                    val_scores=_scores(rng, val_labels, 2.5 + i), val_labels=val_labels,
+                                    test_scores=_scores(rng, test_labels, 2.0 + i))
+                    for i in range(members)]
+    class_names = ("normal", "pneumonia")
+    reports = [build_report("best model", fake_members[0].val_scores, val_labels, fake_members[0].test_scores,
+                            test_labels, class_names, threshold_rule="youden-mid")]
+    if members > 1:
+        reports.append(build_report(f"ensemble of {members}", np.mean([m.val_scores for m in fake_members], axis=0),
+                                    val_labels, np.mean([m.test_scores for m in fake_members], axis=0), test_labels,
+                                    class_names, threshold_rule="youden-mid"))
+    spec = SimpleNamespace(name=title, provenance={"sweep": "synthetic-sweep", "trial_id": "t0001"},
+                           search=SimpleNamespace(scheduler=SimpleNamespace(unit="epochs"), cv=None))
+    data = SimpleNamespace(train=SimpleNamespace(labels=np.zeros(1000, dtype=np.int64)),
+                           test=SimpleNamespace(labels=test_labels), class_names=class_names)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_artifacts(out, spec, fake_members, reports, data, n_epochs=3, train_seconds=12.5,
+                     threshold_source="held-out 0.5 of val (200 images)")
+    if gradcam:
+        _fake_gradcam(out / "gradcam.png")
+    return {"summary": json.loads((out / "report.json").read_text()), "members": fake_members,
+            "test_labels": test_labels}
+
+
+def _fake_gradcam(path: Path) -> None:
+    """A stand-in for the Grad-CAM grid (which needs a trained model): any PNG the page must embed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 2))
+    ax.imshow(np.random.default_rng(0).random((8, 16)), cmap="jet")
+    fig.savefig(path, dpi=60)
+    plt.close(fig)
+
+
+def _write_page(out: Path, title: str, run: Any = None) -> Path:
+    from search.report_html import write_report_html
+
+    return write_report_html(out, json.loads((out / "report.json").read_text()), title, run)
+
+
+# --- checks shared by the tests --------------------------------------------------------------------
+
+
+def _same_number(shown: str, expected: Any) -> bool:
+    value = float(shown)
+    if expected is None or (isinstance(expected, float) and math.isnan(expected)):
+        return math.isnan(value)
+    return abs(value - float(expected)) <= 1e-12
+
+
+def _four_decimals(value: Any) -> str:
+    return f"{float(value):.4f}" if value is not None and math.isfinite(float(value)) else "n/a"
+
+
+def assert_self_contained(opened: OpenedPage) -> None:
+    outside = [url for url in opened.requests if not url.startswith(("file://", "data:"))]
+    assert not outside, f"the page requested {outside}"
+    assert not opened.console_errors, opened.console_errors  # a blocked load shows up here too
+
+
+def assert_images_drawn(opened: OpenedPage, expected: int) -> None:
+    images = opened.page.evaluate(
+        "Array.from(document.images).map(i => ({src: i.src.slice(0, 22), complete: i.complete, w: i.naturalWidth}))")
+    assert len(images) == expected, images
+    for image in images:
+        assert image["src"] == "data:image/png;base64," and image["complete"] and image["w"] > 0, image
+
+
+def assert_numbers_match_report_json(opened: OpenedPage, summary: dict[str, Any]) -> None:
+    """Every metric, interval, threshold and confusion count on the page is report.json's number."""
+    cells = opened.page.evaluate("""Array.from(document.querySelectorAll('[data-metric], [data-ci], [data-threshold]'))
+        .map(c => ({metric: c.dataset.metric, ci: c.dataset.ci, threshold: c.dataset.threshold,
+                    value: c.dataset.value, text: c.textContent}))""")
+    expected: dict[tuple[str, str], Any] = {}
+    for i, report in enumerate(summary["reports"]):
+        expected[("threshold", str(i))] = report["threshold"]
+        for name, entry in report["metrics"].items():
+            expected[("metric", f"{i}:{name}")] = entry["value"]
+            expected[("ci", f"{i}:{name}:low")], expected[("ci", f"{i}:{name}:high")] = entry["ci95"]
+    shown = {}
+    for cell in cells:
+        kind = next(k for k in ("metric", "ci", "threshold") if cell[k] is not None)
+        shown[(kind, cell[kind])] = cell
+    assert set(shown) == set(expected)
+    assert len(cells) == len(expected)  # no value shown twice under one key
+    for key, value in expected.items():
+        cell = shown[key]
+        assert _same_number(cell["value"], value), (key, cell, value)
+        assert cell["text"] == _four_decimals(value), (key, cell, value)
+    counts = opened.page.evaluate("""Object.fromEntries(Array.from(document.querySelectorAll('[data-confusion]'))
+        .map(c => [c.dataset.confusion, c.textContent]))""")
+    assert counts == {f"{i}:{k}": str(v) for i, r in enumerate(summary["reports"])
+                      for k, v in r["confusion_matrix"].items()}
+    brier = opened.page.locator("[data-brier]")
+    assert _same_number(brier.get_attribute("data-value"), summary["calibration"]["brier"])
+    assert brier.inner_text() == _four_decimals(summary["calibration"]["brier"])
+
+
+def assert_png(path: Path, width: int) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE and len(data) > 10_000
+    png_width, png_height = struct.unpack(">II", data[16:24])
+    assert png_width == width and png_height > 900  # full page: taller than the viewport
+
+
+# --- tests -----------------------------------------------------------------------------------------
+
+
+def test_report_json_holds_the_calibration_of_the_best_models_test_scores(tmp_path):
+    built = build_report_folder(tmp_path / "final")
+    calibration = built["summary"]["calibration"]
+    scores, labels = built["members"][0].test_scores, built["test_labels"]
+    assert calibration["brier"] == pytest.approx(float(np.mean((scores - labels) ** 2)), abs=1e-12)
+    assert sum(b["count"] for b in calibration["bins"]) == len(labels) == calibration["n"]
+    for b in calibration["bins"]:
+        inside = (scores >= b["low"]) & ((scores < b["high"]) | (b["high"] == 1.0))
+        assert b["count"] == int(inside.sum())
+        if b["count"]:
+            assert b["fraction_positive"] == pytest.approx(float(labels[inside].mean()))
+    assert (tmp_path / "final" / "calibration.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_the_page_is_self_contained_and_shows_report_json_exactly(tmp_path, open_page):
+    from search.report_html import mlflow_run_ref
+
+    out = tmp_path / "final"
+    built = build_report_folder(out)
+    run = mlflow_run_ref("https://alice:s3cret@mlflow.example.org:5000/", "7", "0123abcd")
+    path = _write_page(out, "Final test report: synthetic", run)
+    opened = open_page(path)
+
+    assert_self_contained(opened)
+    assert_images_drawn(opened, expected=4)  # ROC, confusion matrix, calibration, Grad-CAM
+    assert_numbers_match_report_json(opened, built["summary"])
+    link = opened.page.locator("a#mlflow-run")
+    assert link.get_attribute("href") == "https://mlflow.example.org:5000/#/experiments/7/runs/0123abcd"
+    assert "s3cret" not in path.read_text() and "alice" not in path.read_text()
+    text = opened.page.inner_text("body")
+    assert "held-out 0.5 of val (200 images)" in text and "ensemble of 2" in text
+    config = opened.page.evaluate("""Object.fromEntries(Array.from(document.querySelectorAll('[data-config]'))
+        .map(c => [c.dataset.config, c.textContent]))""")
+    assert config["0:lr"] == "0.001" and config["1:lr"] == "0.0001" and config["0:dropout"] == "null"
+    params = opened.page.evaluate("Array.from(document.querySelectorAll('table.config th:first-child'))"
+                                  ".map(th => th.textContent).filter(t => t !== 'parameter')")
+    assert params == sorted(built["summary"]["members"][0])
+
+    shot = tmp_path / "report.png"
+    opened.page.screenshot(path=str(shot), full_page=True)
+    assert_png(shot, width=1200)
+
+
+def test_hostile_text_is_shown_escaped_not_run(tmp_path, open_page):
+    out = tmp_path / "final"
+    build_report_folder(out, members=1, config_value=HOSTILE_VALUE, gradcam=False)
+    opened = open_page(_write_page(out, HOSTILE_TITLE))
+
+    assert opened.page.evaluate("window.__pwned") is None
+    assert opened.page.evaluate("document.querySelectorAll('script').length") == 0
+    assert_images_drawn(opened, expected=3)  # the <img> in the value stayed text; no Grad-CAM file, no figure
+    assert opened.page.title() == HOSTILE_TITLE
+    assert opened.page.inner_text("h1") == HOSTILE_TITLE
+    assert opened.page.locator('[data-config="0:optimizer"]').inner_text() == HOSTILE_VALUE
+    assert_self_contained(opened)
+
+
+def test_a_local_store_gets_the_run_id_and_the_mlflow_ui_command(tmp_path, open_page):
+    from search.report_html import mlflow_run_ref
+
+    out = tmp_path / "final"
+    build_report_folder(out, members=1, gradcam=False)
+    opened = open_page(_write_page(out, "Final test report: local", mlflow_run_ref("sqlite:////srv/mlruns.db", "3", "r42")))
+    assert opened.page.locator("a").count() == 0  # nothing to link to
+    assert opened.page.locator("#mlflow-run").inner_text() == "r42"
+    assert "mlflow ui --backend-store-uri sqlite:////srv/mlruns.db" in opened.page.inner_text("body")
+
+
+def test_medtune_final_writes_the_page_and_logs_it_with_its_run(tmp_path, pneumoniamnist_path, browser, open_page,
+                                                                capsys):
+    """A short real final run (1 epoch on 400 training images), MLflow on a sqlite store."""
+    from mlflow import MlflowClient
+
+    from search.cli import main
+
+    budget = [item for pair in EPOCH_BUDGET_2 for item in ("--set", pair.replace("max_t=2", "max_t=1"))]
+    store, out = tmp_path / "mlruns.db", tmp_path / "final"
+    code = main(["final", str(DEMO), "--set", "space={}", *budget, "--set", "data.train_subset=400",
+                 "--set", f"mlflow.tracking_uri=sqlite:///{store}", "--set", f"mlflow.artifact_location={tmp_path / 'art'}",
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "report.json").read_text())
+    opened = open_page(out / "report.html")
+    assert_self_contained(opened)
+    assert_images_drawn(opened, expected=4)  # the real Grad-CAM grid included
+    assert_numbers_match_report_json(opened, summary)
+
+    client = MlflowClient(f"sqlite:///{store}")
+    (run,) = client.search_runs([client.get_experiment_by_name("pneumonia-demo").experiment_id],
+                                filter_string="tags.`medtune.kind` = 'final'")
+    assert opened.page.locator("#mlflow-run").inner_text() == run.info.run_id
+    logged = Path(client.download_artifacts(run.info.run_id, "report/report.html", str(tmp_path / "dl")))
+    assert logged.read_bytes() == (out / "report.html").read_bytes()
