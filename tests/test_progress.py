@@ -133,5 +133,8 @@ storage: {tmp_path / "ray_results"}
                          env=subprocess_env(), timeout=600)
     console = out.stdout + out.stderr
     assert out.returncode == 0, console[-3000:]
-    assert "snapshotting has been triggered" not in console, console[-3000:]
+    # A checkpoint at most every 5 s (plus each trial's last): only two trials ending within 5 s of
+    # each other can still force snapshots that close together. Checkpointing every epoch: 9 here.
+    warnings = console.count("snapshotting has been triggered")
+    assert warnings <= 1, (warnings, console[-3000:])
     assert list(Path(tmp_path / "ray_results").glob("*/trial_*/checkpoint_*")), "trials still checkpoint"

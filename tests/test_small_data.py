@@ -72,11 +72,11 @@ def test_long_epoch_plans_checkpoint_about_twenty_times_and_always_at_the_end():
     assert due[-1] == 50 and len(due) <= 26
 
 
-def test_short_epochs_checkpoint_at_most_once_per_interval_but_a_process_always_keeps_its_first():
+def test_short_epochs_checkpoint_at_most_once_per_interval_besides_a_process_first_and_the_last():
     assert checkpoint_due(1, 6, since_last_s=None, interval_s=5.0)  # a trial ASHA stops at epoch 1 keeps one
     assert not checkpoint_due(2, 6, since_last_s=0.4, interval_s=5.0)
     assert checkpoint_due(3, 6, since_last_s=5.0, interval_s=5.0)
-    assert not checkpoint_due(6, 6, since_last_s=1.0, interval_s=5.0)  # not even the last: at most 5 s of work lost
+    assert checkpoint_due(6, 6, since_last_s=1.0, interval_s=5.0)  # the last always: a finished trial's weights
     assert not checkpoint_due(3, 100, since_last_s=60.0, interval_s=5.0)  # the plan's own spacing still holds
 
 

@@ -31,7 +31,7 @@ class Reporter(Protocol):
         """CPU threads this run may use, when the scheduler knows."""
 
     def checkpoint_interval_s(self) -> float:
-        """The least time between two checkpoints of this run (its first is always kept)."""
+        """The least time between two checkpoints of this run (its first and last are always kept)."""
 
 
 class TuneReporter:

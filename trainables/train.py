@@ -282,15 +282,16 @@ def mean_over_folds(per_fold: list[dict[str, float]]) -> dict[str, float]:
 def checkpoint_due(epoch: int, epochs: int, since_last_s: float | None = None, interval_s: float = 0.0) -> bool:
     """Every epoch of a short plan; about ``CHECKPOINTS_PER_TRIAL`` of a long one, and its last.
 
-    Besides, at least ``interval_s`` after this process's previous checkpoint (``since_last_s``;
-    ``None``: there was none, so this one is due): with short epochs a checkpoint every epoch
-    makes Tune snapshot the whole experiment several times a second (``TuneReporter``). The
-    first checkpoint of a process is always kept, so a trial ASHA stops at its first rung still
-    leaves one.
+    Between the first and the last, at least ``interval_s`` after this process's previous
+    checkpoint (``since_last_s``; ``None``: there was none): with short epochs a checkpoint every
+    epoch makes Tune snapshot the whole experiment several times a second (``TuneReporter``). The
+    first is kept so that a trial ASHA stops at its first rung still leaves one, the last so that
+    a finished trial's final weights are there to be its best checkpoint.
     """
     every = max(1, -(-epochs // CHECKPOINTS_PER_TRIAL))
-    planned = epoch % every == 0 or epoch >= epochs
-    return planned and (since_last_s is None or since_last_s >= interval_s)
+    if epoch >= epochs:
+        return True
+    return epoch % every == 0 and (since_last_s is None or since_last_s >= interval_s)
 
 
 def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter,
