@@ -18,6 +18,7 @@ import base64
 import logging
 import math
 import os
+import tempfile
 import threading
 import time
 from collections import deque
@@ -493,9 +494,17 @@ class MlflowTrialCallback(tune.Callback):
     def _log_best_checkpoint(self, trial_id: str, checkpoint: Any, run_id: str) -> None:
         if checkpoint is None:
             return
+        from trainables.weights_export import export_weights
+
         try:
-            with checkpoint.as_directory() as folder:
-                self.client.log_artifacts(run_id, folder, artifact_path="best_checkpoint")
+            with checkpoint.as_directory() as folder, tempfile.TemporaryDirectory(prefix="medtune-weights-") as lean:
+                # weights, config and metrics only: Ray's own checkpoint keeps what resume needs
+                try:
+                    export_weights(folder, lean)
+                except (RuntimeError, KeyError, ValueError) as exc:  # unreadable: retrying cannot help
+                    log.warning("the best checkpoint of trial %s could not be read (%s); not logged", trial_id, exc)
+                    return
+                self.client.log_artifacts(run_id, lean, artifact_path="best_checkpoint")
         except (FileNotFoundError, OSError) as exc:
             if not Path(getattr(checkpoint, "path", "")).exists() and "://" not in str(getattr(checkpoint, "path", "")):
                 log.warning("the best checkpoint of trial %s is gone (%s); not logged", trial_id, exc)
