@@ -80,51 +80,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from search.loader import load_spec
-    from search.preflight import check_storage, prepare_data, resolved_spec
-    from search.validation import small_data_warnings
+    from medtune import api
 
-    spec = load_spec(args.space, args.overrides)
-    spec, summary = resolved_spec(spec)
-    check_storage(spec)
-    prepare_data(spec)  # decodes into the node's cache (the sweep reuses it): finds unreadable images
+    checked = api.validate(args.space, args.overrides)
+    spec = checked.spec
     print(f"{args.space}: valid")
-    print(f"  data: {spec.data.source} -> {summary}")
+    print(f"  data: {spec.data.source} -> {checked.data_summary}")
     print(f"  architectures: {', '.join(spec.architectures)}")
     print(f"  space: {', '.join(f'{k}={d.to_yaml()}' for k, d in spec.space.items()) or '(empty)'}")
     print(f"  objective: {spec.metric.name} ({spec.metric.mode}); {spec.search.num_samples} samples, "
           f"{spec.search.max_concurrent} at a time; {spec.search.sampler.name} sampler, "
           f"{spec.search.scheduler.name} scheduler, budget {spec.search.scheduler.max_t} {spec.search.scheduler.unit}"
           + (f"; {spec.search.cv}-fold cross-validated trials over train + val" if spec.search.cv else ""))
-    for warning in weights_warnings(spec) + small_data_warnings(spec, summary):
+    for warning in checked.warnings:
         print(f"  warning: {warning}")
     return 0
 
 
-def weights_warnings(spec) -> list[str]:
-    """Architectures that would need timm's hub for ImageNet weights (fine online, fails offline)."""
-    from trainables.models import get_architecture, resolve_weights_dir
-
-    if spec.fixed.get("pretrained", "none") != "imagenet":
-        return []
-    folder = resolve_weights_dir(None)
-    out = []
-    for arch in spec.architectures:
-        info = get_architecture(arch)
-        if not info.has_imagenet_weights:
-            continue
-        if folder is None or not any((folder / name).exists() for name in info.local_weights):
-            out.append(f"{arch}: no local ImageNet weights (MEDTUNE_WEIGHTS_DIR={folder}); "
-                       f"trials will download them from timm's hub")
-    return out
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from search.loader import load_spec
-    from search.sweep import run_sweep
+    from medtune import api
 
-    spec = load_spec(args.space, args.overrides)
-    outcome = run_sweep(spec, run_name=args.name, best_config_out=args.best_config)
+    outcome = api.sweep(args.space, args.overrides, name=args.name, best_config=args.best_config)
+    spec = outcome.spec
     print(f"Ray results: {outcome.run_path}")
     if spec.mlflow.enabled:
         uri = redact_uri(spec.mlflow.tracking_uri)
@@ -134,34 +111,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from search.sweep import resume_sweep
+    from medtune import api
 
-    outcome = resume_sweep(args.run, best_config_out=args.best_config)
+    outcome = api.resume(args.run, best_config=args.best_config)
     print(f"Ray results: {outcome.run_path}")
     return 0 if outcome.best_config_path is not None else 1
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    from search.best import best_from_mlflow
-    from search.loader import dump_yaml
+    from medtune import api
 
-    doc, entries = best_from_mlflow(args.experiment, args.tracking_uri, metric=args.metric, mode=args.mode,
-                                    parent_run_id=args.run, top=args.top)
-    path = dump_yaml(doc, args.output)
-    best = entries[0]
-    prov = doc["provenance"]
-    print(f"Best of {len(entries)} trials of sweep {prov['sweep']} by {prov['metric']}: trial {best.trial_id}, "
-          f"{prov['metric']} = {best.best_value:.4f} at epoch {best.best_epoch}; written to {path}")
+    found = api.best(args.experiment, args.tracking_uri, metric=args.metric, mode=args.mode, run=args.run,
+                     top=args.top, output=args.output)
+    best, prov = found.best, found.document["provenance"]
+    print(f"Best of {len(found.entries)} trials of sweep {prov['sweep']} by {prov['metric']}: trial {best.trial_id}, "
+          f"{prov['metric']} = {best.best_value:.4f} at epoch {best.best_epoch}; written to {found.path}")
     return 0
 
 
 def cmd_final(args: argparse.Namespace) -> int:
-    from search.final import run_final
-    from search.loader import load_spec
+    from medtune import api
 
-    spec = load_spec(args.space, args.overrides)
-    outcome = run_final(spec, epochs=args.epochs, ensemble=args.ensemble, register=args.register, out_dir=args.out,
-                        threshold=args.threshold)
+    outcome = api.final(args.space, args.overrides, epochs=args.epochs, ensemble=args.ensemble,
+                        register=args.register, out=args.out, threshold=args.threshold)
     print(f"Report, plots and predictions: {outcome.out_dir}")
     if outcome.run_id:
         print(f"MLflow: final run {outcome.run_id}" + (f", model {outcome.model_uri}" if outcome.model_uri else ""))

@@ -67,6 +67,20 @@ class FinalOutcome:
     train_seconds: float
     member_configs: list[dict[str, Any]]
 
+    @property
+    def html(self) -> Path:
+        """The self-contained page (``report.html``): ``IPython.display.IFrame`` shows it in a notebook."""
+        return self.out_dir / "report.html"
+
+    def report(self) -> dict[str, Any]:
+        """Everything ``report.json`` records (metrics, intervals, thresholds, calibration, configs)."""
+        return json.loads((self.out_dir / "report.json").read_text())
+
+    def metrics(self) -> dict[str, tuple[float, float, float]]:
+        """The best model's test metrics: name -> (value, 95% CI low, 95% CI high)."""
+        first = self.reports[0]
+        return {name: (value, *first.intervals[name]) for name, value in first.metrics.items()}
+
 
 def final_splits(splits: Any, calibration_fraction: float, seed: int) -> Any:
     """Train on train + (1 - fraction) of val; keep ``fraction`` of val to pick the threshold."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import yaml
 
@@ -67,20 +67,34 @@ def read_yaml(path: str | Path) -> Any:
         raise SpecError(str(path), [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
 
 
-def apply_overrides(raw: dict[str, Any], overrides: Iterable[str], source: str) -> dict[str, Any]:
-    """Return a copy of ``raw`` with each ``dotted.key=value`` applied."""
-    out = copy.deepcopy(raw)
-    problems: list[tuple[str, str]] = []
+Overrides = Iterable[str] | Mapping[str, Any]
+
+
+def _parsed_overrides(overrides: Overrides, problems: list[tuple[str, str]]) -> list[tuple[str, Any]]:
+    """(dotted key, value) pairs: a mapping's values as given (the Python API), ``KEY=VALUE``
+    strings with the value parsed as YAML (``--set``)."""
+    if isinstance(overrides, Mapping):
+        return [(str(key).strip(), value) for key, value in overrides.items()]
+    pairs = []
     for item in overrides:
         key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key or any(not part for part in key.split(".")):
+        if not sep:
             problems.append((f"--set {item}", "expected KEY=VALUE with a dotted key, e.g. search.num_samples=4"))
             continue
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            pairs.append((key.strip(), yaml.safe_load(text) if text.strip() else None))
         except yaml.YAMLError as exc:
-            problems.append((f"--set {key}", f"value is not valid YAML: {exc}"))
+            problems.append((f"--set {key.strip()}", f"value is not valid YAML: {exc}"))
+    return pairs
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Overrides, source: str) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``dotted.key=value`` (or mapping item) applied."""
+    out = copy.deepcopy(raw)
+    problems: list[tuple[str, str]] = []
+    for key, value in _parsed_overrides(overrides, problems):
+        if not key or any(not part for part in key.split(".")):
+            problems.append((f"--set {key}", "expected KEY=VALUE with a dotted key, e.g. search.num_samples=4"))
             continue
         node = out
         parts = key.split(".")
@@ -99,7 +113,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str], source: str) 
     return out
 
 
-def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> SweepSpec:
+def load_spec(path: str | Path, overrides: Overrides = ()) -> SweepSpec:
     """Read, override and validate a space file."""
     raw = read_yaml(path)
     if raw is None:
@@ -116,3 +130,15 @@ def dump_yaml(data: Any, path: str | Path) -> Path:
     with open(path, "w") as f:
         yaml.safe_dump(data, f, sort_keys=False, default_flow_style=None)
     return path
+
+
+def load_space(space: str | Path | Mapping[str, Any] | SweepSpec, overrides: Overrides = ()) -> SweepSpec:
+    """A space file, an already-parsed space document (a dict, as a notebook builds it) or a
+    validated spec, with ``overrides`` applied, validated like a file."""
+    if isinstance(space, SweepSpec):
+        if not overrides:
+            return space
+        return validate_spec(apply_overrides(space.raw, overrides, space.source), source=space.source)
+    if isinstance(space, Mapping):
+        return validate_spec(apply_overrides(dict(space), overrides, "<space dict>"), source="<space dict>")
+    return load_spec(space, overrides)

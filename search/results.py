@@ -84,19 +84,26 @@ def format_leaderboard(entries: list[LeaderboardEntry], spec: SweepSpec, top: in
                       *lines])
 
 
-def write_leaderboard_csv(entries: list[LeaderboardEntry], spec: SweepSpec, path: str | Path) -> Path:
-    """What a reader looks for first (rank, trial, outcome, best value, epochs), then the searched
-    values only (the fixed ones are in best_config.yaml), then the other metrics at the best epoch."""
-    path = Path(path)
+def leaderboard_table(entries: list[LeaderboardEntry], spec: SweepSpec) -> tuple[list[str], list[list[Any]]]:
+    """(header, rows) of the leaderboard: what a reader looks for first (rank, trial, outcome, best
+    value, epochs), then the searched values only (the fixed ones are in best_config.yaml), then
+    the other metrics at the best epoch. ``leaderboard.csv`` and ``leaderboard_frame`` both show it."""
     keys = list(spec.space)
+    header = ["rank", "trial_id", "outcome", f"best_{spec.metric.name}", "best_epoch", "epochs_run",
+              *keys, *SHOWN_METRICS, "error"]
+    rows = [[rank, e.trial_id, e.outcome, e.best_value, e.best_epoch, e.epochs_run,
+             *[e.config.get(k) for k in keys], *[e.metrics_at_best.get(k) for k in SHOWN_METRICS], e.error or ""]
+            for rank, e in enumerate(entries, start=1)]
+    return header, rows
+
+
+def write_leaderboard_csv(entries: list[LeaderboardEntry], spec: SweepSpec, path: str | Path) -> Path:
+    path = Path(path)
+    header, rows = leaderboard_table(entries, spec)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["rank", "trial_id", "outcome", f"best_{spec.metric.name}", "best_epoch", "epochs_run",
-                         *keys, *SHOWN_METRICS, "error"])
-        for rank, e in enumerate(entries, start=1):
-            writer.writerow([rank, e.trial_id, e.outcome, e.best_value, e.best_epoch, e.epochs_run,
-                             *[e.config.get(k) for k in keys], *[e.metrics_at_best.get(k) for k in SHOWN_METRICS],
-                             e.error or ""])
+        writer.writerow(header)
+        writer.writerows(rows)
     return path
 
 

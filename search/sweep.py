@@ -13,7 +13,7 @@ import logging
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -41,6 +41,30 @@ class SweepOutcome:
     results: Any
     mlflow_seconds: float = 0.0  # driver time in MLflow calls during the sweep
     fit_seconds: float = 0.0  # wall time of Tuner.fit alone (no data preparation, Ray start, reporting)
+    spec: SweepSpec | None = field(default=None, repr=False)  # the validated space that ran
+
+    @property
+    def best(self) -> LeaderboardEntry | None:
+        return self.entries[0] if self.entries else None
+
+    def leaderboard_frame(self) -> Any:
+        """The leaderboard as a pandas DataFrame indexed by rank, with the columns of ``leaderboard.csv``."""
+        import pandas as pd
+
+        from search.results import leaderboard_table
+
+        if self.spec is None:
+            raise ValueError("this outcome carries no spec; read leaderboard.csv from the MLflow parent run")
+        header, rows = leaderboard_table(self.entries, self.spec)
+        return pd.DataFrame(rows, columns=header).set_index("rank")
+
+    def best_config(self) -> dict[str, Any] | None:
+        """The best_config.yaml document (``medtune final`` takes it), or None when no trial finished."""
+        if self.best_config_path is None:
+            return None
+        from search.loader import read_yaml
+
+        return read_yaml(self.best_config_path)
 
 def sweep_tags(spec: SweepSpec, data_fingerprint: str, run_name: str) -> dict[str, str]:
     import optuna
@@ -267,7 +291,7 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, c
     if unlogged:
         _report_unlogged(unlogged, spec, run_path)
     return SweepOutcome(run_name, run_path, entries, best_path, parent_run_id, results,
-                        tracker.seconds_logging if tracker is not None else 0.0, fit_seconds)
+                        tracker.seconds_logging if tracker is not None else 0.0, fit_seconds, spec)
 
 def _log_best_model(client: Any, run_id: str, entries: list[LeaderboardEntry], spec: SweepSpec, results: Any) -> None:
     """The sweep's best checkpoint as an MLflow PyTorch model on the parent run (registered if asked)."""

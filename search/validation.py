@@ -84,3 +84,21 @@ def validation_warning(spec: SweepSpec, summary: dict[str, Any]) -> str | None:
 def small_data_warnings(spec: SweepSpec, summary: dict[str, Any]) -> list[str]:
     """Every warning that applies, for ``medtune validate`` and the start of a sweep."""
     return [w for w in (budget_warning(spec, summary), validation_warning(spec, summary)) if w]
+
+
+def weights_warnings(spec: SweepSpec) -> list[str]:
+    """Architectures that would need timm's hub for ImageNet weights (fine online, fails offline)."""
+    from trainables.models import get_architecture, resolve_weights_dir
+
+    if spec.fixed.get("pretrained", "none") != "imagenet":
+        return []
+    folder = resolve_weights_dir(None)
+    out = []
+    for arch in spec.architectures:
+        info = get_architecture(arch)
+        if not info.has_imagenet_weights:
+            continue
+        if folder is None or not any((folder / name).exists() for name in info.local_weights):
+            out.append(f"{arch}: no local ImageNet weights (MEDTUNE_WEIGHTS_DIR={folder}); "
+                       f"trials will download them from timm's hub")
+    return out

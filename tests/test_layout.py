@@ -95,7 +95,7 @@ def test_every_third_party_import_is_a_declared_dependency():
                 [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
             for name in names:
                 top = name.split(".")[0]
-                if top in sys.stdlib_module_names or top in ("search", "trainables"):
+                if top in sys.stdlib_module_names or top in ("medtune", "search", "trainables"):
                     continue
                 provided = {d.lower() for d in distributions.get(top, [top])}
                 if not provided & declared:

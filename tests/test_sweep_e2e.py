@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import medtune
 from search.loader import load_spec
 from search.spec import SpecError, validate_spec
 
@@ -26,7 +27,6 @@ def sweep(tmp_path_factory, pneumoniamnist_path):
     import ray
 
     from search.ray_node import init_ray
-    from search.sweep import run_sweep
 
     root = tmp_path_factory.mktemp("sweep")
     raw = {
@@ -51,7 +51,7 @@ def sweep(tmp_path_factory, pneumoniamnist_path):
     spec = validate_spec(raw, source="e2e.yaml")
     init_ray(num_cpus=2, log_to_driver=False)  # the node `medtune sweep` starts, its slower timers included
     try:
-        outcome = run_sweep(spec, run_name="e2e-run")
+        outcome = medtune.sweep(raw, name="e2e-run")  # the Python API: a dict, as a notebook builds it
         yield spec, outcome, root
     finally:
         ray.shutdown()
@@ -120,13 +120,16 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial(sweep):
         assert child.info.status == "FINISHED"
         outcomes.add(child.data.tags["medtune.outcome"])
         artifacts = [a.path for a in client.list_artifacts(child.info.run_id, "best_checkpoint")]
-        assert "best_checkpoint/checkpoint.pt" in artifacts
+        assert "best_checkpoint/model.safetensors" in artifacts
     assert outcomes == {"completed", "stopped_early"}
 
 
-def test_best_checkpoint_artifact_loads_without_unpickling(sweep):
+def test_best_checkpoint_artifact_is_lean_and_loads_without_unpickling(sweep):
     import mlflow
-    import torch
+
+    from trainables.config import TrialConfig
+    from trainables.train import build_trial_model
+    from trainables.weights_export import load_exported
 
     spec, outcome, root = sweep
     mlflow.set_tracking_uri(spec.mlflow.tracking_uri)
@@ -137,8 +140,17 @@ def test_best_checkpoint_artifact_loads_without_unpickling(sweep):
                                filter_string=f"tags.medtune.trial_id = '{outcome.entries[0].trial_id}'")[0]
     local = mlflow.artifacts.download_artifacts(run_id=child.info.run_id, artifact_path="best_checkpoint",
                                                 dst_path=str(root / "dl"))
-    state = torch.load(Path(local) / "checkpoint.pt", weights_only=True)
-    assert state["epoch"] == outcome.entries[0].best_epoch
+    # Weights, config and metrics only (safetensors + JSON): the optimizer state stays in Ray's checkpoint.
+    assert sorted(p.name for p in Path(local).iterdir()) == ["checkpoint.json", "model.safetensors"]
+    weights, meta = load_exported(local)
+    assert not any(name.startswith(("optimizer", "exp_avg")) for name in weights)
+    model = build_trial_model(TrialConfig.from_dict(meta["config"]), len(meta["class_names"]))
+    model.load_state_dict(weights)  # every weight there, nothing else
+    # The best of the epochs that were checkpointed (a trial checkpoints at most every 5 s, plus
+    # its first and last epoch), and the run says which one that was.
+    assert meta["epoch"] == int(child.data.tags["medtune.best_checkpoint_epoch"])
+    assert meta["epoch"] in (1, outcome.entries[0].best_epoch, outcome.entries[0].epochs_run)
+    assert meta["metrics"]["epoch"] == meta["epoch"] and meta["config"]["architecture"] == outcome.entries[0].config["architecture"]
 
 
 def test_best_config_round_trips_as_a_space_file(sweep):
@@ -202,12 +214,44 @@ def test_best_can_rank_by_another_metric(sweep, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def final_run(sweep, best_file, tmp_path_factory):
-    from search.cli import main
+def final_outcome(sweep, best_file, tmp_path_factory):
+    return medtune.final(best_file, ensemble=2, register="medtune-e2e", out=tmp_path_factory.mktemp("final"))
 
-    out = tmp_path_factory.mktemp("final")
-    assert main(["final", str(best_file), "--ensemble", "2", "--register", "medtune-e2e", "--out", str(out)]) == 0
-    return out
+
+@pytest.fixture(scope="module")
+def final_run(final_outcome):
+    return final_outcome.out_dir
+
+
+def test_the_python_api_returns_what_the_files_and_mlflow_hold(sweep, best_file, final_outcome, tmp_path):
+    """medtune.sweep / best / final: typed results that agree with leaderboard.csv, best_config.yaml
+    and report.json (the CLI prints from these same objects)."""
+    import json
+
+    import mlflow
+    import pandas as pd
+
+    spec, outcome, _ = sweep
+    frame = outcome.leaderboard_frame()
+    local = mlflow.artifacts.download_artifacts(run_id=outcome.parent_run_id, artifact_path="leaderboard.csv",
+                                                dst_path=str(tmp_path), tracking_uri=spec.mlflow.tracking_uri)
+    logged = pd.read_csv(local).set_index("rank")
+    assert list(frame.columns) == list(logged.columns)
+    assert list(frame["trial_id"]) == list(logged["trial_id"]) and outcome.best.trial_id == frame["trial_id"].iloc[0]
+    assert frame["best_val_loss"].tolist() == pytest.approx(logged["best_val_loss"].tolist())
+    assert outcome.best_config()["provenance"]["trial_id"] == outcome.best.trial_id
+
+    found = medtune.best("e2e", spec.mlflow.tracking_uri, top=2, output=None)
+    assert found.path is None and found.best.trial_id == outcome.best.trial_id
+    from search.loader import read_yaml
+
+    assert found.config == read_yaml(best_file)["fixed"]
+
+    report = json.loads(final_outcome.html.with_name("report.json").read_text())
+    assert final_outcome.report() == report and final_outcome.html.stat().st_size > 0
+    for name, (value, low, high) in final_outcome.metrics().items():
+        assert [value, low, high] == [report["reports"][0]["metrics"][name]["value"],
+                                      *report["reports"][0]["metrics"][name]["ci95"]], name
 
 
 def test_final_reports_on_test_with_intervals_and_logs_a_linked_run(sweep, final_run):

@@ -1,0 +1,20 @@
+"""medtune's Python API, for notebooks and scripts: the same code paths as the ``medtune`` CLI.
+
+    import medtune
+
+    sweep = medtune.sweep("spaces/demo.yaml", overrides={"search.num_samples": 4})
+    sweep.leaderboard_frame()            # pandas: rank, trial, outcome, best value, params, metrics
+    best = medtune.best("pneumonia-demo", tracking_uri="sqlite:///mlruns.db")
+    report = medtune.final(best.path, out="final")
+    report.metrics()                     # test metrics of the best model, with their 95% CIs
+
+Importing this package is cheap: torch, Ray and MLflow load when a function is called.
+"""
+
+from search.run_tags import medtune_version as _medtune_version
+
+from medtune.api import BestConfig, FinalOutcome, SweepOutcome, Validation, best, final, resume, sweep, validate
+
+__version__ = _medtune_version()
+__all__ = ["sweep", "resume", "best", "final", "validate", "SweepOutcome", "BestConfig", "FinalOutcome", "Validation",
+           "__version__"]

@@ -1,0 +1,112 @@
+"""The functions behind ``medtune sweep|resume|best|final|validate``, callable from Python.
+
+Each takes what its command takes (a space file or a dict instead of a path, a mapping of
+overrides instead of ``--set`` strings) and returns a typed result instead of printing. The CLI
+calls these same functions, so a notebook and a terminal run exactly the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from search.final import FinalOutcome
+from search.loader import Overrides, load_space
+from search.results import LeaderboardEntry
+from search.spec import SweepSpec
+from search.sweep import SweepOutcome
+
+Space = str | Path | Mapping[str, Any] | SweepSpec
+
+
+def sweep(space: Space, overrides: Overrides = (), *, name: str | None = None,
+          best_config: str | Path | None = None) -> SweepOutcome:
+    """Run a sweep (``medtune sweep``): Ray joins ``RAY_ADDRESS`` if set, else starts locally.
+
+    Returns the ranked leaderboard (``.entries``, ``.leaderboard_frame()``), the best configuration
+    file (``.best_config_path``, ``.best_config()``), the MLflow parent run and Tune's ResultGrid.
+    Bad input raises ``search.spec.SpecError`` before any trial starts.
+    """
+    from search.sweep import run_sweep
+
+    return run_sweep(load_space(space, overrides), run_name=name, best_config_out=best_config)
+
+
+def resume(run_folder: str | Path, *, best_config: str | Path | None = None) -> SweepOutcome:
+    """Continue a sweep whose driver died or whose job was stopped (``medtune resume``)."""
+    from search.sweep import resume_sweep
+
+    return resume_sweep(str(run_folder), best_config_out=best_config)
+
+
+@dataclass
+class BestConfig:
+    """The best configuration of a finished sweep, as ``medtune best`` writes it."""
+
+    document: dict[str, Any]  # the best_config.yaml document: a space with every value fixed, plus provenance
+    entries: list[LeaderboardEntry] = field(repr=False)  # every trial, best first
+    path: Path | None = None  # where it was written, when it was
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The winning hyperparameters (the document's ``fixed`` section)."""
+        return dict(self.document.get("fixed", {}))
+
+    @property
+    def best(self) -> LeaderboardEntry:
+        return self.entries[0]
+
+
+def best(experiment: str, tracking_uri: str | None = None, *, metric: str | None = None, mode: str | None = None,
+         run: str | None = None, top: int = 5, output: str | Path | None = "best_config.yaml") -> BestConfig:
+    """The best configuration of the newest finished sweep of ``experiment`` (or of parent run
+    ``run``), read from MLflow; written to ``output`` unless that is ``None``."""
+    import os
+
+    from search.best import best_from_mlflow
+    from search.loader import dump_yaml
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns.db"
+    document, entries = best_from_mlflow(experiment, uri, metric=metric, mode=mode, parent_run_id=run, top=top)
+    path = dump_yaml(document, output) if output is not None else None
+    return BestConfig(document, entries, path)
+
+
+def final(space: "Space | BestConfig", overrides: Overrides = (), *, epochs: str = "budget", threshold: str = "auto",
+          ensemble: int = 1, register: str | None = None, out: str | Path | None = None) -> FinalOutcome:
+    """Train a configuration on train + val, evaluate it once on test, report (``medtune final``).
+
+    ``space`` is usually a best_config.yaml (or ``BestConfig.document``). The result holds the
+    reports (``.metrics()``, ``.report()``: report.json), the output folder with report.html,
+    and the MLflow run and model.
+    """
+    from search.final import run_final
+
+    if isinstance(space, BestConfig):
+        space = space.document
+    return run_final(load_space(space, overrides), epochs=epochs, ensemble=ensemble, register=register,
+                     out_dir=out, threshold=threshold)
+
+
+@dataclass
+class Validation:
+    """What ``medtune validate`` found: the validated spec with its data resolved, a summary of
+    the data (images per split and class) and the warnings about a valid but risky sweep."""
+
+    spec: SweepSpec
+    data_summary: Any
+    warnings: list[str]
+
+
+def validate(space: Space, overrides: Overrides = ()) -> Validation:
+    """Check a space, its data and its storage without running anything (``medtune validate``).
+    The data is decoded into the node's cache, which the sweep then reuses; bad input raises
+    ``search.spec.SpecError``."""
+    from search.preflight import check_storage, prepare_data, resolved_spec
+    from search.validation import small_data_warnings, weights_warnings
+
+    spec, summary = resolved_spec(load_space(space, overrides))
+    check_storage(spec)
+    prepare_data(spec)  # finds unreadable images
+    return Validation(spec, summary, weights_warnings(spec) + small_data_warnings(spec, summary))
