@@ -38,6 +38,9 @@ from search.spec import SpecError, SweepSpec
 
 log = logging.getLogger(__name__)
 
+#: The registry alias of the version ``medtune final --register`` creates.
+CHAMPION_ALIAS = "champion"
+
 #: Share of val held out of final training to choose the threshold on.
 CALIBRATION_FRACTION = 0.5
 
@@ -423,6 +426,7 @@ def _log_to_mlflow(spec: SweepSpec, members: list[FinalMember], reports: list[An
     from mlflow.entities import Metric, Param
 
     from search.report_html import mlflow_run_ref
+    from search.run_notes import link_final_and_sweep
     from search.run_tags import run_tags
     from search.tracking import ensure_experiment, log_pt2_model, mlflow_client, resolved_tracking_uri, trial_params
 
@@ -436,7 +440,7 @@ def _log_to_mlflow(spec: SweepSpec, members: list[FinalMember], reports: list[An
     for key in ("sweep", "parent_run_id", "trial_id", "space_hash"):
         if spec.provenance.get(key) is not None:
             tags[f"medtune.sweep_{key}" if key != "sweep" else "medtune.sweep"] = str(spec.provenance[key])
-    run = client.create_run(experiment_id, run_name=f"final-{spec.provenance.get('trial_id', spec.name)}",
+    run = client.create_run(experiment_id, run_name=final_run_name(spec, members[0].config, len(members)),
                             tags=run_tags(tags))
     run_id = run.info.run_id
     _write_report_html(out, spec.name, mlflow_run_ref(tracking_uri, experiment_id, run_id))  # now with the run link
@@ -458,9 +462,24 @@ def _log_to_mlflow(spec: SweepSpec, members: list[FinalMember], reports: list[An
     try:
         from trainables.config import TrialConfig
 
-        model_uri = log_pt2_model(tracking_uri, experiment_id, run_id, members[0].model,
-                                  TrialConfig.from_dict(members[0].config), data.test, register)
+        cfg = TrialConfig.from_dict(members[0].config)
+        model_uri = log_pt2_model(tracking_uri, experiment_id, run_id, members[0].model, cfg, data.test, register,
+                                  name=f"final-{cfg.architecture}", params=trial_params(members[0].config),
+                                  metrics={f"test_{k}": v for k, v in reports[0].metrics.items()},
+                                  alias=CHAMPION_ALIAS).uri
     except Exception as exc:  # the report is logged already; a model-format problem must not lose it
         log.warning("could not log the final model as an MLflow model: %s", exc)
+    try:
+        link_final_and_sweep(client, spec, experiment_id, run_id, reports[0])
+    except Exception as exc:  # the links are a convenience; the run and its report are logged
+        log.warning("could not link the final run and its sweep in MLflow: %s", exc)
     client.set_terminated(run_id, status="FINISHED")
     return run_id, model_uri
+
+
+def final_run_name(spec: SweepSpec, config: dict[str, Any], members: int) -> str:
+    """``final <sweep> <architecture> fd<frozen depth>`` (``ensemble of K`` when there are K members):
+    what the runs table shows, so the final run is recognisable without opening it."""
+    sweep = spec.provenance.get("sweep") or spec.name
+    name = f"final {sweep} {config.get('architecture')} fd{config.get('frozen_depth')}"
+    return name + (f" ensemble of {members}" if members > 1 else "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 import time
 from contextlib import contextmanager
@@ -30,6 +31,9 @@ from search.study import dashboard_command, searcher_study, study_location
 from trainables.budget import TIME_ATTR
 
 log = logging.getLogger(__name__)
+
+#: The registry alias of the version ``medtune sweep`` registers (``final`` registers ``champion``).
+SWEEP_BEST_ALIAS = "sweep-best"
 
 @dataclass
 class SweepOutcome:
@@ -295,10 +299,10 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, c
 
 def _log_best_model(client: Any, run_id: str, entries: list[LeaderboardEntry], spec: SweepSpec, results: Any) -> None:
     """The sweep's best checkpoint as an MLflow PyTorch model on the parent run (registered if asked)."""
-    from search.tracking import log_pt2_model
+    from search.tracking import log_pt2_model, trial_params
     from trainables.data import load_splits
     from trainables.evaluate import model_from_checkpoint
-    from trainables.train import data_config
+    from trainables.train import data_config, load_checkpoint
 
     ranked = [e for e in entries if e.best_epoch > 0]
     if not ranked:
@@ -311,11 +315,17 @@ def _log_best_model(client: Any, run_id: str, entries: list[LeaderboardEntry], s
     try:
         with checkpoint.as_directory() as folder:
             model, cfg = model_from_checkpoint(folder)
+            state_metrics = load_checkpoint(folder).get("metrics") or {}
         split = load_splits(data_config(cfg)).val
         run = client.get_run(run_id)
-        uri = log_pt2_model(client.tracking_uri, run.info.experiment_id, run_id, model, cfg, split,
-                            spec.mlflow.registered_model_name)
-        client.set_tag(run_id, "medtune.best_model_uri", uri)
+        # What the Models tab shows for it: the model's own hyperparameters and its val metrics at
+        # the checkpointed epoch (not the sweep's settings, which are the parent run's params).
+        metrics = {k: v for k, v in state_metrics.items()
+                   if (k.startswith("val_") or k == "epoch") and isinstance(v, (int, float)) and math.isfinite(v)}
+        logged = log_pt2_model(client.tracking_uri, run.info.experiment_id, run_id, model, cfg, split,
+                               spec.mlflow.registered_model_name, name=f"sweep-best-{cfg.architecture}",
+                               params=trial_params(cfg.to_dict()), metrics=metrics, alias=SWEEP_BEST_ALIAS)
+        client.set_tag(run_id, "medtune.best_model_uri", logged.uri)
     except Exception as exc:  # a model-format problem must not fail a finished sweep
         log.warning("could not log the best model of trial %s as an MLflow model: %s", ranked[0].trial_id, exc)
 
@@ -378,18 +388,23 @@ def _finish_parent_run(client: Any, run_id: str, entries: list[LeaderboardEntry]
     from mlflow.entities import Metric, RunTag
 
     from search.plots import sweep_plots
+    from search.run_notes import NOTE_TAG, sweep_note
 
+    logged = ["leaderboard.csv"]
     with tempfile.TemporaryDirectory() as tmp:
         csv_path = write_leaderboard_csv(entries, spec, Path(tmp) / "leaderboard.csv")
         client.log_artifact(run_id, str(csv_path))
         for path in (best_path, rungs_path):
             if path is not None and path.exists():
                 client.log_artifact(run_id, str(path))
+                logged.append(path.name)
         if results is not None:
             plots = Path(tmp) / "plots"
             plots.mkdir()
-            if sweep_plots(results, study, spec, plots):
+            drawn = sweep_plots(results, study, spec, plots)
+            if drawn:
                 client.log_artifacts(run_id, str(plots), artifact_path="plots")
+                logged += [f"plots/{p.name}" for p in drawn]
     if results is not None:
         _log_best_model(client, run_id, entries, spec, results)
     ranked = [e for e in entries if e.best_epoch > 0]
@@ -400,6 +415,10 @@ def _finish_parent_run(client: Any, run_id: str, entries: list[LeaderboardEntry]
     if ranked:
         metrics.append(Metric(f"best_{spec.metric.name}", ranked[0].best_value, now, 0))
         tags.append(RunTag("medtune.best_trial", ranked[0].trial_id))
+    run = client.get_run(run_id)
+    note = sweep_note(client, run.info.experiment_id, run_id, run.data.tags.get("medtune.run_name", run.info.run_name),
+                      spec, entries, logged)
+    tags.append(RunTag(NOTE_TAG, note))
     client.log_batch(run_id, metrics=metrics, tags=tags)
     client.set_terminated(run_id, status="FINISHED")
 

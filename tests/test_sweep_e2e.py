@@ -338,6 +338,53 @@ def test_the_sweeps_best_model_is_logged_on_the_parent_run_and_registered(sweep)
     assert tuple(model(torch.zeros([3, *shape[1:]])).shape) == (3, 2)
 
 
+def test_models_are_named_by_role_and_architecture_with_their_params_metrics_and_aliases(sweep, final_outcome):
+    from mlflow import MlflowClient
+
+    spec, outcome, _ = sweep
+    client = MlflowClient(tracking_uri=spec.mlflow.tracking_uri)
+    experiment_id = client.get_experiment_by_name("e2e").experiment_id
+    models = {m.name: m for m in client.search_logged_models(experiment_ids=[experiment_id])}
+    best_arch = outcome.best.config["architecture"]
+    final_arch = final_outcome.member_configs[0]["architecture"]
+    assert set(models) == {f"sweep-best-{best_arch}", f"final-{final_arch}"}, set(models)
+    sweep_best, final = models[f"sweep-best-{best_arch}"], models[f"final-{final_arch}"]
+    assert str(sweep_best.status) == str(final.status) == "READY"  # finalized, not left PENDING
+    # the model's own hyperparameters, not the sweep's settings (num_samples, scheduler)
+    for key in spec.space:
+        assert sweep_best.params[key] == str(outcome.best.config[key]), key
+    assert "num_samples" not in sweep_best.params
+    sweep_metrics = {m.key: m.value for m in sweep_best.metrics}
+    assert {"val_loss", "val_auc", "epoch"} <= set(sweep_metrics)
+    final_metrics = {m.key: m.value for m in final.metrics}
+    assert final_metrics["test_roc_auc"] == pytest.approx(final_outcome.metrics()["roc_auc"][0])
+    # registry aliases instead of the deprecated stages
+    assert client.get_model_version_by_alias("medtune-e2e-sweep", "sweep-best").run_id == outcome.parent_run_id
+    assert client.get_model_version_by_alias("medtune-e2e", "champion").run_id == final_outcome.run_id
+
+
+def test_the_sweep_and_its_final_run_link_each_other_in_their_notes(sweep, final_outcome):
+    from mlflow import MlflowClient
+
+    spec, outcome, _ = sweep
+    client = MlflowClient(tracking_uri=spec.mlflow.tracking_uri)
+    parent = client.get_run(outcome.parent_run_id)
+    final = client.get_run(final_outcome.run_id)
+    experiment_id = parent.info.experiment_id
+    note = parent.data.tags["mlflow.note.content"]
+    best_child = client.search_runs([experiment_id], filter_string=(
+        f"tags.`medtune.trial_id` = '{outcome.best.trial_id}'"))[0]
+    assert f"[{best_child.info.run_name}](#/experiments/{experiment_id}/runs/{best_child.info.run_id})" in note
+    assert f"(#/experiments/{experiment_id}/runs/{outcome.parent_run_id}/artifacts/best_config.yaml)" in note
+    assert f"(#/experiments/{experiment_id}/runs/{outcome.parent_run_id}/artifacts/plots/learning_curves.png)" in note
+    assert f"[{final.info.run_name}](#/experiments/{experiment_id}/runs/{final_outcome.run_id})" in note
+    assert final.info.run_name == f"final e2e-run {final_outcome.member_configs[0]['architecture']} " \
+                                  f"fd{final_outcome.member_configs[0]['frozen_depth']} ensemble of 2"
+    final_note = final.data.tags["mlflow.note.content"]
+    assert f"(#/experiments/{experiment_id}/runs/{outcome.parent_run_id})" in final_note
+    assert f"(#/experiments/{experiment_id}/runs/{final_outcome.run_id}/artifacts/report/report.html)" in final_note
+
+
 # ------------------------------------------------------------------ the Optuna study, read by optuna-dashboard
 def test_optuna_dashboard_shows_the_sweeps_study_with_asha_stops_as_pruned(sweep, tmp_path):
     """The command the sweep prints (``optuna-dashboard <run>/optuna.journal``), run for real on 127.0.0.1."""
