@@ -89,7 +89,7 @@ def test_every_third_party_import_is_a_declared_dependency():
                 for d in project["dependencies"]}
     distributions = importlib.metadata.packages_distributions()
     missing = {}
-    for path in [*(REPO / "search").rglob("*.py"), *(REPO / "trainables").rglob("*.py")]:
+    for path in [*(REPO / "medtune").rglob("*.py"), *(REPO / "search").rglob("*.py"), *(REPO / "trainables").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []

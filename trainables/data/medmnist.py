@@ -15,6 +15,7 @@ from filelock import FileLock, Timeout
 
 from .config import DATA_DIR_ENV
 from .errors import DataError
+from .medmnist_table import MEDMNIST_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -24,33 +25,49 @@ _urlopen = urllib.request.urlopen
 DOWNLOAD_TIMEOUT_S = 60
 LOCK_TIMEOUT_S = 1800
 _CHUNK = 1 << 20
-# MedMNIST+ ships larger native sizes as <name>_<size>.npz.
-PLUS_SIZES = (64, 128, 224)
-
-
 @dataclass(frozen=True)
 class MedMNISTInfo:
-    """One downloadable MedMNIST 2D dataset (official MedMNIST v3 / Zenodo record 10519652)."""
+    """One MedMNIST 2D dataset (official MedMNIST v3 files, Zenodo record 10519652), from
+    ``medmnist_table``: its task, label names and the (url, md5) of each size's file."""
 
     name: str
-    url: str
-    md5: str
+    task: str
     class_names: tuple[str, ...]
+    n_channels: int
+    files: dict[int, tuple[str, str]]
+
+    @property
+    def url(self) -> str:
+        return self.files[28][0]
+
+    @property
+    def md5(self) -> str:
+        return self.files[28][1]
 
 
-# Only entries whose checksum we know; an unverified download would defeat the md5 check.
 MEDMNIST: dict[str, MedMNISTInfo] = {
-    "pneumoniamnist": MedMNISTInfo(
-        name="pneumoniamnist",
-        url="https://zenodo.org/records/10519652/files/pneumoniamnist.npz?download=1",
-        md5="19633919eb6007474c347cc93767c15f",
-        class_names=("normal", "pneumonia"),
-    ),
+    name: MedMNISTInfo(name=name, task=entry["task"],
+                       class_names=tuple(entry["labels"][i] for i in sorted(entry["labels"])),
+                       n_channels=entry["n_channels"], files=dict(entry["files"]))
+    for name, entry in MEDMNIST_TABLE.items()
 }
+
+_NAME = re.compile(r"^(?P<name>[a-z]+mnist)(?:_(?P<size>\d+))?$")
+
+
+def parse_medmnist_name(source: str) -> tuple[MedMNISTInfo, int] | None:
+    """(dataset, file size) for ``dermamnist`` (28 px) or ``dermamnist_128`` (a MedMNIST+ file);
+    None for anything else."""
+    match = _NAME.match(source.strip().lower())
+    if not match or match["name"] not in MEDMNIST:
+        return None
+    info = MEDMNIST[match["name"]]
+    size = int(match["size"] or 28)
+    return (info, size) if size in info.files else None
 
 
 def is_medmnist_name(source: str) -> bool:
-    return source.strip().lower() in MEDMNIST
+    return parse_medmnist_name(source) is not None
 
 
 def class_names_for_file(path: Path) -> tuple[str, ...] | None:
@@ -60,66 +77,85 @@ def class_names_for_file(path: Path) -> tuple[str, ...] | None:
     return info.class_names if info else None
 
 
-def resolve_medmnist(name: str, data_dir: Path, image_size: int) -> Path:
-    """Path of the .npz for a MedMNIST name, downloading the 28 px file if nothing is there.
+def check_single_label(info: MedMNISTInfo) -> None:
+    """ChestMNIST gives each image a set of 14 findings; medtune trains single-label classifiers."""
+    if info.task.startswith("multi-label"):
+        raise DataError(f"{info.name} is a {info.task} data set (each image has any number of its "
+                        f"{len(info.class_names)} labels: {', '.join(info.class_names)}); medtune trains single-label "
+                        f"classifiers (binary or multi-class). Use another MedMNIST set, or export one finding as a "
+                        f"binary folder (ROOT/{{train,val,test}}/{{absent,present}}/*.png)")
 
-    A local MedMNIST+ file at exactly `image_size` (e.g. pneumoniamnist_64.npz) wins over
-    upsampling the 28 px one, since it holds real detail; it is only used when already present.
+
+def resolve_medmnist(name: str, data_dir: Path, image_size: int) -> Path:
+    """Path of the .npz for a MedMNIST name, downloading it (md5-checked) if nothing is there.
+
+    ``dermamnist`` is the 28 px file, ``dermamnist_128`` the 128 px MedMNIST+ file. With a bare
+    name, a MedMNIST+ file already present at exactly ``image_size`` (e.g. pneumoniamnist_64.npz)
+    wins over upsampling the 28 px one, since it holds real detail; it is not downloaded unasked,
+    because the larger files run to gigabytes.
     """
-    info = MEDMNIST[name.strip().lower()]
-    if image_size in PLUS_SIZES:
+    parsed = parse_medmnist_name(name)
+    if parsed is None:
+        raise DataError(f"{name}: not a MedMNIST 2D name; expected one of {', '.join(MEDMNIST)}, "
+                        f"optionally with a MedMNIST+ size (_64, _128, _224)")
+    info, size = parsed
+    check_single_label(info)
+    if size == 28 and image_size in info.files and image_size != 28:
         plus = data_dir / f"{info.name}_{image_size}.npz"
         if plus.is_file():
             log.info("Using native %d px MedMNIST+ file %s", image_size, plus)
             return plus
-    path = data_dir / f"{info.name}.npz"
+    path = data_dir / (f"{info.name}.npz" if size == 28 else f"{info.name}_{size}.npz")
     if path.is_file():  # checked before locking: the data dir may be read-only
         return path
-    return download(info, path)
+    return download(info, path, size)
 
 
-def download(info: MedMNISTInfo, path: Path) -> Path:
-    """Download `info.url` to `path` once per node: filelock, temp file, md5 check, atomic rename."""
+def download(info: MedMNISTInfo, path: Path, size: int = 28) -> Path:
+    """Download the ``size`` file of ``info`` to ``path`` once per node: filelock, temp file, md5
+    check, atomic rename."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _missing_error(info, path, f"cannot create {path.parent}: {exc}") from exc
+        raise _missing_error(info, size, path, f"cannot create {path.parent}: {exc}") from exc
     lock_path = path.with_name(path.name + ".lock")
     try:
         with FileLock(str(lock_path), timeout=LOCK_TIMEOUT_S):
             if path.is_file():  # another process finished the download while we waited
                 return path
-            _fetch(info, path)
+            _fetch(info, size, path)
     except Timeout as exc:
         raise DataError(f"timed out after {LOCK_TIMEOUT_S}s waiting for lock {lock_path} "
-                        f"(another process downloading {info.url} to {path}?)") from exc
+                        f"(another process downloading {info.files[size][0]} to {path}?)") from exc
     return path
 
 
-def _fetch(info: MedMNISTInfo, path: Path) -> None:
+def _fetch(info: MedMNISTInfo, size: int, path: Path) -> None:
+    url, expected_md5 = info.files[size]
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
-    log.info("Downloading %s to %s", info.url, path)
+    log.info("Downloading %s to %s", url, path)
     try:
         digest = hashlib.md5()
         try:
-            with _urlopen(info.url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(tmp, "wb") as out:
+            with _urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(tmp, "wb") as out:
                 while chunk := response.read(_CHUNK):
                     digest.update(chunk)
                     out.write(chunk)
         except OSError as exc:  # URLError, HTTPError, timeouts and disk errors are all OSErrors
-            raise _missing_error(info, path, f"download failed: {exc}") from exc
-        if digest.hexdigest() != info.md5:
-            raise DataError(f"download of {info.url} for {path} is corrupt: md5 {digest.hexdigest()}, "
-                            f"expected {info.md5}. Nothing was written; try again or place the file "
+            raise _missing_error(info, size, path, f"download failed: {exc}") from exc
+        if digest.hexdigest() != expected_md5:
+            raise DataError(f"download of {url} for {path} is corrupt: md5 {digest.hexdigest()}, "
+                            f"expected {expected_md5}. Nothing was written; try again or place the file "
                             f"there yourself.")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _missing_error(info: MedMNISTInfo, path: Path, why: str) -> DataError:
+def _missing_error(info: MedMNISTInfo, size: int, path: Path, why: str) -> DataError:
+    url, md5 = info.files[size]
     return DataError(
         f"{info.name}: expected the file at {path}, and it could not be fetched ({why}). "
-        f"Download {info.url} (md5 {info.md5}) and put it there, or set {DATA_DIR_ENV} "
+        f"Download {url} (md5 {md5}) and put it there, or set {DATA_DIR_ENV} "
         f"(or DataConfig.data_dir) to a folder that already holds {path.name}."
     )
