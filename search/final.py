@@ -259,6 +259,12 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
 
     splits = load_splits(data_config(TrialConfig.from_dict({k: v for k, v in configs[0].items()
                                                            if k.startswith("data_") or k in ("image_size", "cache_dir")})))
+    if len(splits.class_names) != 2:
+        raise SpecError(spec.source, [("data.source", (
+            f"{len(splits.class_names)} classes ({', '.join(splits.class_names)}): final's test report (a threshold on "
+            "the positive class, sensitivity and specificity, its ROC, a 2x2 confusion matrix) is built for two-class "
+            "tasks; sweeps and 'medtune best' work on any number of classes (val_auc is the macro one-vs-rest AUC), "
+            "a multi-class final report is not built yet"))])
     budget = final_budget(spec, epochs, configs[0], trial_train_images(spec, splits))
     folds = spec.search.cv if isinstance(spec.search.cv, int) else None
     started = time.perf_counter()
@@ -392,7 +398,7 @@ def _gradcam_figure(member: FinalMember, threshold: float, data: Any, path: Path
     from trainables.gradcam import gradcam, pick_examples
     from trainables.train import make_batches
 
-    chosen = pick_examples(member.test_scores, data.test.labels, threshold, per_group)
+    chosen = pick_examples(member.test_scores, data.test.labels, threshold, per_group, tuple(data.class_names))
     if not chosen:
         return
     idx = np.array([i for i, _ in chosen])
@@ -414,7 +420,7 @@ def _gradcam_figure(member: FinalMember, threshold: float, data: Any, path: Path
         ax.imshow(gray, cmap="gray")
         ax.imshow(heat_resized, cmap="jet", alpha=0.4)
         ax.set_title(f"{caption}\nscore {member.test_scores[i]:.2f}", fontsize=8)
-    fig.suptitle("Grad-CAM for the PNEUMONIA score (test images)", fontsize=10)
+    fig.suptitle(f"Grad-CAM for the {data.class_names[-1]!r} score, the positive class (test images)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -28,7 +28,8 @@ def check_data(spec: SweepSpec) -> dict[str, Any]:
     try:
         summary = inspect_source(data_config(cfg))
     except DataError as exc:
-        raise SpecError(spec.source, [("data.source", str(exc))]) from None
+        key = "data.positive_class" if "positive_class=" in str(exc) else "data.source"
+        raise SpecError(spec.source, [(key, str(exc))]) from None
     problems = learnable_problems(summary)
     if problems:
         raise SpecError(spec.source, [("data.source", p) for p in problems])

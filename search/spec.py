@@ -32,6 +32,7 @@ DATA_KEYS = {
     "train_subset": "data_train_subset",
     "val_subset": "data_val_subset",
     "max_bad_fraction": "data_max_bad_fraction",
+    "positive_class": "data_positive_class",
     "image_size": "image_size",
 }
 #: Trial-config keys the sweep driver owns (from the environment or other sections).
@@ -64,6 +65,7 @@ class DataSpec:
     train_subset: int | None = None
     val_subset: int | None = None
     max_bad_fraction: float = 0.01
+    positive_class: str | int | None = None  # two-class tasks: a class name or index (trainables/data/classes.py)
 
 
 @dataclass(frozen=True)
@@ -302,7 +304,10 @@ def validate_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
         "train_subset": (int, None, _at_least(2)),
         "val_subset": (int, None, _at_least(2)),
         "max_bad_fraction": (float, 0.01, _in_range(0, 1)),
+        "positive_class": ((str, int), None, None),
     }, problems)
+    if isinstance(data.get("positive_class"), int) and not isinstance(data["positive_class"], bool):
+        data["positive_class"] = str(data["positive_class"])  # an index; names and indices travel as text
     if not data.get("source"):
         problems("data.source", "required: a MedMNIST name (pneumoniamnist), an .npz file or a chest X-ray folder")
         data["source"] = ""

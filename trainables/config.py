@@ -134,6 +134,7 @@ class TrialConfig:
     data_train_subset: int | None = _key(int, _positive, "stratified train subsample")
     data_val_subset: int | None = _key(int, _positive, "stratified val subsample")
     data_max_bad_fraction: float = field(default=0.01, metadata={"type": float, "check": _fraction, "doc": ""})
+    data_positive_class: str | None = _key(str, None, "two-class tasks: the class scored as positive (name or index)")
     data_dir: str | None = _key(str, None, "where MedMNIST files resolve")
     cache_dir: str | None = _key(str, None, "decode-once cache")
     weights_dir: str | None = _key(str, None, "local ImageNet weights")

@@ -1,4 +1,4 @@
-"""Grad-CAM heat maps: where in the X-ray the model looked for its PNEUMONIA score.
+"""Grad-CAM heat maps: where in the image the model looked for its positive-class score.
 
 Grad-CAM (Selvaraju et al., 2017) weights the last convolutional feature map by the gradient of
 the class score, averaged over space, and keeps the positive part. Every backbone in the registry
@@ -33,8 +33,10 @@ def gradcam(model: TransferModel, images: torch.Tensor, target_class: int) -> np
     return (cam / peak).detach().cpu().numpy()
 
 
-def pick_examples(scores: np.ndarray, labels: np.ndarray, threshold: float, per_group: int) -> list[tuple[int, str]]:
-    """A fixed sample of test images: for each class, correct and wrong predictions (most confident first)."""
+def pick_examples(scores: np.ndarray, labels: np.ndarray, threshold: float, per_group: int,
+                  class_names: tuple[str, ...] = ("negative", "positive")) -> list[tuple[int, str]]:
+    """A fixed sample of test images: for each class, correct and wrong predictions (most confident
+    first), captioned with the data's own class names."""
     predicted = (scores >= threshold).astype(int)
     chosen: list[tuple[int, str]] = []
     for cls in (0, 1):
@@ -42,5 +44,5 @@ def pick_examples(scores: np.ndarray, labels: np.ndarray, threshold: float, per_
             idx = np.flatnonzero((labels == cls) & ((predicted == labels) == correct))
             confidence = np.abs(scores[idx] - threshold)
             for i in idx[np.argsort(-confidence, kind="stable")][:per_group]:
-                chosen.append((int(i), f"{'pneumonia' if cls else 'normal'}, {'correct' if correct else 'wrong'}"))
+                chosen.append((int(i), f"{class_names[-1] if cls else class_names[0]}, {'correct' if correct else 'wrong'}"))
     return chosen

@@ -408,6 +408,9 @@ def report_markdown(reports: list[TestReport], title: str) -> str:
         ", ".join(f"{rule} {v['accuracy']:.3f} ({v['threshold']:.3f})" for rule, v in r.by_rule.items()) or "n/a"
         for r in reports) + " |")
     lines.append("")
+    lines.append(f"Positive class: **{reports[0].class_names[-1]}** (sensitivity, specificity, precision, the "
+                 f"threshold and the ROC are about it; the other class: {reports[0].class_names[0]}).")
+    lines.append("")
     for r in reports:
         neg, pos = r.class_names[0], r.class_names[-1]
         c = r.confusion

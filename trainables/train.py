@@ -83,6 +83,7 @@ def data_config(cfg: TrialConfig) -> DataConfig:
         train_subset=cfg.data_train_subset,
         val_subset=cfg.data_val_subset,
         max_bad_fraction=cfg.data_max_bad_fraction,
+        positive_class=cfg.data_positive_class,
         data_dir=cfg.data_dir,
         cache_dir=cfg.cache_dir,
     )

@@ -36,8 +36,12 @@ class DataConfig:
     max_bad_fraction: float = 0.01
     data_dir: str | None = None
     cache_dir: str | None = None
+    #: Two-class tasks: the class scored as positive (a name or an index; ``classes.py``).
+    positive_class: str | None = None
 
     def __post_init__(self) -> None:
+        if self.positive_class is not None:
+            object.__setattr__(self, "positive_class", str(self.positive_class))
         # Accept Path objects but store str so configs stay YAML/JSON friendly.
         for name in ("source", "data_dir", "cache_dir"):
             value = getattr(self, name)

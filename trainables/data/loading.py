@@ -13,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .cache import Decoded, cache_key, load_or_decode
+from .classes import order_with_positive_last
 from .config import DataConfig, resolve_cache_dir, resolve_data_dir
 from .errors import DataError, TooManyBadImages
 from .folder import decode_folder, describe_bad, index_folder
@@ -82,6 +83,9 @@ def inspect_source(cfg: DataConfig) -> dict[str, Any]:
         findex = index_folder(source.path, need_val)
         labels = {s: findex.labels(s) for s in findex.files}
         class_names = findex.class_names
+    class_names, lookup = order_with_positive_last(class_names, cfg.positive_class, str(source.path))
+    if lookup is not None:
+        labels = {s: lookup[v] for s, v in labels.items()}
     num_classes = len(class_names)
     plan = plan_indices(labels, cfg, num_classes)
     summary.update(
@@ -129,17 +133,18 @@ def load_splits(cfg: DataConfig) -> DatasetSplits:
 
     if cfg.val_fraction is None and "val" not in decoded.splits:
         raise DataError(f"{source.path}: has no val split; set DataConfig.val_fraction to carve one out of train")
-    labels = {s: lab for s, (_, lab) in decoded.splits.items()}
+    class_names, lookup = order_with_positive_last(decoded.class_names, cfg.positive_class, str(source.path))
+    labels = {s: lab if lookup is None else lookup[lab] for s, (_, lab) in decoded.splits.items()}
     for split in ("train", "test") + (("val",) if cfg.val_fraction is None else ()):
         if len(labels[split]) == 0:
             after = " after skipping unreadable images" if decoded.bad_files else ""
             raise DataError(f"{source.path}: split {split!r} is empty{after}; expected at least one image")
-    num_classes = len(decoded.class_names)
+    num_classes = len(class_names)
     plan = plan_indices(labels, cfg, num_classes)
     parts: dict[str, SplitArrays] = {
-        name: take(*decoded.splits[src], idx) for name, (src, idx) in plan.items()
+        name: take(decoded.splits[src][0], labels[src], idx) for name, (src, idx) in plan.items()
     }
-    return DatasetSplits(**parts, class_names=decoded.class_names, fingerprint=_fingerprint(decoded, cfg))
+    return DatasetSplits(**parts, class_names=class_names, fingerprint=_fingerprint(decoded, cfg, class_names))
 
 
 def _check_bad(root: Path, decoded: Decoded, max_bad_fraction: float) -> None:
@@ -169,11 +174,14 @@ def _warn_tiny(root: Path, decoded: Decoded) -> None:
                   stacklevel=3)
 
 
-def _fingerprint(decoded: Decoded, cfg: DataConfig) -> str:
+def _fingerprint(decoded: Decoded, cfg: DataConfig, class_names: tuple[str, ...]) -> str:
     """12 hex chars: decoded content + size + split options; equal across machines and paths."""
-    options = {"val_fraction": cfg.val_fraction, "train_subset": cfg.train_subset, "val_subset": cfg.val_subset}
+    options: dict[str, Any] = {"val_fraction": cfg.val_fraction, "train_subset": cfg.train_subset,
+                               "val_subset": cfg.val_subset}
     if any(v is not None for v in options.values()):
         options["split_seed"] = cfg.split_seed  # the seed only matters when something is sampled
+    if class_names != decoded.class_names:  # the positive class moved: the labels the model sees differ
+        options["class_order"] = list(class_names)
     blob = json.dumps({"content": decoded.content_hash, "image_size": cfg.image_size, **options}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
