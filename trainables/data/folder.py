@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import Decoded
+from .dicom import DICOM_EXTS
 from .errors import DataError
 from .imaging import decode_file
 from trainables.progress import progress
@@ -22,7 +23,7 @@ from trainables.progress import progress
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-IMAGE_EXTS = frozenset({".jpeg", ".jpg", ".png"})
+IMAGE_EXTS = frozenset({".jpeg", ".jpg", ".png"}) | DICOM_EXTS
 MAX_NAMED = 10
 
 

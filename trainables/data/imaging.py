@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from .dicom import is_dicom, read_dicom_gray
+
 RESAMPLE = Image.Resampling.BILINEAR
 REDUCING_GAP = 3.0
 # ITU-R 601-2 luma, the weights Pillow's convert("L") and JPEG's Y channel use.
@@ -54,8 +56,11 @@ def square_resize(img: Image.Image, size: int) -> np.ndarray:
 
 
 def decode_file(path: str, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Open an image file; return it as uint8 (size, size) and its own (width, height). Raises on
-    unreadable files."""
+    """Open an image file (JPEG, PNG or DICOM); return it as uint8 (size, size) and its own
+    (width, height). Raises on unreadable files."""
+    if is_dicom(path):
+        pixels = read_dicom_gray(path)
+        return square_resize(Image.fromarray(pixels), size), (pixels.shape[1], pixels.shape[0])
     with Image.open(path) as img:
         native = img.size
         if img.format == "JPEG":
