@@ -137,4 +137,5 @@ storage: {tmp_path / "ray_results"}
     # each other can still force snapshots that close together. Checkpointing every epoch: 9 here.
     warnings = console.count("snapshotting has been triggered")
     assert warnings <= 1, (warnings, console[-3000:])
+    assert "Checkpoint successfully created" not in console  # one line per checkpoint per trial, before
     assert list(Path(tmp_path / "ray_results").glob("*/trial_*/checkpoint_*")), "trials still checkpoint"

@@ -68,8 +68,14 @@ class TrainingOutcome:
     oof_labels: np.ndarray | None = None
 
 
+#: Ray logs one INFO line per checkpoint in every trial process ("Checkpoint successfully created
+#: at ..."), relayed to the driver's console for the whole sweep; Tune's results list them anyway.
+CHECKPOINT_CHATTER = "ray.train._internal.storage"
+
+
 def tune_trainable(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: one trial."""
+    logging.getLogger(CHECKPOINT_CHATTER).setLevel(logging.WARNING)
     run_training(config, TuneReporter())
 
 
