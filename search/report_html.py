@@ -237,7 +237,34 @@ def _confusion_table(index: int, report: dict[str, Any]) -> str:
             f"<tr><th>{neg}</th>{cell('tn')}{cell('fp')}</tr><tr><th>{pos}</th>{cell('fn')}{cell('tp')}</tr></table>")
 
 
+def _per_class_table(report: dict[str, Any]) -> str:
+    columns = ("n", "sensitivity", "specificity", "roc_auc")
+    rows = ["<tr><th>class</th>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"]
+    for name, values in report["per_class"].items():
+        rows.append(f"<tr><th>{_e(name)}</th>" + "".join(_num_cell(values.get(c)) for c in columns) + "</tr>")
+    return "<h3>Per class (one vs rest)</h3><table>" + "".join(rows) + "</table>"
+
+
+def _matrix_table(index: int, report: dict[str, Any]) -> str:
+    names = [_e(n) for n in report["class_names"]]
+    rows = ["<tr><th>true \\ predicted</th>" + "".join(f"<th>{n}</th>" for n in names) + "</tr>"]
+    for i, (name, row) in enumerate(zip(names, report["confusion_matrix"])):
+        rows.append(f"<tr><th>{name}</th>" + "".join(
+            f'<td class="num" data-confusion="{index}:{i}:{j}">{int(v)}</td>' for j, v in enumerate(row)) + "</tr>")
+    return f"<h3>Confusion matrix, n = {_e(report.get('n_test', ''))}</h3><table>" + "".join(rows) + "</table>"
+
+
+def _multiclass_section(index: int, report: dict[str, Any]) -> str:
+    return (f'<section data-report="{index}"><h2>{_e(report["name"])}</h2>'
+            '<div class="columns"><div><h3>Test metrics with 95% percentile bootstrap intervals</h3>'
+            f"{_metrics_table(index, report)}<p>roc_auc: macro one-vs-rest. The predicted class is the most "
+            f"probable one (no threshold).</p></div><div>{_per_class_table(report)}</div></div>"
+            f"{_matrix_table(index, report)}</section>")
+
+
 def _report_section(index: int, report: dict[str, Any]) -> str:
+    if report.get("kind") == "multiclass":
+        return _multiclass_section(index, report)
     return (f'<section data-report="{index}"><h2>{_e(report["name"])}</h2>'
             '<div class="columns"><div><h3>Test metrics with 95% percentile bootstrap intervals</h3>'
             f"{_metrics_table(index, report)}</div>"

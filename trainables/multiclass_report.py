@@ -1,0 +1,139 @@
+"""The final model's test report when a task has more than two classes.
+
+There is no decision threshold to choose: the predicted class is the most probable one. The
+headline metrics are accuracy, balanced accuracy (the mean of the per-class recalls, which a
+majority class cannot inflate) and the macro one-vs-rest ROC AUC (the same number trials report
+as ``val_auc``), each with a 95% percentile bootstrap interval over test images, as in the
+two-class report (``trainables.report``). Per class: sensitivity (its recall), specificity (the
+recall of "not this class") and its one-vs-rest AUC, plus the K x K confusion matrix (rows: true
+class, columns: predicted).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from trainables.progress import progress
+from trainables.report import BOOTSTRAP_SAMPLES, CI_LEVEL
+
+HEADLINE = ("accuracy", "balanced_accuracy", "roc_auc")
+ARGMAX_RULE = "argmax"
+
+
+def confusion_matrix(probs: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+    predicted = probs.argmax(axis=1)
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
+
+
+def _macro_auc(probs: np.ndarray, labels: np.ndarray, classes: int) -> float:
+    if len(np.unique(labels)) < classes:  # a class missing from the sample: its one-vs-rest AUC is undefined
+        return math.nan
+    return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=list(range(classes))))
+
+
+def headline_metrics(probs: np.ndarray, labels: np.ndarray, classes: int) -> dict[str, float]:
+    matrix = confusion_matrix(probs, labels, classes)
+    support = matrix.sum(axis=1)
+    recalls = np.diag(matrix)[support > 0] / support[support > 0]
+    return {"accuracy": float(np.trace(matrix) / max(len(labels), 1)),
+            "balanced_accuracy": float(recalls.mean()) if len(recalls) else math.nan,
+            "roc_auc": _macro_auc(probs, labels, classes)}
+
+
+def per_class_metrics(probs: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    matrix = confusion_matrix(probs, labels, len(class_names))
+    total = matrix.sum()
+    out = {}
+    for k, name in enumerate(class_names):
+        tp = matrix[k, k]
+        fn = matrix[k].sum() - tp
+        fp = matrix[:, k].sum() - tp
+        tn = total - tp - fn - fp
+        is_k = labels == k
+        auc = float(roc_auc_score(is_k, probs[:, k])) if 0 < is_k.sum() < len(labels) else math.nan
+        out[name] = {"sensitivity": float(tp / (tp + fn)) if tp + fn else math.nan,
+                     "specificity": float(tn / (tn + fp)) if tn + fp else math.nan,
+                     "roc_auc": auc, "n": int(is_k.sum())}
+    return out
+
+
+def bootstrap_headline(probs: np.ndarray, labels: np.ndarray, classes: int, samples: int = BOOTSTRAP_SAMPLES,
+                       seed: int = 0, level: float = CI_LEVEL) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of each headline metric (test images resampled with replacement)."""
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    draws: dict[str, list[float]] = {m: [] for m in HEADLINE}
+    for _ in progress(range(samples), total=samples, desc="bootstrap CIs", unit="resample"):
+        idx = rng.integers(0, n, n)
+        for name, value in headline_metrics(probs[idx], labels[idx], classes).items():
+            draws[name].append(value)
+    tail = (1 - level) / 2 * 100
+    out = {}
+    for name, values in draws.items():
+        finite = np.array([v for v in values if not math.isnan(v)])
+        out[name] = ((float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail)))
+                     if len(finite) else (math.nan, math.nan))
+    return out
+
+
+@dataclass
+class MulticlassReport:
+    """A multi-class model's (or ensemble's) test report; ``to_dict`` is its part of report.json."""
+
+    name: str
+    metrics: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    confusion: list[list[int]]
+    per_class: dict[str, dict[str, float]]
+    n_test: int
+    class_names: tuple[str, ...]
+    threshold_rule: str = ARGMAX_RULE
+    threshold: float = math.nan  # none: the most probable class is predicted
+    by_rule: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "multiclass", "name": self.name, "n_test": self.n_test, "class_names": list(self.class_names),
+                "threshold_rule": self.threshold_rule, "confusion_matrix": self.confusion,
+                "metrics": {m: {"value": self.metrics[m], "ci95": list(self.intervals[m])} for m in HEADLINE},
+                "per_class": self.per_class}
+
+
+def build_multiclass_report(name: str, test_probs: np.ndarray, test_labels: np.ndarray,
+                            class_names: tuple[str, ...], seed: int = 0) -> MulticlassReport:
+    classes = len(class_names)
+    labels = np.asarray(test_labels, dtype=np.int64)
+    return MulticlassReport(
+        name=name, metrics=headline_metrics(test_probs, labels, classes),
+        intervals=bootstrap_headline(test_probs, labels, classes, seed=seed),
+        confusion=confusion_matrix(test_probs, labels, classes).tolist(),
+        per_class=per_class_metrics(test_probs, labels, tuple(class_names)), n_test=int(len(labels)),
+        class_names=tuple(class_names))
+
+
+def multiclass_markdown(reports: list[MulticlassReport], title: str) -> str:
+    """Side-by-side headline metrics, then per-class metrics and the confusion matrix of each report."""
+    lines = [f"# {title}", "", f"Held-out test split, evaluated once; {len(reports[0].class_names)} classes, the "
+             "predicted class is the most probable one. 95% percentile bootstrap intervals over test images; "
+             "roc_auc is the macro one-vs-rest AUC.", "",
+             "| metric | " + " | ".join(r.name for r in reports) + " |", "| --- | " + " | ".join("---" for _ in reports) + " |"]
+    for m in HEADLINE:
+        lines.append(f"| {m} | " + " | ".join(
+            f"{r.metrics[m]:.3f} ({r.intervals[m][0]:.3f}-{r.intervals[m][1]:.3f})" for r in reports) + " |")
+    lines.append("")
+    for r in reports:
+        lines += [f"**{r.name}**: per class (one vs rest)", "", "| class | n | sensitivity | specificity | AUC |",
+                  "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {name} | {v['n']} | {v['sensitivity']:.3f} | {v['specificity']:.3f} | {v['roc_auc']:.3f} |"
+                  for name, v in r.per_class.items()]
+        lines += ["", f"**{r.name}**: confusion matrix (rows: true, columns: predicted), n = {r.n_test}", "",
+                  "| | " + " | ".join(r.class_names) + " |", "| --- " * (len(r.class_names) + 1) + "|"]
+        lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |" for name, row in zip(r.class_names, r.confusion)]
+        lines.append("")
+    return "\n".join(lines)
