@@ -386,44 +386,73 @@ def _write_report_html(out: Path, name: str, run: Any = None) -> None:
 
 
 def _gradcam_figure(member: FinalMember, threshold: float, data: Any, path: Path, per_group: int) -> None:
-    """Heat maps over a fixed sample of test images: both classes, correct and wrong predictions."""
+    """Heat maps over a fixed sample of test images: both classes, correct and wrong predictions.
+
+    Each panel overlays the Grad-CAM of the positive-class score (``trainables.gradcam``: the
+    deepest stage with at least 7x7 cells, bilinear to the image) on the grey image, on one 0..1
+    colour scale; the caption gives the true class, whether the prediction at ``threshold`` was
+    right, and the score; a note under the panels names the feature map, so a coarse map is never
+    mistaken for a sharp one.
+    """
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import torch
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from PIL import Image
 
     from trainables.config import TrialConfig
     from trainables.data import SplitArrays
-    from trainables.gradcam import gradcam, pick_examples
+    from trainables.gradcam import gradcam_with_layer, pick_examples
     from trainables.train import make_batches
 
     chosen = pick_examples(member.test_scores, data.test.labels, threshold, per_group, tuple(data.class_names))
     if not chosen:
         return
+    names = tuple(data.class_names)
     idx = np.array([i for i, _ in chosen])
     cfg = TrialConfig.from_dict({**member.config, "channels_last": False})
     sample = SplitArrays(images=np.asarray(data.test.images[idx]), labels=data.test.labels[idx])
     device = next(member.model.parameters()).device
     images, _ = next(iter(make_batches(cfg, sample, train=False, device=device)))
-    maps = gradcam(member.model, images, target_class=len(data.class_names) - 1)
+    maps, layer = gradcam_with_layer(member.model, images, target_class=len(names) - 1)
     cols = min(4, len(chosen))
     rows = (len(chosen) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 1.1, 3.0 * rows + 1.0), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (i, caption), heat, k in zip(axes.flat, chosen, maps, range(len(chosen))):
+    cmap, norm = "jet", Normalize(0.0, 1.0)
+    for ax, i, heat in zip(axes.flat, idx, maps):
         raw = np.asarray(data.test.images[i])
         gray = raw if raw.ndim == 2 else raw.mean(axis=-1)
         heat_resized = torch.nn.functional.interpolate(torch.from_numpy(heat)[None, None], size=gray.shape,
                                                        mode="bilinear", align_corners=False)[0, 0].numpy()
-        ax.imshow(gray, cmap="gray")
-        ax.imshow(heat_resized, cmap="jet", alpha=0.4)
-        ax.set_title(f"{caption}\nscore {member.test_scores[i]:.2f}", fontsize=8)
-    fig.suptitle(f"Grad-CAM for the {data.class_names[-1]!r} score, the positive class (test images)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+        ax.imshow(gray, cmap="gray", interpolation="bilinear")
+        ax.imshow(heat_resized, cmap=cmap, norm=norm, alpha=0.45, interpolation="bilinear")
+        label, score = int(data.test.labels[i]), float(member.test_scores[i])
+        correct = int(score >= threshold) == label
+        flat = " (map all 0)" if heat.max() <= 0 else ""  # no positive evidence at this stage
+        ax.set_title(f"true: {names[-1] if label else names[0]}\n"
+                     f"predicted {'correct' if correct else 'wrong'}, score {score:.2f}{flat}",
+                     fontsize=11, color="black" if correct else "firebrick")
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.8, label="Grad-CAM (relative)",
+                 ticks=[0, 0.25, 0.5, 0.75, 1])
+    fig.suptitle(f"Grad-CAM for the {names[-1]!r} score, the positive class (test images)", fontsize=13)
+    fig.supxlabel(f"score = P({names[-1]}), predicted {names[-1]} at score >= {threshold:.2f}; each map scaled "
+                  f"to its own maximum\nfeature map: {layer.describe()}, bilinear to the image", fontsize=9)
+    # A 256-colour palette (dithered, so the smooth maps do not band) keeps the figure near 200 KB
+    # instead of 600: report.html embeds it.
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
+    rgb = Image.open(buffer).convert("RGB")
+    palette = rgb.quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+    rgb.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).save(path, optimize=True)
 
 
 def _log_to_mlflow(spec: SweepSpec, members: list[FinalMember], reports: list[Any], data: Any, out: Path,
