@@ -26,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -132,8 +134,14 @@ def train_member(config: dict[str, Any], data: Any, budget: dict[str, Any], work
         reporter.close()
     val_probs, _ = predict_split(outcome.model, cfg, data.val)
     test_probs, _ = predict_split(outcome.model, cfg, data.test)
-    return FinalMember(cfg.to_dict(), outcome.model, val_probs[:, -1], test_probs[:, -1], data.val.labels,
-                       outcome.epochs)
+    return FinalMember(cfg.to_dict(), outcome.model, member_scores(val_probs), member_scores(test_probs),
+                       data.val.labels, outcome.epochs)
+
+
+def member_scores(probs: np.ndarray) -> np.ndarray:
+    """Two classes: the positive (last) class's probability, which thresholds and ROC curves take;
+    more: every class's, since the prediction is the most probable class."""
+    return probs[:, -1] if probs.shape[1] == 2 else probs
 
 
 def train_cv_member(config: dict[str, Any], splits: Any, folds: int, budget: dict[str, Any],
@@ -152,8 +160,8 @@ def train_cv_member(config: dict[str, Any], splits: Any, folds: int, budget: dic
     finally:
         reporter.close()
     member = train_member(config, cv_final_splits(splits), budget, workdir / "all")
-    return FinalMember(member.config, member.model, cv.oof_probs[:, -1], member.test_scores, cv.oof_labels,
-                       member.epochs)
+    return FinalMember(member.config, member.model, member_scores(cv.oof_probs), member.test_scores,
+                       cv.oof_labels, member.epochs)
 
 
 def cv_final_splits(splits: Any, monitor: int = 256, seed: int = 0) -> Any:
@@ -234,7 +242,7 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
     from search.preflight import resolved_spec
     from trainables.data import load_splits
     from trainables.config import TrialConfig
-    from trainables.report import build_report, report_markdown
+    from trainables.report import build_report
     from trainables.train import data_config
 
     if spec.space:
@@ -259,12 +267,10 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
 
     splits = load_splits(data_config(TrialConfig.from_dict({k: v for k, v in configs[0].items()
                                                            if k.startswith("data_") or k in ("image_size", "cache_dir")})))
-    if len(splits.class_names) != 2:
-        raise SpecError(spec.source, [("data.source", (
-            f"{len(splits.class_names)} classes ({', '.join(splits.class_names)}): final's test report (a threshold on "
-            "the positive class, sensitivity and specificity, its ROC, a 2x2 confusion matrix) is built for two-class "
-            "tasks; sweeps and 'medtune best' work on any number of classes (val_auc is the macro one-vs-rest AUC), "
-            "a multi-class final report is not built yet"))])
+    multiclass = len(splits.class_names) > 2
+    if multiclass and threshold != "auto":
+        raise SpecError(spec.source, [("--threshold", f"{threshold!r}: a threshold applies to two-class tasks; this one "
+                                       f"has {len(splits.class_names)} classes and predicts the most probable one")])
     budget = final_budget(spec, epochs, configs[0], trial_train_images(spec, splits))
     folds = spec.search.cv if isinstance(spec.search.cv, int) else None
     started = time.perf_counter()
@@ -281,24 +287,29 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
     train_seconds = time.perf_counter() - started
     n_epochs = members[0].epochs
 
-    if threshold == "auto":
-        threshold = default_threshold_rule(members[0].config)
-        threshold_source += f"; rule auto: {'0.5, the model was trained with class weights' if threshold == '0.5' else threshold}"
-    val_labels, test_labels = members[0].val_labels, data.test.labels
-    reports = [build_report("best model", members[0].val_scores, val_labels, members[0].test_scores, test_labels,
-                            data.class_names, threshold_rule=threshold)]
-    if len(members) > 1:
-        val_mean = np.mean([m.val_scores for m in members], axis=0)
-        test_mean = np.mean([m.test_scores for m in members], axis=0)
-        reports.append(build_report(f"ensemble of {len(members)}", val_mean, val_labels, test_mean, test_labels,
-                                    data.class_names, threshold_rule=threshold))
+    if multiclass:
+        reports = _multiclass_reports(members, data)
+        threshold_source = "none: with more than two classes the most probable class is predicted"
+    else:
+        if threshold == "auto":
+            threshold = default_threshold_rule(members[0].config)
+            threshold_source += (f"; rule auto: "
+                                 f"{'0.5, the model was trained with class weights' if threshold == '0.5' else threshold}")
+        val_labels, test_labels = members[0].val_labels, data.test.labels
+        reports = [build_report("best model", members[0].val_scores, val_labels, members[0].test_scores, test_labels,
+                                data.class_names, threshold_rule=threshold)]
+        if len(members) > 1:
+            val_mean = np.mean([m.val_scores for m in members], axis=0)
+            test_mean = np.mean([m.test_scores for m in members], axis=0)
+            reports.append(build_report(f"ensemble of {len(members)}", val_mean, val_labels, test_mean, test_labels,
+                                        data.class_names, threshold_rule=threshold))
     _write_artifacts(out, spec, members, reports, data, n_epochs, train_seconds, threshold_source)
     try:
         _gradcam_figure(members[0], reports[0].threshold, data, out / "gradcam.png", per_group=max(1, gradcam_samples // 4))
     except Exception as exc:  # interpretability must not lose a finished final run
         log.warning("Grad-CAM failed: %s", exc)
     _write_report_html(out, spec.name)  # after Grad-CAM, whose figure it embeds
-    print(report_markdown(reports, f"Final test report: {spec.name}"), flush=True)
+    print(_markdown(reports, f"Final test report: {spec.name}"), flush=True)
     run_id = model_uri = None
     if spec.mlflow.enabled:
         run_id, model_uri = _log_to_mlflow(spec, members, reports, data, out, n_epochs, register)
@@ -309,7 +320,6 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
 def _write_artifacts(out: Path, spec: SweepSpec, members: list[FinalMember], reports: list[Any], data: Any,
                      n_epochs: int, train_seconds: float, threshold_source: str) -> None:
     from search.report_html import write_calibration
-    from trainables.report import report_markdown
 
     summary = {
         "sweep": spec.provenance.get("sweep"), "trial_id": spec.provenance.get("trial_id"),
@@ -318,18 +328,97 @@ def _write_artifacts(out: Path, spec: SweepSpec, members: list[FinalMember], rep
         "threshold_source": threshold_source,
         "train_seconds": train_seconds, "members": [m.config for m in members],
         "reports": [r.to_dict() for r in reports],
-        "calibration": write_calibration(out, members[0].test_scores, data.test.labels),
+        "class_names": list(data.class_names),
     }
+    if members[0].test_scores.ndim == 1:  # a reliability diagram of the positive class's probability
+        summary["calibration"] = write_calibration(out, members[0].test_scores, data.test.labels)
     (out / "report.json").write_text(json.dumps(summary, indent=1, default=str))
-    markdown = report_markdown(reports, f"Final test report: {spec.name}")
+    markdown = _markdown(reports, f"Final test report: {spec.name}")
     (out / "report.md").write_text(f"{markdown}\nThreshold chosen on {threshold_source}.\n")
-    header = "label,best_model_score" + ("".join(f",member{i}_score" for i in range(1, len(members))))
-    rows = [header]
+    (out / "test_predictions.csv").write_text(_predictions_csv(members, data))
+    if members[0].test_scores.ndim == 2:
+        _plot_multiclass(out, reports, members, data)
+    else:
+        _plot_roc_and_confusion(out, reports, members, data)
+
+
+def _multiclass_reports(members: list[FinalMember], data: Any) -> list[Any]:
+    from trainables.multiclass_report import build_multiclass_report
+
+    labels, names = data.test.labels, tuple(data.class_names)
+    reports = [build_multiclass_report("best model", members[0].test_scores, labels, names)]
+    if len(members) > 1:
+        mean = np.mean([m.test_scores for m in members], axis=0)
+        reports.append(build_multiclass_report(f"ensemble of {len(members)}", mean, labels, names))
+    return reports
+
+
+def _markdown(reports: list[Any], title: str) -> str:
+    from trainables.multiclass_report import MulticlassReport, multiclass_markdown
+    from trainables.report import report_markdown
+
+    return multiclass_markdown(reports, title) if isinstance(reports[0], MulticlassReport) else report_markdown(reports, title)
+
+
+def _predictions_csv(members: list[FinalMember], data: Any) -> str:
+    """One row per test image: its label, then each member's score (binary: the positive class's
+    probability; multi-class: one column per class)."""
+    import csv
+    import io
+
+    multiclass = members[0].test_scores.ndim == 2
+    header = ["label"]
+    for i in range(len(members)):
+        prefix = "best_model" if i == 0 else f"member{i}"
+        header += [f"{prefix}_{name}" for name in data.class_names] if multiclass else [f"{prefix}_score"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
     for i, label in enumerate(data.test.labels):
-        scores = [float(members[0].test_scores[i])] + [float(m.test_scores[i]) for m in members[1:]]
-        rows.append(f"{int(label)}," + ",".join(repr(v) for v in scores))
-    (out / "test_predictions.csv").write_text("\n".join(rows) + "\n")
-    _plot_roc_and_confusion(out, reports, members, data)
+        row: list[Any] = [int(label)]
+        for m in members:
+            row += [repr(float(v)) for v in (m.test_scores[i] if multiclass else [m.test_scores[i]])]
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def _plot_multiclass(out: Path, reports: list[Any], members: list[FinalMember], data: Any) -> None:
+    """One-vs-rest ROC curves per class of the best model, and each report's K x K confusion matrix."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    names, labels = list(data.class_names), data.test.labels
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    for k, name in enumerate(names):
+        if 0 < (labels == k).sum() < len(labels):
+            fpr, tpr, _ = roc_curve(labels == k, members[0].test_scores[:, k])
+            ax.plot(fpr, tpr, label=f"{name} (AUC {reports[0].per_class[name]['roc_auc']:.3f})")
+    ax.plot([0, 1], [0, 1], "--", color="grey")
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity",
+           title=f"ROC per class, one vs rest (best model)\nmacro AUC {reports[0].metrics['roc_auc']:.3f}")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "roc_curve.png", dpi=110)
+    plt.close(fig)
+
+    side = max(4.0, 0.55 * len(names) + 2)
+    fig, axes = plt.subplots(1, len(reports), figsize=(side * len(reports), side), squeeze=False)
+    for ax, report in zip(axes[0], reports):
+        matrix = np.array(report.confusion)
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), v in np.ndenumerate(matrix):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=9,
+                    color="white" if v > matrix.max() / 2 else "black")
+        ticks = range(len(names))
+        ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true", title=report.name)
+        ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticklabels(names, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "confusion_matrix.png", dpi=110)
+    plt.close(fig)
 
 
 def _plot_roc_and_confusion(out: Path, reports: list[Any], members: list[FinalMember], data: Any) -> None:
@@ -410,6 +499,9 @@ def _gradcam_figure(member: FinalMember, threshold: float, data: Any, path: Path
     from trainables.gradcam import gradcam_with_layer, pick_examples
     from trainables.train import make_batches
 
+    if member.test_scores.ndim == 2:
+        _multiclass_gradcam_figure(member, data, path, per_group)
+        return
     chosen = pick_examples(member.test_scores, data.test.labels, threshold, per_group, tuple(data.class_names))
     if not chosen:
         return
@@ -455,9 +547,68 @@ def _gradcam_figure(member: FinalMember, threshold: float, data: Any, path: Path
     rgb.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).save(path, optimize=True)
 
 
+def _multiclass_gradcam_figure(member: FinalMember, data: Any, path: Path, per_class: int) -> None:
+    """Multi-class: per true class, its most confident right prediction and its most confident
+    wrong one, each with the Grad-CAM of the class the model predicted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    from trainables.config import TrialConfig
+    from trainables.data import SplitArrays
+    from trainables.gradcam import gradcam_with_layer
+    from trainables.train import make_batches
+
+    probs, labels, names = member.test_scores, data.test.labels, tuple(data.class_names)
+    predicted = probs.argmax(axis=1)
+    chosen: list[int] = []
+    for k in range(len(names)):
+        for correct in (True, False):
+            idx = np.flatnonzero((labels == k) & ((predicted == k) == correct))
+            chosen += idx[np.argsort(-probs[idx].max(axis=1), kind="stable")][:max(1, per_class // 2)].tolist()
+    chosen = chosen[:16]
+    if not chosen:
+        return
+    cfg = TrialConfig.from_dict({**member.config, "channels_last": False})
+    device = next(member.model.parameters()).device
+    maps: dict[int, np.ndarray] = {}
+    layer = None
+    for target in sorted({int(predicted[i]) for i in chosen}):  # one pass per predicted class
+        rows = [i for i in chosen if predicted[i] == target]
+        sample = SplitArrays(images=np.asarray(data.test.images[rows]), labels=labels[rows])
+        images, _ = next(iter(make_batches(cfg, sample, train=False, device=device)))
+        heat, layer = gradcam_with_layer(member.model, images, target_class=target)
+        maps.update(zip(rows, heat))
+    cols = min(4, len(chosen))
+    grid = (len(chosen) + cols - 1) // cols
+    fig, axes = plt.subplots(grid, cols, figsize=(2.6 * cols + 1.1, 3.0 * grid + 1.0), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat:
+        ax.axis("off")
+    norm = Normalize(0.0, 1.0)
+    for ax, i in zip(axes.flat, chosen):
+        raw = np.asarray(data.test.images[i])
+        gray = raw if raw.ndim == 2 else raw.mean(axis=-1)
+        heat = torch.nn.functional.interpolate(torch.from_numpy(maps[i])[None, None], size=gray.shape,
+                                               mode="bilinear", align_corners=False)[0, 0].numpy()
+        ax.imshow(gray, cmap="gray", interpolation="bilinear")
+        ax.imshow(heat, cmap="jet", norm=norm, alpha=0.45, interpolation="bilinear")
+        right = predicted[i] == labels[i]
+        ax.set_title(f"true: {names[labels[i]]}\npredicted: {names[predicted[i]]} ({probs[i, predicted[i]]:.2f})",
+                     fontsize=10, color="black" if right else "firebrick")
+    fig.colorbar(ScalarMappable(norm=norm, cmap="jet"), ax=axes, shrink=0.8, label="Grad-CAM (relative)")
+    fig.suptitle("Grad-CAM for each image's predicted class (test images)", fontsize=13)
+    fig.supxlabel(f"each map scaled to its own maximum; feature map: {layer.describe()}", fontsize=9)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _log_to_mlflow(spec: SweepSpec, members: list[FinalMember], reports: list[Any], data: Any, out: Path,
                    n_epochs: int, register: str | None) -> tuple[str, str | None]:
-    import mlflow
     from mlflow.entities import Metric, Param
 
     from search.report_html import mlflow_run_ref
@@ -488,7 +639,12 @@ def _log_to_mlflow(spec: SweepSpec, members: list[FinalMember], reports: list[An
             low, high = report.intervals[name]
             metrics += [Metric(f"{prefix}{name}_ci_low", float(low), now, 0),
                         Metric(f"{prefix}{name}_ci_high", float(high), now, 0)]
-        metrics.append(Metric(f"{prefix}threshold", float(report.threshold), now, 0))
+        if math.isfinite(report.threshold):
+            metrics.append(Metric(f"{prefix}threshold", float(report.threshold), now, 0))
+        for class_name, values in getattr(report, "per_class", {}).items():  # multi-class: per class, one vs rest
+            for key in ("sensitivity", "specificity", "roc_auc"):
+                if math.isfinite(values[key]):
+                    metrics.append(Metric(f"{prefix}{key}_{metric_safe(class_name)}", float(values[key]), now, 0))
     params = [Param(k, v) for k, v in trial_params(members[0].config).items()]
     client.log_batch(run_id, metrics=metrics, params=params)
     client.log_artifacts(run_id, str(out), artifact_path="report")
@@ -510,6 +666,11 @@ def _log_to_mlflow(spec: SweepSpec, members: list[FinalMember], reports: list[An
         log.warning("could not link the final run and its sweep in MLflow: %s", exc)
     client.set_terminated(run_id, status="FINISHED")
     return run_id, model_uri
+
+
+def metric_safe(name: str) -> str:
+    """A class name as part of an MLflow metric key (letters, digits, _ - . / and spaces only)."""
+    return re.sub(r"[^\w\-. /]", "_", name).strip() or "class"
 
 
 def final_run_name(spec: SweepSpec, config: dict[str, Any], members: int) -> str:

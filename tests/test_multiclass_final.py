@@ -1,0 +1,94 @@
+"""``medtune final`` on a task with more than two classes, end to end (no Ray: final trains alone)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import medtune
+from search.spec import SpecError
+
+CLASSES = 3
+
+
+@pytest.fixture(scope="module")
+def three_class_npz(tmp_path_factory):
+    """28 px noise with a bright bar whose row says the class: learnable in a couple of epochs."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 240), ("val", 90), ("test", 90)):
+        labels = np.arange(n) % CLASSES
+        images = rng.integers(0, 80, (n, 28, 28), dtype=np.uint8)
+        for i, label in enumerate(labels):
+            images[i, 3 + 8 * label: 9 + 8 * label, 4:24] += 150
+        arrays[f"{split}_images"] = images
+        arrays[f"{split}_labels"] = labels.reshape(-1, 1).astype(np.uint8)
+    path = tmp_path_factory.mktemp("data") / "bars.npz"
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def _space(source, root, **mlflow):
+    return {"name": "bars", "data": {"source": str(source), "image_size": 28},
+            "search": {"scheduler": {"name": "fifo", "unit": "epochs", "max_t": 3}, "num_samples": 1},
+            "space": {}, "fixed": {"architecture": "simple_cnn", "pretrained": "none", "lr": 0.003, "batch_size": 32},
+            "mlflow": mlflow or {"enabled": False}, "storage": str(root / "ray")}
+
+
+@pytest.fixture(scope="module")
+def final(three_class_npz, tmp_path_factory):
+    root = tmp_path_factory.mktemp("final")
+    uri = f"sqlite:///{root}/mlruns.db"
+    outcome = medtune.final(_space(three_class_npz, root, tracking_uri=uri, experiment="bars"), out=root / "out")
+    return outcome, uri
+
+
+def test_the_report_is_multi_class_with_intervals_per_class_rates_and_a_k_by_k_matrix(final):
+    outcome, _ = final
+    report = json.loads((outcome.out_dir / "report.json").read_text())
+    best = report["reports"][0]
+    assert best["kind"] == "multiclass" and best["class_names"] == ["0", "1", "2"]
+    assert set(best["metrics"]) == {"accuracy", "balanced_accuracy", "roc_auc"}
+    for name, entry in best["metrics"].items():
+        low, high = entry["ci95"]
+        assert low <= entry["value"] <= high, name
+    assert best["metrics"]["roc_auc"]["value"] > 0.9  # the bars are easy: the model learnt them
+    matrix = np.array(best["confusion_matrix"])
+    assert matrix.shape == (CLASSES, CLASSES) and matrix.sum() == 90 and (matrix.sum(axis=1) == 30).all()
+    assert set(best["per_class"]) == {"0", "1", "2"}
+    assert "calibration" not in report  # a reliability diagram of one class's probability would mislead here
+    text = (outcome.out_dir / "report.md").read_text()
+    assert "balanced_accuracy" in text and "per class (one vs rest)" in text
+    for name in ("roc_curve.png", "confusion_matrix.png", "gradcam.png", "report.html"):
+        assert (outcome.out_dir / name).stat().st_size > 0, name
+
+
+def test_predictions_hold_every_class_probability(final):
+    outcome, _ = final
+    with open(outcome.out_dir / "test_predictions.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["label", "best_model_0", "best_model_1", "best_model_2"]
+    probs = np.array([[float(v) for v in row[1:]] for row in rows[1:]])
+    assert len(rows) == 91 and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    matrix = np.zeros((CLASSES, CLASSES), int)
+    np.add.at(matrix, ([int(r[0]) for r in rows[1:]], probs.argmax(axis=1)), 1)
+    assert matrix.tolist() == json.loads((outcome.out_dir / "report.json").read_text())["reports"][0]["confusion_matrix"]
+
+
+def test_mlflow_gets_the_headline_and_per_class_metrics(final):
+    from mlflow import MlflowClient
+
+    outcome, uri = final
+    run = MlflowClient(tracking_uri=uri).get_run(outcome.run_id)
+    metrics = run.data.metrics
+    assert metrics["test_balanced_accuracy"] == pytest.approx(outcome.metrics()["balanced_accuracy"][0])
+    assert {"test_sensitivity_0", "test_specificity_2", "test_roc_auc_1"} <= set(metrics)
+    assert "test_threshold" not in metrics
+
+
+def test_a_threshold_rule_on_a_multi_class_task_is_refused_before_training(three_class_npz, tmp_path):
+    with pytest.raises(SpecError, match="applies to two-class tasks; this one has 3 classes"):
+        medtune.final(_space(three_class_npz, tmp_path), out=tmp_path / "out", threshold="0.5")
