@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from search.space import Distribution
 from search.spec import SweepSpec
+from search.tracking import study_number
 from trainables.budget import stopped_early
 
 if TYPE_CHECKING:
@@ -159,8 +160,7 @@ def trial_number(result: Any, position: int) -> int:
     if tag is None and frame is not None and "experiment_tag" in frame:
         tags = frame["experiment_tag"].dropna()
         tag = tags.iloc[-1] if not tags.empty else None
-    match = re.match(r"(\d+)_", str(tag)) if tag is not None else None
-    return int(match.group(1)) - 1 if match else position
+    return study_number(tag, position) if tag is not None else position
 
 
 def curves(results: Any, spec: SweepSpec) -> list[Curve]:

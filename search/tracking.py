@@ -18,6 +18,7 @@ import base64
 import logging
 import math
 import os
+import re
 import tempfile
 import threading
 import time
@@ -198,6 +199,14 @@ def _metric_batch(result: dict[str, Any], step: int) -> list:
     return out
 
 
+def study_number(experiment_tag: str, fallback: int) -> int:
+    """A trial's number in the Optuna study: Tune tags trials ``<n>_<config>`` with a counter it
+    advances once per suggestion, and the searcher asks the study for one trial per suggestion, so
+    it is ``n - 1``: the number optuna-dashboard, the history plot and the legends show too."""
+    match = re.match(r"(\d+)_", str(experiment_tag or ""))
+    return int(match.group(1)) - 1 if match else fallback
+
+
 def trial_run_name(number: int, config: dict[str, Any]) -> str:
     """``07 mobilenetv2_100 fd1``: the trial's number, architecture and frozen depth, for MLflow's runs
     table, where an 8-character trial id says nothing (the outcome is added when the trial ends)."""
@@ -222,7 +231,7 @@ class MlflowTrialCallback(tune.Callback):
         self.checkpointed: dict[str, tuple[float, int]] = {}  # the same among epochs with a checkpoint
         self.best_checkpoint: dict[str, Any] = {}
         self.restarts: dict[str, int] = {}
-        self.numbers: dict[str, int] = {}  # trial id -> 1, 2, ... in the order trials started
+        self.numbers: dict[str, int] = {}  # trial id -> its Optuna trial number (0, 1, ...)
         self.seconds_logging = 0.0  # time the logging thread spent in MLflow calls (benchmarks/mlflow_overhead.py)
         self.results_logged = 0
         self._pending: deque[tuple[str, Callable[[], None]]] = deque()
@@ -401,7 +410,7 @@ class MlflowTrialCallback(tune.Callback):
         trial_id = trial.trial_id
         params = [Param(k, v) for k, v in trial_params(trial.config).items()]
         architecture = str(trial.config.get("architecture"))
-        self.numbers.setdefault(trial_id, len(self.numbers) + 1)
+        self.numbers.setdefault(trial_id, study_number(getattr(trial, "experiment_tag", ""), len(self.numbers)))
         run_name = trial_run_name(self.numbers[trial_id], trial.config)
 
         def start_or_continue() -> None:
@@ -489,7 +498,7 @@ class MlflowTrialCallback(tune.Callback):
             tags[f"medtune.best_{self.metric}"] = repr(value)
         outcome = {"failed": "failed", "stopped_early": f"stopped@{last_epoch}"}.get(tags["medtune.outcome"], "done")
         number = self.numbers.get(trial_id)  # what the runs table shows
-        tags["mlflow.runName"] = f"{trial_run_name(number, trial.config) if number else trial_id} {outcome}"
+        tags["mlflow.runName"] = f"{trial_run_name(number, trial.config) if number is not None else trial_id} {outcome}"
         if trial_id in self.checkpointed:  # the epoch of the checkpoint logged under best_checkpoint/
             tags["medtune.best_checkpoint_epoch"] = str(self.checkpointed[trial_id][1])
         checkpoint = self.best_checkpoint.pop(trial_id, None)

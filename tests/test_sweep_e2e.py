@@ -122,6 +122,8 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial(sweep):
         artifacts = [a.path for a in client.list_artifacts(child.info.run_id, "best_checkpoint")]
         assert "best_checkpoint/model.safetensors" in artifacts
     assert outcomes == {"completed", "stopped_early"}
+    # numbered as the Optuna study numbers its trials (optuna-dashboard, the plots): 00, 01, ...
+    assert sorted(int(child.info.run_name.split()[0]) for child in children) == list(range(NUM_SAMPLES))
 
 
 def test_best_checkpoint_artifact_is_lean_and_loads_without_unpickling(sweep):

@@ -116,8 +116,9 @@ class _RecordingClient:
 
 
 class _Trial:
-    def __init__(self, trial_id: str) -> None:
+    def __init__(self, trial_id: str, experiment_tag: str = "") -> None:
         self.trial_id, self.config, self.last_result = trial_id, {"lr": 0.01, "architecture": "simple_cnn"}, {}
+        self.experiment_tag = experiment_tag
 
 
 def _epochs(callback, trial, epochs):
@@ -193,7 +194,7 @@ def test_the_closing_tags_hold_the_best_epoch_even_when_it_has_no_checkpoint(cal
     """``medtune best`` ranks from ``medtune.best_<metric>``: the best over every epoch, as the
     leaderboard ranks; the logged checkpoint's epoch (long plans checkpoint sparsely) is its own tag."""
     client = callback._client = _RecordingClient()
-    trial = _Trial("t1")
+    trial = _Trial("t1", experiment_tag="8_architecture=simple_cnn,lr=0.0100")
     callback.on_trial_start(0, [trial], trial)
     for epoch, auc in ((1, 0.7), (2, 0.9), (3, 0.8)):
         trial.last_result = {"epoch": epoch, "val_auc": auc}
@@ -210,7 +211,8 @@ def test_the_closing_tags_hold_the_best_epoch_even_when_it_has_no_checkpoint(cal
     metrics = {m.key: m.value for name, kw in client.calls if name == "log_batch" for m in kw["metrics"] if m.step == 0}
     assert metrics == {"best_val_auc": 0.9, "best_epoch": 2.0}
     # Named for the runs table: number, architecture, outcome (it ran its 3 epochs).
-    assert client.calls[0][1]["run_name"] == "01 simple_cnn" and tags["mlflow.runName"] == "01 simple_cnn done"
+    # Numbered like Optuna's study (Tune's trial counter minus one), as optuna-dashboard and the plots number it.
+    assert client.calls[0][1]["run_name"] == "07 simple_cnn" and tags["mlflow.runName"] == "07 simple_cnn done"
 
 
 def test_run_names_say_number_architecture_frozen_depth_and_outcome():
