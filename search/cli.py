@@ -10,11 +10,12 @@ import argparse
 import logging
 import os
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from search.credentials import redact_text, redact_uri
 from search.run_tags import medtune_version
 from search.spec import SpecError
+from search.ui_links import final_link_lines, sweep_link_lines
 from trainables.progress import PROGRESS_ENV
 
 EXIT_BAD_INPUT = 2
@@ -105,8 +106,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"Ray results: {outcome.run_path}")
     if spec.mlflow.enabled:
         uri = redact_uri(spec.mlflow.tracking_uri)
-        print(f"MLflow: {uri}, experiment {spec.experiment_name!r}, "
-              f"parent run {outcome.parent_run_id} (mlflow ui --backend-store-uri {uri})")
+        print(f"MLflow: {uri}, experiment {spec.experiment_name!r}, parent run {outcome.parent_run_id}")
+        if outcome.parent_run_id:
+            _print_ui_links(lambda: sweep_link_lines(
+                _resolved(spec.mlflow.tracking_uri), _experiment_of(spec.mlflow.tracking_uri, outcome.parent_run_id),
+                outcome.parent_run_id, spec.metric.name, spec.metric.mode))
     return 0 if outcome.best_config_path is not None else 1
 
 
@@ -126,6 +130,11 @@ def cmd_best(args: argparse.Namespace) -> int:
     best, prov = found.best, found.document["provenance"]
     print(f"Best of {len(found.entries)} trials of sweep {prov['sweep']} by {prov['metric']}: trial {best.trial_id}, "
           f"{prov['metric']} = {best.best_value:.4f} at epoch {best.best_epoch}; written to {found.path}")
+    objective = (found.document.get("metric") or {}).get("name") or "val_auc"  # the sweep's: its runs have best_<it>
+    if parent := prov.get("parent_run_id"):
+        uri = args.tracking_uri
+        _print_ui_links(lambda: sweep_link_lines(_resolved(uri), _experiment_of(uri, parent), parent, objective,
+                                                 _direction(objective)))
     return 0
 
 
@@ -137,7 +146,54 @@ def cmd_final(args: argparse.Namespace) -> int:
     print(f"Report, plots and predictions: {outcome.out_dir}")
     if outcome.run_id:
         print(f"MLflow: final run {outcome.run_id}" + (f", model {outcome.model_uri}" if outcome.model_uri else ""))
+        _print_ui_links(lambda: _final_link_lines(args, outcome.run_id))
     return 0
+
+
+def _direction(metric: str) -> str:
+    from trainables.config import REPORTED_METRICS
+
+    return REPORTED_METRICS.get(metric, "max")
+
+
+def _final_link_lines(args: argparse.Namespace, run_id: str) -> list[str]:
+    from search.loader import load_space
+
+    spec = load_space(args.space, args.overrides)  # read again for its tracking URI and the sweep it came from
+    uri, parent = spec.mlflow.tracking_uri, spec.provenance.get("parent_run_id")
+    experiment_id = _experiment_of(uri, run_id)
+    sweep = None
+    if parent:
+        try:
+            sweep = (_experiment_of(uri, parent), parent, spec.metric.name, spec.metric.mode)
+        except Exception as exc:  # a sweep in another store, or deleted: the final run's links still count
+            logging.getLogger("medtune").warning("no link to sweep %s: %s", parent, redact_text(str(exc)))
+    return final_link_lines(_resolved(uri), experiment_id, run_id, sweep)
+
+
+def _resolved(tracking_uri: str) -> str:
+    """A local store's URI made absolute: the printed ``mlflow ui`` command works from any folder."""
+    from search.tracking import resolved_tracking_uri
+
+    return resolved_tracking_uri(tracking_uri)
+
+
+def _experiment_of(tracking_uri: str, run_id: str) -> str:
+    from search.tracking import mlflow_client
+
+    return mlflow_client(_resolved(tracking_uri)).get_run(run_id).info.experiment_id
+
+
+def _print_ui_links(lines: Callable[[], list[str]]) -> None:
+    """Print the MLflow UI links that ``lines`` builds (search/ui_links.py: no credentials in them).
+    A link is a convenience: when it cannot be built (MLflow asked for an experiment id did not
+    answer) that is a warning, never a failed command."""
+    try:
+        for line in lines():
+            print(line)
+    except Exception as exc:
+        reason = redact_text(f"{type(exc).__name__}: {exc}")
+        logging.getLogger("medtune").warning("no MLflow UI link: %s", reason)
 
 
 def cmd_architectures(args: argparse.Namespace) -> int:
