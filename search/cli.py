@@ -108,9 +108,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         uri = redact_uri(spec.mlflow.tracking_uri)
         print(f"MLflow: {uri}, experiment {spec.experiment_name!r}, parent run {outcome.parent_run_id}")
         if outcome.parent_run_id:
-            _print_ui_links(lambda: sweep_link_lines(
-                _resolved(spec.mlflow.tracking_uri), _experiment_of(spec.mlflow.tracking_uri, outcome.parent_run_id),
-                outcome.parent_run_id, spec.metric.name, spec.metric.mode))
+            _print_ui_links(lambda: _sweep_view_lines(spec, outcome.parent_run_id))
     return 0 if outcome.best_config_path is not None else 1
 
 
@@ -148,6 +146,20 @@ def cmd_final(args: argparse.Namespace) -> int:
         print(f"MLflow: final run {outcome.run_id}" + (f", model {outcome.model_uri}" if outcome.model_uri else ""))
         _print_ui_links(lambda: _final_link_lines(args, outcome.run_id))
     return 0
+
+
+def _sweep_view_lines(spec, parent_run_id: str) -> list[str]:
+    """The sweep's link: its shared view (best value and searched values as columns) when the sweep
+    stored one in the experiment, else the plain filtered, sorted table."""
+    from search.sweep import shared_view
+    from search.tracking import mlflow_client
+
+    uri = _resolved(spec.mlflow.tracking_uri)
+    experiment_id = _experiment_of(uri, parent_run_id)
+    key, _, route = shared_view(experiment_id, parent_run_id, spec)
+    stored = key in mlflow_client(uri).get_experiment(experiment_id).tags
+    return sweep_link_lines(uri, experiment_id, parent_run_id, spec.metric.name, spec.metric.mode,
+                            route if stored else None)
 
 
 def _direction(metric: str) -> str:

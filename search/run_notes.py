@@ -33,7 +33,7 @@ def _best_child(client: Any, experiment_id: str, parent_run_id: str, trial_id: s
 
 
 def sweep_note(client: Any, experiment_id: str, parent_run_id: str, run_name: str, spec: Any, entries: list[Any],
-               artifacts: Iterable[str]) -> str:
+               artifacts: Iterable[str], runs_route: str | None = None) -> str:
     """The parent run's note: what ran, and a link to each thing a reader comes for."""
     present = set(artifacts)
     outcomes = [getattr(e, "outcome", "") for e in entries]
@@ -51,7 +51,7 @@ def sweep_note(client: Any, experiment_id: str, parent_run_id: str, run_name: st
 
     # First: every trial in the runs table, best first (this sweep's only; a URL MLflow's UI reads).
     lines.append(f"- All {len(entries)} trials, best first: [the runs table, by `best_{metric}`]"
-                 f"({sweep_runs_route(experiment_id, parent_run_id, metric, spec.metric.mode)})")
+                 f"({runs_route or sweep_runs_route(experiment_id, parent_run_id, metric, spec.metric.mode)})")
     ranked = [e for e in entries if e.best_epoch > 0]
     if ranked:
         best = ranked[0]
@@ -94,7 +94,7 @@ def with_final(note: str, line: str) -> str:
 
 def final_note(spec: Any, experiment_id: str, run_id: str) -> str:
     provenance = spec.provenance
-    parts = [f"**Final run**: retrains one configuration on train + val and evaluates it once on the test split."]
+    parts = ["**Final run**: retrains one configuration on train + val and evaluates it once on the test split."]
     parent = provenance.get("parent_run_id")
     if parent:
         parts.append(f"- From sweep [{provenance.get('sweep') or parent}]({run_link(experiment_id, parent)}), "

@@ -329,6 +329,26 @@ def _log_best_model(client: Any, run_id: str, entries: list[LeaderboardEntry], s
     except Exception as exc:  # a model-format problem must not fail a finished sweep
         log.warning("could not log the best model of trial %s as an MLflow model: %s", ranked[0].trial_id, exc)
 
+def shared_view(experiment_id: str, run_id: str, spec: SweepSpec) -> tuple[str, str, str]:
+    """(experiment tag key, value, route) of the sweep's shared runs-table view (``search/ui_links.py``)."""
+    from search.ui_links import shared_view_tag, sweep_view_columns
+
+    return shared_view_tag(experiment_id, run_id, spec.metric.name, spec.metric.mode, sweep_view_columns(spec.space))
+
+
+def _write_shared_view(client: Any, experiment_id: str, run_id: str, spec: SweepSpec) -> str | None:
+    """The runs table of this sweep's trials with their best value and searched values as columns,
+    stored as MLflow's shared view (an experiment tag): the route to it, or None if it could not be
+    written (the plain, column-less link is used then)."""
+    key, value, route = shared_view(experiment_id, run_id, spec)
+    try:
+        client.set_experiment_tag(experiment_id, key, value)
+    except Exception as exc:  # e.g. a user who may log runs but not edit the experiment
+        log.warning("could not store the sweep's runs-table view in MLflow: %s", redact_text(str(exc)))
+        return None
+    return route
+
+
 def _report_unlogged(unlogged: list[str], spec: SweepSpec, run_path: str) -> None:
     """MLflow stayed away: say what is missing there and where the complete results are."""
     import sys
@@ -416,8 +436,9 @@ def _finish_parent_run(client: Any, run_id: str, entries: list[LeaderboardEntry]
         metrics.append(Metric(f"best_{spec.metric.name}", ranked[0].best_value, now, 0))
         tags.append(RunTag("medtune.best_trial", ranked[0].trial_id))
     run = client.get_run(run_id)
+    runs_route = _write_shared_view(client, run.info.experiment_id, run_id, spec)
     note = sweep_note(client, run.info.experiment_id, run_id, run.data.tags.get("medtune.run_name", run.info.run_name),
-                      spec, entries, logged)
+                      spec, entries, logged, runs_route)
     tags.append(RunTag(NOTE_TAG, note))
     client.log_batch(run_id, metrics=metrics, tags=tags)
     client.set_terminated(run_id, status="FINISHED")

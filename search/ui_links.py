@@ -49,6 +49,7 @@ import hashlib
 import json
 import shlex
 from dataclasses import dataclass
+from typing import Iterable
 from urllib.parse import quote, urlencode, urlsplit
 
 from search.credentials import has_userinfo, redact_uri
@@ -132,10 +133,10 @@ def shared_view_tag(experiment_id: str, parent_run_id: str, metric: str, mode: s
                     columns: tuple[str, ...] = ()) -> tuple[str, str, str]:
     """(tag key, tag value, route) of a shared view of the sweep's trials that also shows columns.
 
-    Not used by the CLI, which only reads from MLflow: a URL cannot pick the table's columns, but
-    MLflow's "Share" button stores a view's state as the experiment tag
-    ``mlflow.sharedViewState.<key>`` and opens it from ``?viewStateShareKey=<key>``. Whoever may
-    write that tag (the sweep's own driver) can give the link the ``best_<metric>`` column this way.
+    A URL cannot pick the table's columns, but MLflow's "Share" button stores a view's state as
+    the experiment tag ``mlflow.sharedViewState.<key>`` and opens it from
+    ``?viewStateShareKey=<key>``. The sweep's driver writes that tag when the sweep ends
+    (``sweep_view_columns``), so the link it prints shows ``best_<metric>`` and the searched values.
     ``columns`` are runs-table column keys (``params.`lr```); ``best_<metric>`` and ``best_epoch``
     come first. The key is a hash of the state, so the same view is written once.
     """
@@ -152,6 +153,11 @@ def shared_view_tag(experiment_id: str, parent_run_id: str, metric: str, mode: s
     return SHARED_VIEW_TAG_PREFIX + key, value, route
 
 
+def sweep_view_columns(searched: Iterable[str]) -> tuple[str, ...]:
+    """The shared view's columns after ``best_<metric>`` and ``best_epoch``: the searched values."""
+    return tuple(f"params.`{name}`" for name in searched)
+
+
 def _serve_hint(server: UiServer) -> list[str]:
     if server.serve_command is None:
         return []
@@ -159,13 +165,15 @@ def _serve_hint(server: UiServer) -> list[str]:
     return [f"  (a local store: serve it first with `{server.serve_command}`{credentials}; it listens on {server.url})"]
 
 
-def sweep_link_lines(tracking_uri: str, experiment_id: str, parent_run_id: str, metric: str, mode: str) -> list[str]:
-    """The lines printed after a sweep (and by ``best``): the link to its trials, best first, and
-    for a local store how to serve it. Empty where the UI's address is unknown."""
+def sweep_link_lines(tracking_uri: str, experiment_id: str, parent_run_id: str, metric: str, mode: str,
+                     route: str | None = None) -> list[str]:
+    """The lines printed after a sweep (and by ``best``): the link to its trials, best first (the
+    shared view's ``route`` when the sweep wrote one), and for a local store how to serve it.
+    Empty where the UI's address is unknown."""
     server = ui_server(tracking_uri)
     if server is None:
         return []
-    url = server.link(sweep_runs_route(experiment_id, parent_run_id, metric, mode))
+    url = server.link(route or sweep_runs_route(experiment_id, parent_run_id, metric, mode))
     order = "highest" if mode == "max" else "lowest"
     return [f"MLflow UI, this sweep's trials by best {metric} ({order} first): {url}", *_serve_hint(server)]
 

@@ -383,16 +383,23 @@ def test_the_printed_link_opens_the_sweeps_trials_best_first(served, printed, pa
     assert "Run Name" in headers and "best_val_auc" not in headers, headers
 
 
-def test_a_shared_view_adds_the_best_value_column(served, page):
-    """What the URL cannot do, MLflow's shared views can: state kept as an experiment tag (not used by the CLI)."""
+def test_the_sweeps_shared_view_adds_the_best_value_column_to_the_printed_link(served, page):
+    """What a URL cannot do, MLflow's shared views can: the sweep stores its view (an experiment tag)
+    when it ends, and the link it prints then opens the table with best_val_auc as a column."""
     from mlflow import MlflowClient
 
-    from search.ui_links import shared_view_tag
+    from search.cli import _sweep_view_lines
+    from search.loader import load_spec
+    from search.sweep import _write_shared_view
 
     store, server = served
-    key, value, route = shared_view_tag(store.experiment_id, store.parent_run_id, "val_auc", "max")
-    MlflowClient(f"sqlite:///{store.db}").set_experiment_tag(store.experiment_id, key, value)
-    page.goto(f"{server}/{route}")
+    uri = f"sqlite:///{store.db}"
+    spec = load_spec(REPO / "spaces" / "demo.yaml", [f"mlflow.tracking_uri={uri}"])
+    route = _write_shared_view(MlflowClient(uri), store.experiment_id, store.parent_run_id, spec)
+    assert route is not None and "viewStateShareKey=" in route
+    printed = _link(_sweep_view_lines(spec, store.parent_run_id), "MLflow UI, this sweep's trials by best val_auc")
+    assert printed.endswith(route)
+    page.goto(_on(printed, server))
     expected = [run_id for run_id, _ in store.ranked]
     assert _wait_for_rows(page, expected) == expected
     column = page.locator(".ag-header-cell", has_text="best_val_auc")

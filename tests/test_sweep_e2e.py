@@ -378,6 +378,12 @@ def test_the_sweep_and_its_final_run_link_each_other_in_their_notes(sweep, final
         f"tags.`medtune.trial_id` = '{outcome.best.trial_id}'"))[0]
     assert f"[{best_child.info.run_name}](#/experiments/{experiment_id}/runs/{best_child.info.run_id})" in note
     assert f"(#/experiments/{experiment_id}/runs/{outcome.parent_run_id}/artifacts/best_config.yaml)" in note
+    # the runs-table link opens the shared view the sweep stored: best value and searched values as columns
+    from search.sweep import shared_view
+
+    key, value, route = shared_view(experiment_id, outcome.parent_run_id, spec)
+    assert client.get_experiment(experiment_id).tags[key] == value and f"({route})" in note
+    assert "best_val_loss" in value and "params.`lr`" in value
     assert f"(#/experiments/{experiment_id}/runs/{outcome.parent_run_id}/artifacts/plots/learning_curves.png)" in note
     assert f"[{final.info.run_name}](#/experiments/{experiment_id}/runs/{final_outcome.run_id})" in note
     assert final.info.run_name == f"final e2e-run {final_outcome.member_configs[0]['architecture']} " \
