@@ -64,3 +64,16 @@ def test_markdown_and_html_show_every_class_and_the_same_numbers():
         for j, value in enumerate(row):
             assert f'data-confusion="0:{i}:{j}">{value}<' in page
     assert f'data-value="{report.metrics["balanced_accuracy"]!r}"' in page and "lymphocyte" in page
+
+
+def test_the_trials_val_sensitivity_and_specificity_are_the_per_class_means():
+    """What a multi-class sweep's leaderboard shows as val_sensitivity/val_specificity: each class
+    against the rest, averaged (for two classes they stay the positive class's)."""
+    from trainables.metrics import classification_metrics
+
+    probs, labels = _probs()
+    trial = classification_metrics(probs, labels)
+    per_class = build_multiclass_report("m", probs, labels, NAMES).per_class
+    assert trial["sensitivity"] == pytest.approx(np.mean([v["sensitivity"] for v in per_class.values()]))
+    assert trial["specificity"] == pytest.approx(np.mean([v["specificity"] for v in per_class.values()]))
+    assert trial["sensitivity"] == pytest.approx(trial["balanced_acc"])

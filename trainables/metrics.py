@@ -1,8 +1,10 @@
 """Classification metrics computed from a split's predicted probabilities.
 
 Kept free of torch so the final report (and its tests) can recompute the same numbers from saved
-predictions. For two classes the positive class is the last one (``pneumonia`` / ``PNEUMONIA``):
-sensitivity is its recall, specificity the recall of the first class.
+predictions. For two classes the positive class is the last one (``pneumonia`` / ``PNEUMONIA``;
+``trainables/data/classes.py`` puts it there): sensitivity is its recall, specificity the recall
+of the first class. With more classes, both are macro averages of each class against the rest
+(sensitivity then equals balanced accuracy), and AUC is the macro one-vs-rest AUC.
 """
 
 from __future__ import annotations
@@ -37,12 +39,18 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, threshold: flo
     for cls in range(probs.shape[1]):
         mask = labels == cls
         recalls.append(float((predicted[mask] == cls).mean()) if mask.any() else float("nan"))
+    if probs.shape[1] == 2:
+        sensitivity, specificity = recalls[-1], recalls[0]
+    else:  # each class against the rest, averaged: no class is "the" positive one
+        specificities = [float((predicted[labels != cls] != cls).mean()) if (labels != cls).any() else float("nan")
+                         for cls in range(probs.shape[1])]
+        sensitivity, specificity = float(np.nanmean(recalls)), float(np.nanmean(specificities))
     metrics = {
         "loss": log_loss(probs, labels),
         "acc": float((predicted == labels).mean()),
         "auc": roc_auc(probs, labels),
-        "sensitivity": recalls[-1],
-        "specificity": recalls[0],
+        "sensitivity": sensitivity,
+        "specificity": specificity,
         "balanced_acc": float(np.nanmean(recalls)),
     }
     return {f"{prefix}{k}": v for k, v in metrics.items()}
