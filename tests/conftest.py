@@ -97,3 +97,20 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium through Playwright, for the tests about pages (report.html, MLflow's UI)."""
+    from helpers import CHROMIUM, CHROMIUM_ARGS, browser_unavailable
+
+    if not CHROMIUM.exists():
+        browser_unavailable(f"no Chromium at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        browser_unavailable("the playwright package is not installed")
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()

@@ -24,10 +24,8 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import free_port  # noqa: E402
+from helpers import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 
 
 def dashboard(run: Path, out: Path, browser) -> Path:
@@ -104,7 +102,7 @@ def main() -> None:
     parser.add_argument("--out", default=Path("docs"), type=Path)
     args = parser.parse_args()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             print(dashboard(args.run, args.out, browser))
             print(api_leaderboard(args.tracking_uri, args.experiment, args.out, browser))

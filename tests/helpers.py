@@ -154,3 +154,19 @@ class MlflowServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+
+#: Debian's Chromium, which Playwright drives for the tests about pages (never a browser it downloads).
+CHROMIUM = Path("/usr/bin/chromium")
+#: Headless as root in a sandbox with a closed network: no GPU, no background calls to Google.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def browser_unavailable(reason: str) -> None:
+    """Skip on a developer machine without Chromium; under CI a missing browser is a failure."""
+    import pytest
+
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must install it (apt-get install chromium, pip install -e '.[test]')")
+    pytest.skip(reason)

@@ -40,11 +40,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from helpers import MlflowServer, free_port  # noqa: E402
+from helpers import CHROMIUM, CHROMIUM_ARGS, MlflowServer, free_port  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1280, "height": 800}
 MAX_BYTES = 400_000
 #: MLflow's assistant panel opens on a first visit and takes a third of the page.
@@ -121,7 +118,7 @@ def take(base: str, experiment_id: str, parent: Any, out: Path) -> None:
     link = printed.split(": ", 1)[1]
     print(printed)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         context = browser.new_context(viewport=VIEWPORT)
         context.add_init_script(NO_ASSISTANT)
         page = context.new_page()

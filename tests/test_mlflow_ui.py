@@ -10,7 +10,6 @@ serves it; the page is MLflow 3.17's own UI, so these tests fail when a UI chang
 
 from __future__ import annotations
 
-import os
 import struct
 import time
 import zlib
@@ -24,9 +23,6 @@ import pytest
 
 from helpers import REPO, MlflowServer, free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 EXPERIMENT = "ui-links"
 #: best_val_auc of the six trials of the sweep under test, by trial number (01..06): not in rank order.
 TRIAL_VALUES = (0.91, 0.97, 0.85, 0.95, 0.88, 0.93)
@@ -38,12 +34,6 @@ NO_SERVER_JOBS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 #: The sweep's plots, as PNGs of different widths: the image the artifact view draws says which file it shows.
 PNG_WIDTHS = {"learning_curves.png": 48, "param_importances.png": 56}
 
-
-def _unavailable(reason: str) -> None:
-    """Skip on a developer machine without Chromium; under CI a missing browser is a failure."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must install it (apt-get install chromium, pip install -e '.[test]')")
-    pytest.skip(reason)
 
 
 def tiny_png(width: int = 48, height: int = 32, rgb: tuple[int, int, int] = (40, 120, 200)) -> bytes:
@@ -196,19 +186,6 @@ def _record_failure(call: Any, failed: list[BaseException]) -> None:
     except BaseException as exc:  # raised again in the fixture's thread
         failed.append(exc)
 
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        _unavailable(f"no Chromium at {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed")
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 @pytest.fixture

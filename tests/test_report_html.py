@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import struct
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,34 +20,12 @@ import pytest
 
 from helpers import EPOCH_BUDGET_2
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 DEMO = Path(__file__).resolve().parents[1] / "spaces" / "demo.yaml"
 HOSTILE_TITLE = "Final <script>window.__pwned = 1</script> & \"co\""
 HOSTILE_VALUE = "<script>window.__pwned = 2</script><img src=x onerror=\"window.__pwned = 3\">"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _unavailable(reason: str) -> None:
-    """Skip on a developer machine without Chromium; under CI a missing browser is a failure."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must install it (apt-get install chromium, pip install -e '.[test]')")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        _unavailable(f"no Chromium at {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed")
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 class OpenedPage:

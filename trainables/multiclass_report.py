@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from trainables.progress import progress
-from trainables.report import BOOTSTRAP_SAMPLES, CI_LEVEL
+from trainables.report import BOOTSTRAP_SAMPLES, CI_LEVEL, percentile_bootstrap
 
 HEADLINE = ("accuracy", "balanced_accuracy", "roc_auc")
 ARGMAX_RULE = "argmax"
@@ -67,20 +66,8 @@ def per_class_metrics(probs: np.ndarray, labels: np.ndarray, class_names: tuple[
 def bootstrap_headline(probs: np.ndarray, labels: np.ndarray, classes: int, samples: int = BOOTSTRAP_SAMPLES,
                        seed: int = 0, level: float = CI_LEVEL) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap interval of each headline metric (test images resampled with replacement)."""
-    rng = np.random.default_rng(seed)
-    n = len(labels)
-    draws: dict[str, list[float]] = {m: [] for m in HEADLINE}
-    for _ in progress(range(samples), total=samples, desc="bootstrap CIs", unit="resample"):
-        idx = rng.integers(0, n, n)
-        for name, value in headline_metrics(probs[idx], labels[idx], classes).items():
-            draws[name].append(value)
-    tail = (1 - level) / 2 * 100
-    out = {}
-    for name, values in draws.items():
-        finite = np.array([v for v in values if not math.isnan(v)])
-        out[name] = ((float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail)))
-                     if len(finite) else (math.nan, math.nan))
-    return out
+    return percentile_bootstrap(lambda idx: headline_metrics(probs[idx], labels[idx], classes), len(labels),
+                                samples, seed, level)
 
 
 @dataclass

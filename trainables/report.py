@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -279,22 +279,28 @@ def point_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> d
     }
 
 
-def bootstrap_intervals(scores: np.ndarray, labels: np.ndarray, threshold: float, samples: int = BOOTSTRAP_SAMPLES,
-                        seed: int = 0, level: float = CI_LEVEL) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap interval of every metric (resampling images with replacement)."""
+def percentile_bootstrap(metrics: Callable[[np.ndarray], dict[str, float]], n: int, samples: int = BOOTSTRAP_SAMPLES,
+                         seed: int = 0, level: float = CI_LEVEL) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of each metric ``metrics(idx)`` returns for ``n`` test images
+    resampled with replacement (``idx``); draws where a metric is undefined (NaN) are left out."""
     rng = np.random.default_rng(seed)
-    n = len(labels)
-    draws: dict[str, list[float]] = {m: [] for m in METRICS}
+    draws: dict[str, list[float]] = {}
     for _ in progress(range(samples), total=samples, desc="bootstrap CIs", unit="resample"):
-        idx = rng.integers(0, n, n)
-        for name, value in point_metrics(scores[idx], labels[idx], threshold).items():
-            draws[name].append(value)
+        for name, value in metrics(rng.integers(0, n, n)).items():
+            draws.setdefault(name, []).append(value)
     tail = (1 - level) / 2 * 100
     out = {}
     for name, values in draws.items():
         finite = np.array([v for v in values if not math.isnan(v)])
         out[name] = (float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))) if len(finite) else (math.nan, math.nan)
     return out
+
+
+def bootstrap_intervals(scores: np.ndarray, labels: np.ndarray, threshold: float, samples: int = BOOTSTRAP_SAMPLES,
+                        seed: int = 0, level: float = CI_LEVEL) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of every metric at ``threshold``."""
+    return percentile_bootstrap(lambda idx: point_metrics(scores[idx], labels[idx], threshold), len(labels),
+                                samples, seed, level)
 
 
 @dataclass
