@@ -92,3 +92,19 @@ def test_mlflow_gets_the_headline_and_per_class_metrics(final):
 def test_a_threshold_rule_on_a_multi_class_task_is_refused_before_training(three_class_npz, tmp_path):
     with pytest.raises(SpecError, match="applies to two-class tasks; this one has 3 classes"):
         medtune.final(_space(three_class_npz, tmp_path), out=tmp_path / "out", threshold="0.5")
+
+
+def test_an_ensemble_averages_the_members_class_probabilities(three_class_npz, tmp_path):
+    space = _space(three_class_npz, tmp_path)
+    space["provenance"] = {"top_configs": [{}, {"lr": 0.001}]}  # as `medtune best --top 2` writes it
+    outcome = medtune.final(space, out=tmp_path / "out", ensemble=2)
+    report = json.loads((outcome.out_dir / "report.json").read_text())
+    assert [r["name"] for r in report["reports"]] == ["best model", "ensemble of 2"]
+    with open(outcome.out_dir / "test_predictions.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][1:] == [f"{who}_{k}" for who in ("best_model", "member1") for k in range(CLASSES)]
+    members = np.array([[float(v) for v in row[1:]] for row in rows[1:]]).reshape(-1, 2, CLASSES)
+    mean = members.mean(axis=1)
+    matrix = np.zeros((CLASSES, CLASSES), int)
+    np.add.at(matrix, ([int(r[0]) for r in rows[1:]], mean.argmax(axis=1)), 1)
+    assert matrix.tolist() == report["reports"][1]["confusion_matrix"]  # the ensemble predicts from the mean
