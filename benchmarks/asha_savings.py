@@ -1,4 +1,4 @@
-"""ASHA savings (issue "Benchmarks", item 3): the same configurations with and without early stopping.
+"""ASHA savings: the same configurations with and without early stopping.
 
 The demo sweep's space (spaces/demo.yaml) runs twice with Optuna's seeded random sampler, which
 draws the same configurations whatever the results are: once with ASHA and once with FIFO (every

@@ -1,4 +1,4 @@
-"""Bookkeeping at scale (issue "Benchmarks", item 2): N trivial trials through medtune's stack.
+"""Bookkeeping at scale: N trivial trials through medtune's stack.
 
 The same trivial trainable (three reported epochs, no training, no checkpoints) runs N times
 (a) through plain Ray Tune: default random search, no callbacks, actors reused like medtune
@@ -20,13 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 EPOCHS = 3
 

@@ -1,4 +1,4 @@
-"""Data path (issue "Benchmarks", item 7): how long a trial waits for data, first on a node and later.
+"""Data path: how long a trial waits for data, first on a node and later.
 
 A trial waits for data twice: once before its first epoch (``data_load_seconds``: decode the
 source and resize into the node's decode-once cache, or open the cache when another trial did
@@ -23,11 +23,9 @@ import argparse
 import json
 import multiprocessing
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 #: The demo sweep's kind of trial (spaces/demo.yaml): 28 px, ImageNet MobileNetV2, its augmentation.
 CONFIGS = {

@@ -7,13 +7,11 @@ and the (time, trial, epoch, val_auc) of every reported epoch, in the order Tune
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 #: These benchmarks count trials' work in epochs on PneumoniaMNIST, as their recorded results do:

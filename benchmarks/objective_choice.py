@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainables.config import TrialConfig  # noqa: E402
 from trainables.evaluate import model_from_checkpoint, predict_split  # noqa: E402

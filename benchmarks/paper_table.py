@@ -1,4 +1,4 @@
-"""The seed paper side by side (issue "Benchmarks", item 5): its Table 5 setting vs a timed search.
+"""The seed paper side by side: its Table 5 setting vs a timed search.
 
 Both sides end the same way, with ``medtune final`` (``search.final.run_final``): the configuration
 is trained on train + half of val, the other half of val picks the decision threshold, and the
@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 #: MedMNIST v2 (Yang et al., 2023), PneumoniaMNIST test: (AUC, accuracy).
 ANCHORS = {

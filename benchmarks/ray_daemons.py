@@ -1,4 +1,4 @@
-"""Where item 1's overhead goes: the bare training loop beside an idle Ray node.
+"""Where a sweep's per-epoch overhead goes: the bare training loop beside an idle Ray node.
 
 ``sweep_efficiency.py`` finds a sweep's trial a few per cent slower per epoch than the bare loop,
 while ``cpu_sampler`` shows Ray's daemons using only about 0.05 cores. This script takes Tune,
@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cpu_sampler import processes  # noqa: E402

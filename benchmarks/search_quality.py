@@ -1,4 +1,4 @@
-"""Search quality (issue "Benchmarks", item 4): TPE + ASHA versus random search + ASHA, several seeds.
+"""Search quality: TPE + ASHA versus random search + ASHA, several seeds.
 
 The demo sweep (spaces/demo.yaml, PneumoniaMNIST at 28 px) runs with Optuna's TPE sampler and
 with its random sampler, each with ASHA, for every seed. Both spend epochs as ASHA allows, so

@@ -1,4 +1,4 @@
-"""What a medtune sweep adds to the cost of training (issue "Benchmarks", items 1 and 6).
+"""What a medtune sweep adds to the cost of training.
 
 1. Overhead: one configuration trained for E epochs (a) by the bare training function in this
    process (``run_training`` + ``LocalReporter``: data, model, loop, per-epoch checkpoint), and
@@ -25,7 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cpu_sampler import CpuSampler  # noqa: E402
