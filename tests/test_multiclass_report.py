@@ -12,6 +12,7 @@ from search.report_html import render_report_html
 from trainables.multiclass_report import build_multiclass_report, headline_metrics, multiclass_markdown
 
 NAMES = ("basophil", "eosinophil", "erythroblast", "lymphocyte")
+SAMPLES = 200  # bootstrap resamples: enough for the intervals these tests check, a fifth of the time
 
 
 def _probs(n: int = 200, classes: int = 4, signal: float = 1.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -35,7 +36,7 @@ def test_headline_metrics_are_scikit_learns():
 
 def test_per_class_rates_and_the_matrix():
     probs, labels = _probs()
-    report = build_multiclass_report("best model", probs, labels, NAMES)
+    report = build_multiclass_report("best model", probs, labels, NAMES, samples=SAMPLES)
     matrix = confusion_matrix(labels, probs.argmax(1), labels=range(4))
     assert report.confusion == matrix.tolist()
     for k, name in enumerate(NAMES):
@@ -49,14 +50,14 @@ def test_per_class_rates_and_the_matrix():
 
 
 def test_a_better_model_gets_a_better_report():
-    weak = build_multiclass_report("weak", *_probs(signal=0.5), NAMES)
-    strong = build_multiclass_report("strong", *_probs(signal=3.0), NAMES)
+    weak = build_multiclass_report("weak", *_probs(signal=0.5), NAMES, samples=SAMPLES)
+    strong = build_multiclass_report("strong", *_probs(signal=3.0), NAMES, samples=SAMPLES)
     assert strong.metrics["balanced_accuracy"] > weak.intervals["balanced_accuracy"][1]
 
 
 def test_markdown_and_html_show_every_class_and_the_same_numbers():
     probs, labels = _probs()
-    report = build_multiclass_report("best model", probs, labels, NAMES)
+    report = build_multiclass_report("best model", probs, labels, NAMES, samples=SAMPLES)
     text = multiclass_markdown([report], "Final test report")
     assert all(name in text for name in NAMES) and f"{report.metrics['roc_auc']:.3f}" in text
     page = render_report_html(__import__("pathlib").Path("/nonexistent"), {"reports": [report.to_dict()]}, "t")
@@ -73,7 +74,7 @@ def test_the_trials_val_sensitivity_and_specificity_are_the_per_class_means():
 
     probs, labels = _probs()
     trial = classification_metrics(probs, labels)
-    per_class = build_multiclass_report("m", probs, labels, NAMES).per_class
+    per_class = build_multiclass_report("m", probs, labels, NAMES, samples=SAMPLES).per_class
     assert trial["sensitivity"] == pytest.approx(np.mean([v["sensitivity"] for v in per_class.values()]))
     assert trial["specificity"] == pytest.approx(np.mean([v["specificity"] for v in per_class.values()]))
     assert trial["sensitivity"] == pytest.approx(trial["balanced_acc"])

@@ -87,7 +87,7 @@ def test_quiet_and_verbose_set_the_log_level_and_the_progress_switch(monkeypatch
 
 
 @pytest.mark.slow
-def test_final_prints_a_line_per_epoch_and_quiet_prints_none(tmp_path, pneumoniamnist_path):
+def test_final_prints_a_line_per_epoch_and_quiet_prints_no_info(tmp_path, pneumoniamnist_path):
     args = ["final", DEMO, "--set", "space={}", "--set", "mlflow.enabled=false", "--set", "fixed.architecture=simple_cnn",
             "--set", "fixed.pretrained=none", "--set", "data.train_subset=300", "--set", "data.val_subset=100",
             *[a for o in ("search.scheduler.unit=epochs", "search.scheduler.max_t=3",
@@ -101,11 +101,15 @@ def test_final_prints_a_line_per_epoch_and_quiet_prints_none(tmp_path, pneumonia
     assert [re.search(r" (\d)/3 ", line).group(1) for line in epoch_lines] == ["1", "2", "3"], out.stderr[-3000:]
     assert all("val_auc=" in line and "train_loss=" in line for line in epoch_lines)
 
-    quiet = subprocess.run(["medtune", "-q", *args, "--out", str(tmp_path / "b")], capture_output=True, text=True,
-                           env=env, cwd=tmp_path, timeout=600)
-    assert quiet.returncode == 0, quiet.stderr[-3000:]
-    assert "final simple_cnn:" not in quiet.stderr and "INFO" not in quiet.stderr
-    assert "Final test report" in quiet.stdout  # the result itself is still printed
+    # -v and -q on `validate` (cheap: no training): DEBUG logs of the data it loads, or none at all
+    validate = ["validate", DEMO, "--set", "data.train_subset=300", "--set", "data.val_subset=100"]
+    loud = subprocess.run(["medtune", "-v", *validate], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=300)
+    quiet = subprocess.run(["medtune", "-q", *validate], capture_output=True, text=True, env=env, cwd=tmp_path,
+                           timeout=300)
+    assert loud.returncode == quiet.returncode == 0, quiet.stderr[-3000:]
+    assert "DEBUG" in loud.stderr and "DEBUG" not in quiet.stderr and "INFO" not in quiet.stderr
+    assert "valid" in quiet.stdout  # the result itself is still printed
 
 
 @pytest.mark.slow

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from helpers import EPOCH_BUDGET_2
 
 DEMO = Path(__file__).resolve().parents[1] / "spaces" / "demo.yaml"
 HOSTILE_TITLE = "Final <script>window.__pwned = 1</script> & \"co\""
@@ -253,30 +252,3 @@ def test_a_local_store_gets_the_run_id_and_the_mlflow_ui_command(tmp_path, open_
     assert opened.page.locator("a").count() == 0  # nothing to link to
     assert opened.page.locator("#mlflow-run").inner_text() == "r42"
     assert "mlflow ui --backend-store-uri sqlite:////srv/mlruns.db" in opened.page.inner_text("body")
-
-
-def test_medtune_final_writes_the_page_and_logs_it_with_its_run(tmp_path, pneumoniamnist_path, browser, open_page,
-                                                                capsys):
-    """A short real final run (1 epoch on 400 training images), MLflow on a sqlite store."""
-    from mlflow import MlflowClient
-
-    from search.cli import main
-
-    budget = [item for pair in EPOCH_BUDGET_2 for item in ("--set", pair.replace("max_t=2", "max_t=1"))]
-    store, out = tmp_path / "mlruns.db", tmp_path / "final"
-    code = main(["final", str(DEMO), "--set", "space={}", *budget, "--set", "data.train_subset=400",
-                 "--set", f"mlflow.tracking_uri=sqlite:///{store}", "--set", f"mlflow.artifact_location={tmp_path / 'art'}",
-                 "--out", str(out)])
-    assert code == 0, capsys.readouterr().err
-    summary = json.loads((out / "report.json").read_text())
-    opened = open_page(out / "report.html")
-    assert_self_contained(opened)
-    assert_images_drawn(opened, expected=4)  # the real Grad-CAM grid included
-    assert_numbers_match_report_json(opened, summary)
-
-    client = MlflowClient(f"sqlite:///{store}")
-    (run,) = client.search_runs([client.get_experiment_by_name("pneumonia-demo").experiment_id],
-                                filter_string="tags.`medtune.kind` = 'final'")
-    assert opened.page.locator("#mlflow-run").inner_text() == run.info.run_id
-    logged = Path(client.download_artifacts(run.info.run_id, "report/report.html", str(tmp_path / "dl")))
-    assert logged.read_bytes() == (out / "report.html").read_bytes()

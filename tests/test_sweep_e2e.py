@@ -225,6 +225,31 @@ def final_run(final_outcome):
     return final_outcome.out_dir
 
 
+def test_the_final_runs_report_html_shows_report_json_in_a_browser_and_is_logged_with_it(sweep, final_outcome,
+                                                                                          browser, tmp_path):
+    """The real final run's page in Chromium (the page itself: tests/test_report_html.py)."""
+    import json
+
+    from mlflow import MlflowClient
+    from test_report_html import (OpenedPage, assert_images_drawn, assert_numbers_match_report_json,
+                                  assert_self_contained)
+
+    spec, _, _ = sweep
+    summary = final_outcome.report()
+    opened = OpenedPage(browser, final_outcome.html)
+    try:
+        assert_self_contained(opened)
+        assert_images_drawn(opened, expected=4)  # ROC, confusion, calibration and the real Grad-CAM grid
+        assert_numbers_match_report_json(opened, summary)
+        assert opened.page.locator("#mlflow-run").inner_text() == final_outcome.run_id
+    finally:
+        opened.close()
+    client = MlflowClient(tracking_uri=spec.mlflow.tracking_uri)
+    logged = Path(client.download_artifacts(final_outcome.run_id, "report/report.html", str(tmp_path / "dl")))
+    assert logged.read_bytes() == final_outcome.html.read_bytes()
+    assert json.loads((final_outcome.out_dir / "report.json").read_text()) == summary
+
+
 def test_the_python_api_returns_what_the_files_and_mlflow_hold(sweep, best_file, final_outcome, tmp_path):
     """medtune.sweep / best / final: typed results that agree with leaderboard.csv, best_config.yaml
     and report.json (the CLI prints from these same objects)."""

@@ -93,12 +93,13 @@ class MulticlassReport:
 
 
 def build_multiclass_report(name: str, test_probs: np.ndarray, test_labels: np.ndarray,
-                            class_names: tuple[str, ...], seed: int = 0) -> MulticlassReport:
+                            class_names: tuple[str, ...], seed: int = 0,
+                            samples: int = BOOTSTRAP_SAMPLES) -> MulticlassReport:
     classes = len(class_names)
     labels = np.asarray(test_labels, dtype=np.int64)
     return MulticlassReport(
         name=name, metrics=headline_metrics(test_probs, labels, classes),
-        intervals=bootstrap_headline(test_probs, labels, classes, seed=seed),
+        intervals=bootstrap_headline(test_probs, labels, classes, samples=samples, seed=seed),
         confusion=confusion_matrix(test_probs, labels, classes).tolist(),
         per_class=per_class_metrics(test_probs, labels, tuple(class_names)), n_test=int(len(labels)),
         class_names=tuple(class_names))
