@@ -3,7 +3,7 @@
 The same trivial trainable (three reported epochs, no training, no checkpoints) runs N times
 (a) through plain Ray Tune: default random search, no callbacks, actors reused like medtune
     (``--default-plain-trials`` also times Ray Tune's default, a new process per trial), and
-(b) through medtune's full stack: the Tuner built by ``search.tuner.build_tuner`` with
+(b) through medtune's full stack: the Tuner built by ``medtune.search.run.tuner.build_tuner`` with
     MedtuneOptunaSearch (TPE) behind a ConcurrencyLimiter, ASHA, CheckpointConfig, the progress
     reporter, and the MLflow callback logging every trial as a child run to a sqlite store,
 with the same concurrency. Reported: wall-time ratio (b)/(a); each run's driver RSS after
@@ -89,16 +89,17 @@ def plain(trials: int, concurrency: int, work: Path, reuse_actors: bool | None, 
 def medtune(trials: int, concurrency: int, work: Path, stock_node: bool = False,
             rss_at: int = 1000, study_storage: str | None = None) -> tuple[float, Any, dict[str, Any]]:
     """Wall seconds of medtune's stack; ``stock_node`` starts Ray with its default daemon timers
-    instead of ``search.ray_node.init_ray``'s slower ones (which pace resource reports at 1 s)."""
+    instead of ``medtune.search.run.ray_node.init_ray``'s slower ones (which pace resource reports at 1 s)."""
     import ray
 
-    from search.best import _child_runs, _entries_from_child_runs, best_from_mlflow
-    from search.results import leaderboard, write_leaderboard_csv
-    from search.ray_node import init_ray
-    from search.spec import validate_spec
-    from search.sweep import _log_space_document, sweep_tags
-    from search.tracking import MlflowTrialCallback, ensure_experiment, mlflow_client
-    from search.tuner import build_tuner
+    from medtune.search.results.best import _child_runs, _entries_from_child_runs, best_from_mlflow
+    from medtune.search.results.leaderboard import leaderboard, write_leaderboard_csv
+    from medtune.search.run.ray_node import init_ray
+    from medtune.search.spec.sweep_spec import validate_spec
+    from medtune.search.run.sweep import _log_space_document, sweep_tags
+    from medtune.search.tracking.callback import MlflowTrialCallback
+    from medtune.search.tracking.client import ensure_experiment, mlflow_client
+    from medtune.search.run.tuner import build_tuner
 
     work.mkdir(parents=True, exist_ok=True)
     spec = validate_spec({

@@ -2,7 +2,7 @@
 
 Before, the MLflow callback logged Ray's checkpoint as it is: model, optimizer state (AdamW keeps
 two tensors per weight), LR schedule and random generators (``checkpoint.pt``). Now it logs the
-weights (``model.safetensors``) and a small ``checkpoint.json`` (``trainables.weights_export``).
+weights (``model.safetensors``) and a small ``checkpoint.json`` (``medtune.trainables.weights_export``).
 For every architecture in the registry, a real training state is built the way a trial builds it
 (``build_fold_run``: the trial's model, optimizer and schedule; frozen depth 0, so every weight has
 optimizer state: the worst case), after one real AdamW step, saved by the trial's own
@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.config import TrialConfig
-from trainables.data import SplitArrays
-from trainables.models import get_architecture, list_architectures
-from trainables.train import build_fold_run, save_checkpoint
-from trainables.weights_export import export_weights
+from medtune.trainables.config import TrialConfig
+from medtune.trainables.data import SplitArrays
+from medtune.trainables.models import get_architecture, list_architectures
+from medtune.trainables.train import build_fold_run, save_checkpoint
+from medtune.trainables.weights_export import export_weights
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

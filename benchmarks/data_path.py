@@ -40,9 +40,9 @@ CONFIGS = {
 
 def _trials_in_one_process(config: dict, cache_dir: str, epochs: int, runs: int) -> list[dict]:
     """``runs`` trials one after another in this (new) process, as a reused Ray actor would run them."""
-    from trainables.config import TrialConfig
-    from trainables.reporting import LocalReporter
-    from trainables.train import run_training
+    from medtune.trainables.config import TrialConfig
+    from medtune.trainables.reporting import LocalReporter
+    from medtune.trainables.train import run_training
 
     out = []
     for _ in range(runs):

@@ -28,8 +28,8 @@ def run_demo(sampler: str, seed: int, scheduler: str, samples: int,
     """
     import ray
 
-    from search.loader import load_spec
-    from search.sweep import run_sweep
+    from medtune.search.spec.loader import load_spec
+    from medtune.search.run.sweep import run_sweep
 
     work = Path(tempfile.mkdtemp(prefix="medtune-bench-"))
     name = f"{sampler}-{scheduler}-seed{seed}"

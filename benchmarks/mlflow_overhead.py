@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 
-from search.loader import load_spec  # noqa: E402
-from search.sweep import run_sweep  # noqa: E402
+from medtune.search.spec.loader import load_spec  # noqa: E402
+from medtune.search.run.sweep import run_sweep  # noqa: E402
 
 
 def main() -> None:

@@ -23,11 +23,11 @@ import numpy as np
 from scipy.stats import spearmanr
 
 
-from trainables.config import TrialConfig  # noqa: E402
-from trainables.evaluate import model_from_checkpoint, predict_split  # noqa: E402
-from trainables.metrics import classification_metrics  # noqa: E402
-from trainables.reporting import LocalReporter  # noqa: E402
-from trainables.train import run_training  # noqa: E402
+from medtune.trainables.config import TrialConfig  # noqa: E402
+from medtune.trainables.evaluate import model_from_checkpoint, predict_split  # noqa: E402
+from medtune.trainables.metrics import classification_metrics  # noqa: E402
+from medtune.trainables.reporting import LocalReporter  # noqa: E402
+from medtune.trainables.train import run_training  # noqa: E402
 
 CANDIDATES = {"val_loss": "min", "val_auc": "max", "val_balanced_acc": "max"}
 
@@ -65,8 +65,8 @@ class TestScoringReporter(LocalReporter):
 
 
 def run_one(index: int, overrides: dict, epochs: int, threads: int, workdir: Path) -> list[dict]:
-    from trainables.data import load_splits
-    from trainables.train import data_config
+    from medtune.trainables.data import load_splits
+    from medtune.trainables.train import data_config
 
     config = TrialConfig.from_dict({
         "optimizer": "adamw", "epochs": epochs, "seed": index, "augment_rotation": 10, "augment_shift": 0.05,

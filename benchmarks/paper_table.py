@@ -1,6 +1,6 @@
 """The seed paper side by side: its Table 5 setting vs a timed search.
 
-Both sides end the same way, with ``medtune final`` (``search.final.run_final``): the configuration
+Both sides end the same way, with ``medtune final`` (``medtune.search.results.final.run_final``): the configuration
 is trained on train + half of val, the other half of val picks the decision threshold, and the
 PneumoniaMNIST test split is scored once (accuracy and ROC AUC with 95% bootstrap intervals).
 
@@ -37,7 +37,7 @@ ANCHORS = {
 
 
 def _final(spec: Any, out: Path) -> dict[str, Any]:
-    from search.final import run_final
+    from medtune.search.results.final import run_final
 
     started = time.perf_counter()
     outcome = run_final(spec, out_dir=out, gradcam_samples=0)
@@ -55,8 +55,8 @@ def paper_rows(epochs: int, architectures: list[str] | None, work: Path,
     ``pretrained`` replaces the space file's ``imagenet`` (``none``: from scratch, where no ImageNet
     weights can be reached). An architecture that fails is recorded with its error; the others run.
     """
-    from search.loader import read_yaml
-    from search.spec import validate_spec
+    from medtune.search.spec.loader import read_yaml
+    from medtune.search.spec.sweep_spec import validate_spec
 
     raw = read_yaml("spaces/paper_table5.yaml")
     grid = raw["space"]["architecture"]["choice"]
@@ -89,8 +89,8 @@ def search_row(minutes: float, samples: int, work: Path, seed: int = 0) -> dict[
     """
     import ray
 
-    from search.loader import load_spec
-    from search.sweep import run_sweep
+    from medtune.search.spec.loader import load_spec
+    from medtune.search.run.sweep import run_sweep
 
     spec = load_spec("spaces/demo.yaml", [
         "name=paper-table-search", f"search.num_samples={samples}", f"search.sampler.seed={seed}",

@@ -9,7 +9,7 @@ Optuna, ASHA, MLflow and the Ray worker out of the picture: it runs the *same* b
 * ``beside_ray``: a helper process holds a stock local node,
   ``ray.init(address="local", include_dashboard=False)``, and does nothing else;
 * ``beside_medtune_ray``: the same node as ``medtune sweep`` starts it now
-  (``search.ray_node.init_ray``), with the slower timers of ``LOCAL_NODE_SYSTEM_CONFIG``;
+  (``medtune.search.run.ray_node.init_ray``), with the slower timers of ``LOCAL_NODE_SYSTEM_CONFIG``;
 * ``nice15``: alone, at the niceness Ray gives its worker processes (``RAY_worker_niceness``).
 
 It also counts the Ray daemons' wake-ups per second (context switches of their threads). On a
@@ -37,13 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu_sampler import processes  # noqa: E402
 from sweep_efficiency import bare  # noqa: E402
 
-from search.ray_node import LOCAL_NODE_SYSTEM_CONFIG  # noqa: E402
+from medtune.search.run.ray_node import LOCAL_NODE_SYSTEM_CONFIG  # noqa: E402
 
 DAEMONS = ("raylet", "gcs_server", "log_monitor", "dashboard", "monitor.py")
 #: What each helper process runs to hold a node: a stock one, or the one ``medtune sweep`` starts.
 HOLD = {
     "beside_ray": "import ray; ray.init(address='local', include_dashboard=False)",
-    "beside_medtune_ray": "from search.ray_node import init_ray; init_ray()",
+    "beside_medtune_ray": "from medtune.search.run.ray_node import init_ray; init_ray()",
 }
 
 

@@ -3,7 +3,7 @@
 The question: on a small data set, does the search a new user runs (the shipped ``spaces/demo.yaml``
 with only ``data.*`` pointed at their file; its budget counts images seen, and ``search.cv: auto``
 cross-validates trials over train + val when val has < 100 images in a class) followed by
-``medtune final`` (``search.final.run_final``, threshold ``youden-mid``) at least match a plain
+``medtune final`` (``medtune.search.results.final.run_final``, threshold ``youden-mid``) at least match a plain
 baseline trained for a full budget? And on the full data set, does it stay at least as good?
 
 * small: a stratified, seeded subsample of PneumoniaMNIST's train (546) and val (78) with the full
@@ -55,7 +55,7 @@ BASELINE = {"architecture": "mobilenetv2_100", "pretrained": "imagenet", "image_
 
 def full_npz() -> Path:
     """PneumoniaMNIST's own file, where MedMNIST names resolve ($MEDTUNE_DATA_DIR)."""
-    from trainables.data.config import resolve_data_dir
+    from medtune.trainables.data.config import resolve_data_dir
 
     return resolve_data_dir() / "pneumoniamnist.npz"
 
@@ -67,7 +67,7 @@ def small_npz(path: str | Path, seed: int, train: int = 546, val: int = 78, out_
     ``<out_dir>/small-s<seed>-<train>-<val>/pneumoniamnist.npz``: the MedMNIST file name keeps the
     class names (normal, pneumonia). Train and val draw from separate seed streams.
     """
-    from trainables.data.splits import stratified_subset
+    from medtune.trainables.data.splits import stratified_subset
 
     out = Path(out_dir or tempfile.mkdtemp(prefix="medtune-small-data-")) / f"small-s{seed}-{train}-{val}"
     out.mkdir(parents=True, exist_ok=True)
@@ -93,7 +93,7 @@ def class_counts(path: Path) -> dict[str, list[int]]:
 
 
 def _metrics_row(report: Any) -> dict[str, Any]:
-    """The test numbers of one ``trainables.report.TestReport``."""
+    """The test numbers of one ``medtune.trainables.report.TestReport``."""
     half = report.metrics_at_half
     return {
         "test_auc": report.metrics["roc_auc"], "auc_ci95": list(report.intervals["roc_auc"]),
@@ -125,9 +125,9 @@ def search_row(set_name: str, npz: Path, seed: int, args: argparse.Namespace, wo
     """demo.yaml with only data.* (and bookkeeping) overridden, its sweep, then ``final`` on the best."""
     import ray
 
-    from search.final import run_final
-    from search.loader import load_spec
-    from search.sweep import run_sweep
+    from medtune.search.results.final import run_final
+    from medtune.search.spec.loader import load_spec
+    from medtune.search.run.sweep import run_sweep
 
     name = f"small-data-{set_name}-{seed}"
     folder = work / name
@@ -181,7 +181,7 @@ def search_row(set_name: str, npz: Path, seed: int, args: argparse.Namespace, wo
 def _selecting_reporter(out: Path) -> Any:
     """A ``LocalReporter`` whose best checkpoint is the best-val-AUC epoch among those that came with
     a checkpoint (so the kept checkpoint and the recorded best epoch always agree)."""
-    from trainables.reporting import LocalReporter
+    from medtune.trainables.reporting import LocalReporter
 
     class SelectingReporter(LocalReporter):
         _with_checkpoint = False
@@ -200,12 +200,12 @@ def baseline_row(set_name: str, npz: Path, seed: int, epochs: int, work: Path) -
     """MobileNetV2 (ImageNet) at fixed settings on train, best-val-AUC epoch kept, test scored once."""
     from unittest import mock
 
-    import trainables.train
-    from search.loader import read_yaml
-    from trainables.data import load_splits
-    from trainables.evaluate import model_from_checkpoint, predict_split
-    from trainables.report import bootstrap_intervals, build_report
-    from trainables.train import data_config, run_training
+    import medtune.trainables.train
+    from medtune.search.spec.loader import read_yaml
+    from medtune.trainables.data import load_splits
+    from medtune.trainables.evaluate import model_from_checkpoint, predict_split
+    from medtune.trainables.report import bootstrap_intervals, build_report
+    from medtune.trainables.train import data_config, run_training
 
     fixed = read_yaml(DEMO).get("fixed") or {}
     config = {**BASELINE, **{k: v for k, v in fixed.items() if k.startswith("augment_")},
@@ -216,7 +216,7 @@ def baseline_row(set_name: str, npz: Path, seed: int, epochs: int, work: Path) -
     reporter = _selecting_reporter(out)
     started = time.perf_counter()
     # A long run checkpoints only about CHECKPOINTS_PER_TRIAL times; here every epoch is a candidate.
-    with mock.patch.object(trainables.train, "CHECKPOINTS_PER_TRIAL", max(epochs, 1)):
+    with mock.patch.object(medtune.trainables.train, "CHECKPOINTS_PER_TRIAL", max(epochs, 1)):
         outcome = run_training(config, reporter)
     train_seconds = time.perf_counter() - started
     model, cfg = model_from_checkpoint(reporter.best_checkpoint)

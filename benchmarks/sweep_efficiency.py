@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cpu_sampler import CpuSampler  # noqa: E402
 from demo_sweeps import EPOCH_BUDGET  # noqa: E402
-from search.loader import load_spec  # noqa: E402
-from search.sweep import run_sweep  # noqa: E402
-from trainables.config import TrialConfig  # noqa: E402
-from trainables.reporting import LocalReporter  # noqa: E402
-from trainables.train import run_training  # noqa: E402
+from medtune.search.spec.loader import load_spec  # noqa: E402
+from medtune.search.run.sweep import run_sweep  # noqa: E402
+from medtune.trainables.config import TrialConfig  # noqa: E402
+from medtune.trainables.reporting import LocalReporter  # noqa: E402
+from medtune.trainables.train import run_training  # noqa: E402
 
 CONFIG = {"architecture": "mobilenetv2_100", "pretrained": "imagenet", "frozen_depth": 0, "dropout": 0.3,
           "batch_size": 64, "lr": 2e-3, "optimizer": "adamw", "weight_decay": 1e-4, "class_weighted": True,

@@ -11,7 +11,7 @@
 Importing this package is cheap: torch, Ray and MLflow load when a function is called.
 """
 
-from search.run_tags import medtune_version as _medtune_version
+from medtune.search.tracking.run_tags import medtune_version as _medtune_version
 
 from medtune.api import BestConfig, FinalOutcome, SweepOutcome, Validation, best, final, resume, sweep, validate
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from search.final import FinalOutcome
-from search.loader import Overrides, load_space
-from search.results import LeaderboardEntry
-from search.spec import SweepSpec
-from search.sweep import SweepOutcome
+from medtune.search.results.final import FinalOutcome
+from medtune.search.spec.loader import Overrides, load_space
+from medtune.search.results.leaderboard import LeaderboardEntry
+from medtune.search.spec.sweep_spec import SweepSpec
+from medtune.search.run.sweep import SweepOutcome
 
 Space = str | Path | Mapping[str, Any] | SweepSpec
 
@@ -28,14 +28,14 @@ def sweep(space: Space, overrides: Overrides = (), *, name: str | None = None,
     file (``.best_config_path``, ``.best_config()``), the MLflow parent run and Tune's ResultGrid.
     Bad input raises ``search.spec.SpecError`` before any trial starts.
     """
-    from search.sweep import run_sweep
+    from medtune.search.run.sweep import run_sweep
 
     return run_sweep(load_space(space, overrides), run_name=name, best_config_out=best_config)
 
 
 def resume(run_folder: str | Path, *, best_config: str | Path | None = None) -> SweepOutcome:
     """Continue a sweep whose driver died or whose job was stopped (``medtune resume``)."""
-    from search.sweep import resume_sweep
+    from medtune.search.run.sweep import resume_sweep
 
     return resume_sweep(str(run_folder), best_config_out=best_config)
 
@@ -64,8 +64,8 @@ def best(experiment: str, tracking_uri: str | None = None, *, metric: str | None
     ``run``), read from MLflow; written to ``output`` unless that is ``None``."""
     import os
 
-    from search.best import best_from_mlflow
-    from search.loader import dump_yaml
+    from medtune.search.results.best import best_from_mlflow
+    from medtune.search.spec.loader import dump_yaml
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns.db"
     document, entries = best_from_mlflow(experiment, uri, metric=metric, mode=mode, parent_run_id=run, top=top)
@@ -81,7 +81,7 @@ def final(space: "Space | BestConfig", overrides: Overrides = (), *, epochs: str
     reports (``.metrics()``, ``.report()``: report.json), the output folder with report.html,
     and the MLflow run and model.
     """
-    from search.final import run_final
+    from medtune.search.results.final import run_final
 
     if isinstance(space, BestConfig):
         space = space.document
@@ -103,8 +103,8 @@ def validate(space: Space, overrides: Overrides = ()) -> Validation:
     """Check a space, its data and its storage without running anything (``medtune validate``).
     The data is decoded into the node's cache, which the sweep then reuses; bad input raises
     ``search.spec.SpecError``."""
-    from search.preflight import check_storage, prepare_data, resolved_spec
-    from search.validation import small_data_warnings, weights_warnings
+    from medtune.search.run.preflight import check_storage, prepare_data, resolved_spec
+    from medtune.search.spec.advice import small_data_warnings, weights_warnings
 
     spec, summary = resolved_spec(load_space(space, overrides))
     check_storage(spec)

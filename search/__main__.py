@@ -1,7 +1,7 @@
-"""``python -m search``: the same CLI as the ``medtune`` console script."""
+"""``python -m medtune.search``: the same CLI as the ``medtune`` console script."""
 
 import sys
 
-from search.cli import main
+from medtune.search.cli import main
 
 sys.exit(main())

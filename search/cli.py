@@ -12,11 +12,11 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from search.credentials import redact_text, redact_uri
-from search.run_tags import medtune_version
-from search.spec import SpecError
-from search.ui_links import final_link_lines, sweep_link_lines
-from trainables.progress import PROGRESS_ENV
+from medtune.search.credentials import redact_text, redact_uri
+from medtune.search.tracking.run_tags import medtune_version
+from medtune.search.spec.sweep_spec import SpecError
+from medtune.search.tracking.ui_links import final_link_lines, sweep_link_lines
+from medtune.trainables.progress import PROGRESS_ENV
 
 EXIT_BAD_INPUT = 2
 
@@ -151,8 +151,8 @@ def cmd_final(args: argparse.Namespace) -> int:
 def _sweep_view_lines(spec, parent_run_id: str) -> list[str]:
     """The sweep's link: its shared view (best value and searched values as columns) when the sweep
     stored one in the experiment, else the plain filtered, sorted table."""
-    from search.sweep import shared_view
-    from search.tracking import mlflow_client
+    from medtune.search.run.sweep import shared_view
+    from medtune.search.tracking.client import mlflow_client
 
     uri = _resolved(spec.mlflow.tracking_uri)
     experiment_id = _experiment_of(uri, parent_run_id)
@@ -163,13 +163,13 @@ def _sweep_view_lines(spec, parent_run_id: str) -> list[str]:
 
 
 def _direction(metric: str) -> str:
-    from trainables.config import REPORTED_METRICS
+    from medtune.trainables.config import REPORTED_METRICS
 
     return REPORTED_METRICS.get(metric, "max")
 
 
 def _final_link_lines(args: argparse.Namespace, run_id: str) -> list[str]:
-    from search.loader import load_space
+    from medtune.search.spec.loader import load_space
 
     spec = load_space(args.space, args.overrides)  # read again for its tracking URI and the sweep it came from
     uri, parent = spec.mlflow.tracking_uri, spec.provenance.get("parent_run_id")
@@ -185,19 +185,19 @@ def _final_link_lines(args: argparse.Namespace, run_id: str) -> list[str]:
 
 def _resolved(tracking_uri: str) -> str:
     """A local store's URI made absolute: the printed ``mlflow ui`` command works from any folder."""
-    from search.tracking import resolved_tracking_uri
+    from medtune.search.tracking.client import resolved_tracking_uri
 
     return resolved_tracking_uri(tracking_uri)
 
 
 def _experiment_of(tracking_uri: str, run_id: str) -> str:
-    from search.tracking import mlflow_client
+    from medtune.search.tracking.client import mlflow_client
 
     return mlflow_client(_resolved(tracking_uri)).get_run(run_id).info.experiment_id
 
 
 def _print_ui_links(lines: Callable[[], list[str]]) -> None:
-    """Print the MLflow UI links that ``lines`` builds (search/ui_links.py: no credentials in them).
+    """Print the MLflow UI links that ``lines`` builds (search/tracking/ui_links.py: no credentials in them).
     A link is a convenience: when it cannot be built (MLflow asked for an experiment id did not
     answer) that is a warning, never a failed command."""
     try:
@@ -209,7 +209,7 @@ def _print_ui_links(lines: Callable[[], list[str]]) -> None:
 
 
 def cmd_architectures(args: argparse.Namespace) -> int:
-    from trainables.models import get_architecture, list_architectures
+    from medtune.trainables.models import get_architecture, list_architectures
 
     print(f"{'name':24} {'stages':>6} {'min px':>6}  imagenet weights")
     for name in list_architectures():

@@ -111,7 +111,7 @@ def wait_for_image(tab: Any) -> None:
 def take(base: str, experiment_id: str, parent: Any, out: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    from search.ui_links import sweep_link_lines
+    from medtune.search.tracking.ui_links import sweep_link_lines
 
     metric, mode = parent.data.params.get("metric", "val_auc"), parent.data.params.get("mode", "max")
     printed = sweep_link_lines(base, experiment_id, parent.info.run_id, metric, mode)[0]

@@ -14,8 +14,8 @@ import pytest
 
 import medtune
 from helpers import REPO, subprocess_env
-from search.loader import load_space, load_spec
-from search.spec import SpecError
+from medtune.search.spec.loader import load_space, load_spec
+from medtune.search.spec.sweep_spec import SpecError
 
 DEMO = REPO / "spaces" / "demo.yaml"
 
@@ -43,7 +43,7 @@ def test_a_mapping_of_overrides_sets_python_values_as_given():
 
 
 def test_a_space_can_be_a_dict_or_a_spec():
-    from search.loader import read_yaml
+    from medtune.search.spec.loader import read_yaml
 
     raw = read_yaml(DEMO)
     from_dict = load_space(raw, {"search.num_samples": 2})
@@ -73,7 +73,7 @@ def test_validate_returns_the_resolved_spec_and_the_warnings(pneumoniamnist_path
 
 
 def test_the_cli_prints_what_the_api_returns(pneumoniamnist_path, capsys):
-    from search.cli import main
+    from medtune.search.cli import main
 
     overrides = ["data.source=" + str(pneumoniamnist_path), "data.train_subset=300", "data.val_subset=40"]
     assert main(["validate", str(DEMO), *[a for o in overrides for a in ("--set", o)]]) == 0

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from search.asha_rungs import AshaRungs, rungs_document
+from medtune.search.run.asha_rungs import AshaRungs, rungs_document
 
 
 def _scheduler() -> ASHAScheduler:

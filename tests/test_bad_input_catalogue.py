@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from search.cli import EXIT_BAD_INPUT, main
+from medtune.search.cli import EXIT_BAD_INPUT, main
 
 DEMO = str(Path(__file__).resolve().parents[1] / "spaces" / "demo.yaml")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.data import AugmentConfig, BatchIterator, SplitArrays
+from medtune.trainables.data import AugmentConfig, BatchIterator, SplitArrays
 
 
 def make_split(n: int = 50, size: int = 28, seed: int = 0) -> SplitArrays:
@@ -203,7 +203,7 @@ def test_timed_batches_count_only_the_wait_for_batches():
     """The per-epoch ``data_seconds`` metric: time inside ``next()``, not the consumer's own time."""
     import time
 
-    from trainables.loop import TimedBatches
+    from medtune.trainables.loop import TimedBatches
 
     def slow_source():
         for i in range(3):

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from helpers import EPOCH_BUDGET_2, REPO, MlflowServer, free_port, subprocess_env
-from search.credentials import (has_userinfo, redact_document, redact_text, redact_uri, tracking_uri_for_mlflow,
+from medtune.search.credentials import (has_userinfo, redact_document, redact_text, redact_uri, tracking_uri_for_mlflow,
                                 uri_credentials_problem, with_credentials_from_environment)
-from search.spec import SpecError, validate_spec
+from medtune.search.spec.sweep_spec import SpecError, validate_spec
 
 PASSWORD = "sentinel-pw-4f2a9"
 AWS_SECRET = "sentinel-aws-9c1e7"
@@ -149,7 +149,7 @@ def test_no_secret_is_written_printed_or_logged_anywhere(tmp_path, authenticated
     outputs: list[str] = []
 
     def medtune(*args: str, **extra_env: str) -> None:
-        done = subprocess.run([sys.executable, "-m", "search", *args], cwd=tmp_path, env={**env, **extra_env},
+        done = subprocess.run([sys.executable, "-m", "medtune", *args], cwd=tmp_path, env={**env, **extra_env},
                               capture_output=True, text=True, timeout=480)
         outputs.append(done.stdout + done.stderr)
         assert done.returncode == 0, outputs[-1][-4000:]

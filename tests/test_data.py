@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainables.data import (
+from medtune.trainables.data import (
     DataConfig,
     DataError,
     DatasetSplits,
@@ -29,9 +29,9 @@ from trainables.data import (
     resolve_cache_dir,
     resolve_data_dir,
 )
-from trainables.data import medmnist
-from trainables.data.cache import reset_cache_stats
-from trainables.data.splits import carve_val, stratified_subset
+from medtune.trainables.data import medmnist
+from medtune.trainables.data.cache import reset_cache_stats
+from medtune.trainables.data.splits import carve_val, stratified_subset
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDTUNE_SHARED_DIR", REPO.parent / "shared"))
@@ -625,7 +625,7 @@ def test_concurrent_processes_decode_once(tmp_path):
     root = make_kermany(tmp_path / "k", per_class=20)
     script = textwrap.dedent(f"""
         import json
-        from trainables.data import DataConfig, load_splits, cache_stats
+        from medtune.trainables.data import DataConfig, load_splits, cache_stats
         s = load_splits(DataConfig({str(root)!r}, image_size=48, cache_dir={str(tmp_path / 'cache')!r}))
         print(json.dumps([cache_stats()["decodes"], s.fingerprint]))
     """)

@@ -12,8 +12,8 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 
-from trainables.data import DataConfig, load_splits
-from trainables.data.dicom import read_dicom_gray, window
+from medtune.trainables.data import DataConfig, load_splits
+from medtune.trainables.data.dicom import read_dicom_gray, window
 
 CT = get_testdata_file("CT_small.dcm")      # 16-bit signed, RescaleIntercept -1024, no window
 MR = get_testdata_file("MR_small.dcm")      # 16-bit, WindowCenter 600 / WindowWidth 1600

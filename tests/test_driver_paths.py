@@ -34,7 +34,7 @@ def _npz(path: Path) -> Path:
 
 
 def _sweep(cwd: Path, overrides: list[str], name: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "search", "sweep", str(REPO / "spaces" / "demo.yaml"), "--name", name]
+    command = [sys.executable, "-m", "medtune", "sweep", str(REPO / "spaces" / "demo.yaml"), "--name", name]
     for item in overrides:
         command += ["--set", item]
     return subprocess.run(command, cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=600)

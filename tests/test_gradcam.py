@@ -1,7 +1,7 @@
 """Grad-CAM that shows something: a fine enough feature map, on every architecture, pointing at the
 evidence.
 
-At 28 px the last feature map of most backbones is 1x1, so ``trainables.gradcam`` takes the deepest
+At 28 px the last feature map of most backbones is 1x1, so ``medtune.trainables.gradcam`` takes the deepest
 stage with at least 7x7 cells. These tests pin that rule, check the maps are well formed for every
 registry architecture at its smallest input, and check on a synthetic task with a known answer (a
 bright blob in the top-left of positive images) that a briefly trained model's map points at the
@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.config import TrialConfig
-from trainables.data import DatasetSplits, SplitArrays
-from trainables.gradcam import MIN_CELLS, choose_layer, gradcam, gradcam_with_layer
-from trainables.models import build_model, get_architecture, list_architectures
-from trainables.reporting import LocalReporter
-from trainables.train import make_batches, run_training
+from medtune.trainables.config import TrialConfig
+from medtune.trainables.data import DatasetSplits, SplitArrays
+from medtune.trainables.gradcam import MIN_CELLS, choose_layer, gradcam, gradcam_with_layer
+from medtune.trainables.models import build_model, get_architecture, list_architectures
+from medtune.trainables.reporting import LocalReporter
+from medtune.trainables.train import make_batches, run_training
 
 
 def test_choose_layer_takes_the_deepest_map_with_enough_cells():
@@ -118,7 +118,7 @@ def test_gradcam_points_at_the_blob(blob_run):
 
 @pytest.mark.slow
 def test_final_figure_renders_the_blob_run(blob_run, tmp_path: Path):
-    from search.final import FinalMember, _gradcam_figure
+    from medtune.search.results.final import FinalMember, _gradcam_figure
 
     outcome, data = blob_run
     batches = make_batches(TrialConfig.from_dict(BLOB_CONFIG), data.test, train=False, device=torch.device("cpu"))

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from search.cli import EXIT_BAD_INPUT, main
-from search.loader import load_spec
-from search.spec import SpecError
+from medtune.search.cli import EXIT_BAD_INPUT, main
+from medtune.search.spec.loader import load_spec
+from medtune.search.spec.sweep_spec import SpecError
 
 DEMO = Path(__file__).resolve().parents[1] / "spaces" / "demo.yaml"
 
@@ -56,8 +56,8 @@ def test_an_experiment_name_with_a_path_is_rejected(capsys):
 def test_an_s3_key_with_dot_dot_cannot_write_outside_the_staging_cache(tmp_path, s3_server, monkeypatch, key):
     import boto3
 
-    from trainables.data import DataError
-    from trainables.data.staging import stage_s3
+    from medtune.trainables.data import DataError
+    from medtune.trainables.data.staging import stage_s3
 
     for name, value in s3_server.env.items():
         monkeypatch.setenv(name, value)
@@ -174,20 +174,20 @@ def test_a_sweep_that_ends_early_leaves_its_parent_run_failed_with_the_reason(tm
                                                                                pneumoniamnist_path, failure):
     from mlflow import MlflowClient
 
-    import search.sweep
-    import search.tuner
+    import medtune.search.run.sweep
+    import medtune.search.run.tuner
 
     def broken_tuner(*args, **kwargs):
         raise failure("stopped by the test")
 
-    monkeypatch.setattr(search.tuner, "build_tuner", broken_tuner)
-    monkeypatch.setattr(search.sweep, "init_ray", lambda: None)  # no Ray needed to fail here
-    monkeypatch.setattr(search.sweep, "check_cluster_resources", lambda spec: None)
+    monkeypatch.setattr(medtune.search.run.tuner, "build_tuner", broken_tuner)
+    monkeypatch.setattr(medtune.search.run.sweep, "init_ray", lambda: None)  # no Ray needed to fail here
+    monkeypatch.setattr(medtune.search.run.sweep, "check_cluster_resources", lambda spec: None)
     spec = load_spec(DEMO, ["name=ends-early", "data.train_subset=100", "data.val_subset=300",
                             f"mlflow.tracking_uri=sqlite:///{tmp_path}/m.db", f"storage={tmp_path / 'results'}",
                             f"mlflow.artifact_location={tmp_path / 'art'}"])
     with pytest.raises(failure):
-        search.sweep.run_sweep(spec, run_name="early")
+        medtune.search.run.sweep.run_sweep(spec, run_name="early")
     client = MlflowClient(f"sqlite:///{tmp_path}/m.db")
     (parent,) = client.search_runs([client.get_experiment_by_name("ends-early").experiment_id])
     assert parent.info.status == "FAILED"
@@ -195,7 +195,7 @@ def test_a_sweep_that_ends_early_leaves_its_parent_run_failed_with_the_reason(tm
 
 
 def test_mlflow_environment_variables_come_after_the_space_file_and_before_the_defaults(tmp_path, monkeypatch):
-    from search.spec import validate_spec
+    from medtune.search.spec.sweep_spec import validate_spec
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
@@ -204,7 +204,7 @@ def test_mlflow_environment_variables_come_after_the_space_file_and_before_the_d
     assert spec.mlflow.tracking_uri == "http://127.0.0.1:5999" and spec.experiment_name == "from-env"
     spec = validate_spec({**raw, "mlflow": {"tracking_uri": "sqlite:///x.db", "experiment": "mine"}}, "s.yaml")
     assert spec.mlflow.tracking_uri == "sqlite:///x.db" and spec.experiment_name == "mine"
-    from search.cli import build_parser
+    from medtune.search.cli import build_parser
 
     assert build_parser().parse_args(["best", "e"]).tracking_uri == "http://127.0.0.1:5999"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
@@ -231,7 +231,7 @@ def test_images_in_subfolders_of_a_class_folder_are_read_as_that_class(tmp_path)
     import shutil
 
     from test_data import make_kermany
-    from trainables.data import DataConfig, inspect_source, load_splits
+    from medtune.trainables.data import DataConfig, inspect_source, load_splits
 
     root = make_kermany(tmp_path / "chest_xray", per_class=4)
     nested = root / "train" / "NORMAL" / "more" / "deeper"
@@ -247,7 +247,7 @@ def test_images_in_subfolders_of_a_class_folder_are_read_as_that_class(tmp_path)
 
 
 def test_results_inside_a_ray_jobs_temporary_copy_are_refused(tmp_path, monkeypatch):
-    from search.preflight import check_not_in_job_copy
+    from medtune.search.run.preflight import check_not_in_job_copy
 
     copy = tmp_path / "session_x" / "runtime_resources" / "working_dir_files" / "_ray_pkg_abc"
     copy.mkdir(parents=True)
@@ -266,7 +266,7 @@ def test_tiny_images_are_kept_with_a_warning_that_counts_them(tmp_path):
     from PIL import Image
 
     from test_data import make_kermany
-    from trainables.data import DataConfig, load_splits
+    from medtune.trainables.data import DataConfig, load_splits
 
     root = make_kermany(tmp_path / "chest_xray", per_class=4)
     Image.new("L", (1, 1), 128).save(root / "train" / "NORMAL" / "dot.png")

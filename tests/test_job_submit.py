@@ -96,7 +96,7 @@ def test_ray_job_submit_runs_a_sweep_on_the_cluster(tmp_path, ray_head, pneumoni
     ]
     command = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", address,
                "--working-dir", str(REPO), "--runtime-env", str(REPO / "cluster" / "runtime_env.yaml"),
-               "--", "python", "-m", "search", "sweep", "spaces/demo.yaml", "--name", "submitted"]
+               "--", "python", "-m", "medtune", "sweep", "spaces/demo.yaml", "--name", "submitted"]
     for item in overrides:
         command += ["--set", item]
     started = time.monotonic()

@@ -26,7 +26,8 @@ def test_trainables_never_import_search():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            assert not any(n == "search" or n.startswith("search.") for n in names), path
+            assert not any(n == "medtune.search" or n.startswith("medtune.search.") for n in names), path
+            assert not any(n.split(".")[0] in ("search", "trainables") for n in names), path  # installed as medtune.*
 
 
 def test_yaml_is_only_read_with_safe_load():
@@ -37,7 +38,8 @@ def test_yaml_is_only_read_with_safe_load():
 
 
 def test_cli_entry_points_answer():
-    for cmd in ([sys.executable, "-m", "search", "--help"], [str(Path(sys.executable).parent / "medtune"), "--help"]):
+    for cmd in ([sys.executable, "-m", "medtune", "--help"], [sys.executable, "-m", "medtune.search", "--help"],
+                [str(Path(sys.executable).parent / "medtune"), "--help"]):
         out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and "sweep" in out.stdout and "validate" in out.stdout
 
@@ -63,13 +65,13 @@ def test_cluster_configs_parse_and_hold_no_credentials():
 
 
 def test_resume_is_a_command():
-    out = subprocess.run([sys.executable, "-m", "search", "resume", "--help"], cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", "medtune", "resume", "--help"], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "run folder" in out.stdout
 
 
 def test_resume_of_a_folder_that_is_not_a_sweep_is_a_clear_error(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "search", "resume", str(tmp_path)], cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", "medtune", "resume", str(tmp_path)], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr
     assert "not a medtune sweep folder" in out.stderr and "medtune_sweep.json" in out.stderr
@@ -101,3 +103,13 @@ def test_every_third_party_import_is_a_declared_dependency():
                 if not provided & declared:
                     missing.setdefault(top, str(path.relative_to(REPO)))
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def test_installed_names_are_under_medtune(tmp_path):
+    """``search`` and ``trainables`` are folders here but are installed as ``medtune.search`` and
+    ``medtune.trainables``, so they cannot collide with another installed package of that name."""
+    probe = ("import importlib.util as u; import medtune.search.cli, medtune.trainables.train; "
+             "print(u.find_spec('search'), u.find_spec('trainables'))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["None", "None"]

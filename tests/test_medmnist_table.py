@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainables.data import DataConfig, inspect_source
-from trainables.data import medmnist
-from trainables.data.errors import DataError
-from trainables.data.medmnist import MEDMNIST, is_medmnist_name, parse_medmnist_name
-from trainables.data.medmnist_table import DATASETS_2D, MEDMNIST_TABLE, render, table_from_info
+from medtune.trainables.data import DataConfig, inspect_source
+from medtune.trainables.data import medmnist
+from medtune.trainables.data.errors import DataError
+from medtune.trainables.data.medmnist import MEDMNIST, is_medmnist_name, parse_medmnist_name
+from medtune.trainables.data.medmnist_table import DATASETS_2D, MEDMNIST_TABLE, render, table_from_info
 
 TWELVE = ("pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamnist", "retinamnist", "breastmnist",
           "bloodmnist", "tissuemnist", "organamnist", "organcmnist", "organsmnist")

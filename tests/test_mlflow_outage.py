@@ -31,7 +31,7 @@ def _start_sweep(tmp_path: Path, uri: str, num_samples: int = NUM_SAMPLES) -> su
                  "search.cv=null", "data.train_subset=3000", "data.val_subset=200",
                  "space.architecture={choice: [simple_cnn]}", "fixed.pretrained=none",
                  f"mlflow.tracking_uri={uri}", f"storage={tmp_path / 'ray_results'}"]
-    command = [sys.executable, "-m", "search", "sweep", str(REPO / "spaces" / "demo.yaml"), "--name", "outage"]
+    command = [sys.executable, "-m", "medtune", "sweep", str(REPO / "spaces" / "demo.yaml"), "--name", "outage"]
     for item in overrides:
         command += ["--set", item]
     return subprocess.Popen(command, cwd=tmp_path, env=subprocess_env(MEDTUNE_MLFLOW_RETRY_S="2"),

@@ -9,7 +9,7 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from search.mlflow_process import MlflowClientProcess, store_runs_in_process
+from medtune.search.tracking.client_process import MlflowClientProcess, store_runs_in_process
 
 
 @pytest.mark.parametrize("uri, local", [

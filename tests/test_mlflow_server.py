@@ -48,7 +48,7 @@ def test_sweep_logs_to_the_server_and_checkpoints_land_in_the_bucket(tmp_path, m
     overrides = ["name=server-test", f"search.num_samples={NUM_SAMPLES}", *EPOCH_BUDGET_2,
                  "data.train_subset=400", "data.val_subset=200", "space.architecture={choice: [simple_cnn]}",
                  "fixed.pretrained=none", f"mlflow.tracking_uri={uri}", f"storage={tmp_path / 'ray_results'}"]
-    command = [sys.executable, "-m", "search", "sweep", str(REPO / "spaces" / "demo.yaml"), "--name", "server"]
+    command = [sys.executable, "-m", "medtune", "sweep", str(REPO / "spaces" / "demo.yaml"), "--name", "server"]
     for item in overrides:
         command += ["--set", item]
     sweep = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=480)

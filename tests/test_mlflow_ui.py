@@ -70,9 +70,9 @@ def _log_sweep(client: Any, experiment_id: str, run_name: str, values: tuple[flo
     id and (run id, run name, best value) per trial."""
     from mlflow.entities import Metric, Param, RunTag
 
-    from search.results import LeaderboardEntry
-    from search.run_notes import NOTE_TAG, sweep_note
-    from search.run_tags import run_tags
+    from medtune.search.results.leaderboard import LeaderboardEntry
+    from medtune.search.tracking.run_notes import NOTE_TAG, sweep_note
+    from medtune.search.tracking.run_tags import run_tags
 
     parent = client.create_run(experiment_id, run_name=run_name, tags=run_tags({
         "medtune.kind": "sweep", "medtune.run_name": run_name, "medtune.space_file": spec.source,
@@ -123,8 +123,8 @@ def build_store(root: Path) -> Store:
     """The store the tests open: two sweeps in one experiment, and a final run of the first."""
     from mlflow import MlflowClient
 
-    from search.loader import load_spec
-    from search.run_notes import NOTE_TAG, link_final_and_sweep
+    from medtune.search.spec.loader import load_spec
+    from medtune.search.tracking.run_notes import NOTE_TAG, link_final_and_sweep
 
     db = root / "mlruns.db"
     client = MlflowClient(f"sqlite:///{db}")
@@ -166,8 +166,8 @@ def served(tmp_path_factory):
     starting = threading.Thread(target=lambda: _record_failure(server.start, failed))
     starting.start()
     import medtune.api  # noqa: F401  (the imports of build_store and the CLI, meanwhile)
-    import search.cli  # noqa: F401
-    import search.tracking  # noqa: F401
+    import medtune.search.cli  # noqa: F401
+    import medtune.search.tracking.callback  # noqa: F401
     from mlflow.tracking.context.registry import resolve_tags
 
     resolve_tags({})
@@ -214,7 +214,7 @@ def _run_cli(argv: list[str], fake: str, returned: Any) -> list[str]:
     import io
 
     import medtune.api
-    from search.cli import main
+    from medtune.search.cli import main
 
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
@@ -228,8 +228,8 @@ def _run_cli(argv: list[str], fake: str, returned: Any) -> list[str]:
 def printed(served, tmp_path_factory) -> Printed:
     """What ``medtune sweep``, ``best`` and ``final`` print for the store's sweep and final run."""
     from medtune.api import BestConfig
-    from search.loader import dump_yaml, load_spec
-    from search.results import LeaderboardEntry
+    from medtune.search.spec.loader import dump_yaml, load_spec
+    from medtune.search.results.leaderboard import LeaderboardEntry
 
     store, _ = served
     folder = tmp_path_factory.mktemp("cli")
@@ -258,14 +258,14 @@ def _link(lines: list[str], label: str) -> str:
 
 def _on(url: str, server: str) -> str:
     """A printed local-store link moved to the test's server (``mlflow ui`` would serve it at :5000)."""
-    from search.ui_links import DEFAULT_UI_URL
+    from medtune.search.tracking.ui_links import DEFAULT_UI_URL
 
     assert url.startswith(DEFAULT_UI_URL + "/#/"), url
     return server + url[len(DEFAULT_UI_URL):]
 
 
 def test_each_command_prints_the_sweeps_runs_table_and_how_to_serve_the_store(served, printed):
-    from search.ui_links import sweep_runs_route
+    from medtune.search.tracking.ui_links import sweep_runs_route
 
     store, _ = served
     route = sweep_runs_route(store.experiment_id, store.parent_run_id, "val_auc", "max")
@@ -285,7 +285,7 @@ def test_each_command_prints_the_sweeps_runs_table_and_how_to_serve_the_store(se
 
 def test_a_link_that_cannot_be_built_is_a_warning_not_a_failed_command(served, caplog):
     from medtune.api import BestConfig
-    from search.results import LeaderboardEntry
+    from medtune.search.results.leaderboard import LeaderboardEntry
 
     store, _ = served
     document = {"metric": {"name": "val_auc"}, "provenance": {
@@ -297,7 +297,7 @@ def test_a_link_that_cannot_be_built_is_a_warning_not_a_failed_command(served, c
 
 
 def test_links_carry_no_credentials_and_follow_the_kind_of_store():
-    from search.ui_links import final_link_lines, sweep_link_lines, ui_server
+    from medtune.search.tracking.ui_links import final_link_lines, sweep_link_lines, ui_server
 
     lines = sweep_link_lines("https://alice:s3cret@mlflow.example.org/mlflow/", "7", "P", "val_loss", "min")
     assert lines == ["MLflow UI, this sweep's trials by best val_loss (lowest first): "
@@ -365,9 +365,9 @@ def test_the_sweeps_shared_view_adds_the_best_value_column_to_the_printed_link(s
     when it ends, and the link it prints then opens the table with best_val_auc as a column."""
     from mlflow import MlflowClient
 
-    from search.cli import _sweep_view_lines
-    from search.loader import load_spec
-    from search.sweep import _write_shared_view
+    from medtune.search.cli import _sweep_view_lines
+    from medtune.search.spec.loader import load_spec
+    from medtune.search.run.sweep import _write_shared_view
 
     store, server = served
     uri = f"sqlite:///{store.db}"
@@ -420,7 +420,7 @@ def _assert_artifact_shown(tab: Any, path: str) -> None:
 
 
 def test_every_link_of_the_sweep_note_lands_on_its_run_table_run_or_artifact(served, page):
-    from search.ui_links import sweep_runs_route
+    from medtune.search.tracking.ui_links import sweep_runs_route
 
     store, server = served
     e = store.experiment_id

@@ -11,7 +11,7 @@ import timm
 import torch
 from torch import nn
 
-from trainables.models import (
+from medtune.trainables.models import (
     ArchitectureInfo,
     TransferModel,
     UnknownArchitectureError,
@@ -126,7 +126,7 @@ def test_simple_cnn_through_timm() -> None:
 
 
 def test_simple_cnn_reregisters_quietly() -> None:
-    import trainables.models.simple_cnn as mod
+    import medtune.trainables.models.simple_cnn as mod
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import medtune
-from search.spec import SpecError
+from medtune.search.spec.sweep_spec import SpecError
 
 CLASSES = 3
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score
 
-from search.report_html import render_report_html
-from trainables.multiclass_report import build_multiclass_report, headline_metrics, multiclass_markdown
+from medtune.search.results.report_html import render_report_html
+from medtune.trainables.multiclass_report import build_multiclass_report, headline_metrics, multiclass_markdown
 
 NAMES = ("basophil", "eosinophil", "erythroblast", "lymphocyte")
 SAMPLES = 200  # bootstrap resamples: enough for the intervals these tests check, a fifth of the time
@@ -70,7 +70,7 @@ def test_markdown_and_html_show_every_class_and_the_same_numbers():
 def test_the_trials_val_sensitivity_and_specificity_are_the_per_class_means():
     """What a multi-class sweep's leaderboard shows as val_sensitivity/val_specificity: each class
     against the rest, averaged (for two classes they stay the positive class's)."""
-    from trainables.metrics import classification_metrics
+    from medtune.trainables.metrics import classification_metrics
 
     probs, labels = _probs()
     trial = classification_metrics(probs, labels)

@@ -1,7 +1,7 @@
 """A worker node lost mid-sweep: its trials restart on another node from their last checkpoint.
 
 A simulated multi-node cluster (``ray.cluster_utils.Cluster``: a head with no CPUs for trials,
-one 2-CPU worker node) runs a sweep whose driver is a separate ``python -m search sweep`` process
+one 2-CPU worker node) runs a sweep whose driver is a separate ``python -m medtune sweep`` process
 joined through ``RAY_ADDRESS``. Once a trial is mid-way, the worker node is removed and a new one
 added. Every trial still finishes; the interrupted ones continue their epoch count from their
 checkpoint (epoch 1 is trained once) in the same MLflow child run (``FailureConfig`` retries).
@@ -49,7 +49,7 @@ def test_trials_on_a_lost_node_resume_from_their_checkpoints_elsewhere(tmp_path,
     worker = cluster.add_node(num_cpus=2)
     cluster.wait_for_nodes()
     log = open(tmp_path / "driver.log", "w")
-    driver = subprocess.Popen([sys.executable, "-m", "search", "sweep", "space.yaml", "--name", "lost"],
+    driver = subprocess.Popen([sys.executable, "-m", "medtune", "sweep", "space.yaml", "--name", "lost"],
                               cwd=tmp_path, env=subprocess_env(RAY_ADDRESS=cluster.address),
                               stdout=log, stderr=subprocess.STDOUT)
     try:

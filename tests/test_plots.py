@@ -15,10 +15,10 @@ from matplotlib.colors import to_hex
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from search.plots import (MAX_TRIALS_IN_LEGEND, TOP_TRIALS_NAMED, architecture_colours, importance_caveat,
+from medtune.search.results.plots import (MAX_TRIALS_IN_LEGEND, TOP_TRIALS_NAMED, architecture_colours, importance_caveat,
                           known_architectures, learning_curves, learning_curves_figure, optimization_history_figure,
                           parallel_coordinates_figure, param_importances_figure, sweep_plots, trial_number)
-from search.spec import validate_spec
+from medtune.search.spec.sweep_spec import validate_spec
 
 ARCHITECTURES = ["simple_cnn", "resnet18", "mobilenetv2_100"]
 STAGES = {"simple_cnn": 3, "resnet18": 5, "mobilenetv2_100": 5}
@@ -232,7 +232,7 @@ WIDE = validate_spec({**SPEC.raw, "name": "a-sweep-with-a-long-name-and-many-sea
 
 def _sampled_study(spec, n: int, finished_every: int = 3) -> optuna.Study:
     """n trials with values drawn from the spec's own ranges, every ``finished_every``-th finished."""
-    from search.plots import _optuna_distribution
+    from medtune.search.results.plots import _optuna_distribution
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     ranges = {name: _optuna_distribution(dist) for name, dist in spec.space.items()}

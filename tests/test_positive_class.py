@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.loader import load_space
-from search.preflight import check_data
-from search.spec import SpecError
-from trainables.data import DataConfig, load_splits
-from trainables.data.classes import order_with_positive_last, positive_index
-from trainables.data.errors import DataError
-from trainables.metrics import classification_metrics
-from trainables.report import build_report, report_markdown
+from medtune.search.spec.loader import load_space
+from medtune.search.run.preflight import check_data
+from medtune.search.spec.sweep_spec import SpecError
+from medtune.trainables.data import DataConfig, load_splits
+from medtune.trainables.data.classes import order_with_positive_last, positive_index
+from medtune.trainables.data.errors import DataError
+from medtune.trainables.metrics import classification_metrics
+from medtune.trainables.report import build_report, report_markdown
 
 
 @pytest.mark.parametrize("names, expected", [

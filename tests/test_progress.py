@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from helpers import REPO, subprocess_env
-from search.cli import main
-from trainables.progress import PROGRESS_ENV, EpochProgress, progress
-from trainables.reporting import LocalReporter
+from medtune.search.cli import main
+from medtune.trainables.progress import PROGRESS_ENV, EpochProgress, progress
+from medtune.trainables.reporting import LocalReporter
 
 DEMO = str(REPO / "spaces" / "demo.yaml")
 
@@ -62,7 +62,7 @@ def test_quick_work_shows_no_bar(monkeypatch):
 def test_version_flag():
     from importlib.metadata import version
 
-    out = subprocess.run([sys.executable, "-m", "search.cli", "--version"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "medtune.search.cli", "--version"], capture_output=True, text=True,
                          env=subprocess_env(), check=True)
     assert out.stdout.strip() == f"medtune {version('medtune')}"
 

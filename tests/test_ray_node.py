@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from search.ray_node import LOCAL_NODE_SYSTEM_CONFIG, init_ray
+from medtune.search.run.ray_node import LOCAL_NODE_SYSTEM_CONFIG, init_ray
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ import ipaddress, json, os, socket
 
 import ray
 
-from search.ray_node import init_ray
+from medtune.search.run.ray_node import init_ray
 
 
 def descendants(root):

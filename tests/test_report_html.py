@@ -68,8 +68,8 @@ def build_report_folder(out: Path, title: str = "Final test report: synthetic", 
                         config_value: str = "adamw", gradcam: bool = True) -> dict[str, Any]:
     """report.json, report.md, the plots and calibration.png as ``medtune final`` writes them,
     from real ``TestReport`` objects over synthetic scores (200 validation, 300 test images)."""
-    from search.final import _write_artifacts
-    from trainables.report import build_report
+    from medtune.search.results.final import _write_artifacts
+    from medtune.trainables.report import build_report
 
     rng = np.random.default_rng(7)
     val_labels = (rng.random(200) < 0.4).astype(np.int64)
@@ -113,7 +113,7 @@ def _fake_gradcam(path: Path) -> None:
 
 
 def _write_page(out: Path, title: str, run: Any = None) -> Path:
-    from search.report_html import write_report_html
+    from medtune.search.results.report_html import write_report_html
 
     return write_report_html(out, json.loads((out / "report.json").read_text()), title, run)
 
@@ -201,7 +201,7 @@ def test_report_json_holds_the_calibration_of_the_best_models_test_scores(tmp_pa
 
 
 def test_the_page_is_self_contained_and_shows_report_json_exactly(tmp_path, open_page):
-    from search.report_html import mlflow_run_ref
+    from medtune.search.results.report_html import mlflow_run_ref
 
     out = tmp_path / "final"
     built = build_report_folder(out)
@@ -244,7 +244,7 @@ def test_hostile_text_is_shown_escaped_not_run(tmp_path, open_page):
 
 
 def test_a_local_store_gets_the_run_id_and_the_mlflow_ui_command(tmp_path, open_page):
-    from search.report_html import mlflow_run_ref
+    from medtune.search.results.report_html import mlflow_run_ref
 
     out = tmp_path / "final"
     build_report_folder(out, members=1, gradcam=False)

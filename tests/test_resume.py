@@ -1,8 +1,8 @@
 """A sweep driver killed mid-sweep and continued with ``medtune resume``, on local and S3 storage.
 
-Real processes: ``python -m search sweep`` runs in its own session (Ray started in-process, so its
+Real processes: ``python -m medtune sweep`` runs in its own session (Ray started in-process, so its
 GCS and raylet share the driver's fate), is SIGKILLed once two trials have finished and another
-is mid-way, and ``python -m search resume RUN`` continues it. Checked: trials finished before the
+is mid-way, and ``python -m medtune resume RUN`` continues it. Checked: trials finished before the
 kill are finished exactly once (no epoch of theirs is trained again), a trial interrupted mid-way
 continues from its checkpoint instead of starting over, every trial has exactly one MLflow child
 run, the sweep still ends with ``num_samples`` trials, and the parent run is closed. On S3 (moto
@@ -50,11 +50,11 @@ def _kill_and_resume(tmp_path: Path, storage: str, env: dict[str, str]):
     space.write_text(yaml.safe_dump(_space(tmp_path, storage)))
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlruns.db")
     finished, interrupted = kill_driver_midway(
-        [sys.executable, "-m", "search", "sweep", str(space), "--name", "killed"], tmp_path, env, client,
+        [sys.executable, "-m", "medtune", "sweep", str(space), "--name", "killed"], tmp_path, env, client,
         "resume-test", tmp_path / "sweep.log")
     assert len(finished) < NUM_SAMPLES
     run_path = f"{storage}/killed"
-    resumed = subprocess.run([sys.executable, "-m", "search", "resume", run_path], cwd=tmp_path, env=env,
+    resumed = subprocess.run([sys.executable, "-m", "medtune", "resume", run_path], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=420)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     check_resumed_sweep(client, "resume-test", NUM_SAMPLES, finished, interrupted)
@@ -108,7 +108,7 @@ def test_unwritable_s3_storage_is_refused_before_any_trial(tmp_path, pneumoniamn
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(_space(tmp_path, "s3://no-such-bucket/sweeps")))
     env = subprocess_env(**s3_server.env)
-    out = subprocess.run([sys.executable, "-m", "search", "validate", str(space)], cwd=tmp_path, env=env,
+    out = subprocess.run([sys.executable, "-m", "medtune", "validate", str(space)], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stdout + out.stderr
     assert "storage: cannot write to 's3://no-such-bucket/sweeps'" in out.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from search.run_notes import (FINALS_HEADING, MAX_NOTE_CHARS, NO_FINAL_YET, artifact_link, final_line, run_link,
+from medtune.search.tracking.run_notes import (FINALS_HEADING, MAX_NOTE_CHARS, NO_FINAL_YET, artifact_link, final_line, run_link,
                               sweep_note, with_final)
 
 

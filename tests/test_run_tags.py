@@ -8,7 +8,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from search.run_tags import VERSION_TAG, run_tags
+from medtune.search.tracking.run_tags import VERSION_TAG, run_tags
 
 
 def test_run_tags_carry_mlflow_context_and_the_installed_version():
@@ -27,7 +27,7 @@ def test_a_script_in_a_git_checkout_is_tagged_with_its_commit(tmp_path: Path):
     repo = tmp_path / "project"
     repo.mkdir()
     script = repo / "sweep_it.py"
-    script.write_text("import json\nfrom search.run_tags import run_tags\nprint(json.dumps(run_tags()))\n")
+    script.write_text("import json\nfrom medtune.search.tracking.run_tags import run_tags\nprint(json.dumps(run_tags()))\n")
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "sweep_it.py"], check=True)

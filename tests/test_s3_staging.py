@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 LOADER = textwrap.dedent("""
     import json, sys
-    from trainables.data import DataConfig, load_splits, staging_stats
+    from medtune.trainables.data import DataConfig, load_splits, staging_stats
     splits = load_splits(DataConfig(sys.argv[1], image_size=16, cache_dir=sys.argv[2]))
     print(json.dumps({**staging_stats(), "train": int(len(splits.train.labels)), "sum": int(splits.train.images.sum())}))
 """)
@@ -57,7 +57,7 @@ def _load_in_processes(n: int, uri: str, cache: Path, env: dict[str, str]) -> li
 
 
 def test_two_concurrent_loads_stage_each_object_once(tmp_path, s3_server, bucket_with_folder):
-    from trainables.data import DataConfig, load_splits
+    from medtune.trainables.data import DataConfig, load_splits
 
     s3, bucket, local, files = bucket_with_folder
     uri = f"s3://{bucket}/chest_xray/"
@@ -82,7 +82,7 @@ def test_two_concurrent_loads_stage_each_object_once(tmp_path, s3_server, bucket
 
 
 def test_missing_bucket_is_a_clear_data_error(s3_server, monkeypatch, tmp_path):
-    from trainables.data import DataConfig, DataError, inspect_source
+    from medtune.trainables.data import DataConfig, DataError, inspect_source
 
     for name, value in s3_server.env.items():
         monkeypatch.setenv(name, value)

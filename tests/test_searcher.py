@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from optuna.trial import TrialState
 
-from search.searcher import build_searcher
-from search.spec import validate_spec
-from search.tuner import trial_fixed_values
+from medtune.search.run.searcher import build_searcher
+from medtune.search.spec.sweep_spec import validate_spec
+from medtune.search.run.tuner import trial_fixed_values
 
 MAX_T = 3
 
@@ -72,7 +72,7 @@ def test_the_epoch_the_scheduler_stops_on_counts_for_the_best_value():
 
 
 def test_frozen_depth_is_clipped_to_the_sampled_architecture():
-    from trainables.models import get_architecture
+    from medtune.trainables.models import get_architecture
 
     searcher = _searcher()
     for i in range(12):

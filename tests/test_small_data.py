@@ -13,12 +13,12 @@ import math
 import numpy as np
 import pytest
 
-from search.spec import SpecError, resolve_cv, validate_spec
-from trainables.budget import epochs_for_budget, images_per_epoch, steps_per_epoch, stopped_early, units_per_epoch
-from trainables.data.errors import DataError
-from trainables.data.splits import kfold_indices
-from trainables.reporting import LocalReporter
-from trainables.train import checkpoint_due, load_checkpoint, run_training
+from medtune.search.spec.sweep_spec import SpecError, resolve_cv, validate_spec
+from medtune.trainables.budget import epochs_for_budget, images_per_epoch, steps_per_epoch, stopped_early, units_per_epoch
+from medtune.trainables.data.errors import DataError
+from medtune.trainables.data.splits import kfold_indices
+from medtune.trainables.reporting import LocalReporter
+from medtune.trainables.train import checkpoint_due, load_checkpoint, run_training
 
 TINY = {
     "architecture": "simple_cnn",
@@ -113,8 +113,8 @@ def test_cross_validated_trial_reports_the_fold_mean_with_its_standard_error(tmp
     assert len(outcome.fold_models) == 3
     assert outcome.oof_probs.shape == (300, 2) and np.allclose(outcome.oof_probs.sum(axis=1), 1)
     # The reported val_auc is the mean of the folds' AUCs on the images each held out.
-    from trainables.metrics import roc_auc
-    from trainables.train import fold_splits
+    from medtune.trainables.metrics import roc_auc
+    from medtune.trainables.train import fold_splits
 
     folds = fold_splits(outcome.config, outcome.data)
     per_fold = [roc_auc(outcome.oof_probs[rows], outcome.oof_labels[rows]) for _, _, rows in folds]
@@ -175,7 +175,7 @@ def test_cv_auto_cross_validates_only_when_val_is_small():
 
 
 def test_tuner_keys_asha_on_the_budgets_counter():
-    from search.tuner import build_scheduler
+    from medtune.search.run.tuner import build_scheduler
 
     spec = validate_spec(_raw(scheduler={"unit": "images", "max_t": 27000, "grace_period": 4000}), "s.yaml")
     scheduler = build_scheduler(spec)
@@ -185,7 +185,7 @@ def test_tuner_keys_asha_on_the_budgets_counter():
 # --- what validate warns about -----------------------------------------------------------------
 
 def test_hanley_mcneil_standard_error():
-    from search.validation import hanley_mcneil_se
+    from medtune.search.spec.advice import hanley_mcneil_se
 
     assert hanley_mcneil_se(0.9, 50, 50) == pytest.approx(0.0321, abs=5e-4)
     assert hanley_mcneil_se(0.9, 20, 58) > hanley_mcneil_se(0.9, 135, 389)
@@ -196,7 +196,7 @@ def _summary(train: dict[str, int], val: dict[str, int]) -> dict:
 
 
 def test_validate_warns_when_an_epoch_budget_is_a_few_dozen_steps_on_a_small_set():
-    from search.validation import budget_warning
+    from medtune.search.spec.advice import budget_warning
 
     breast = _summary({"benign": 399, "malignant": 147}, {"benign": 57, "malignant": 21})
     old_demo = validate_spec(_raw(scheduler={"max_t": 6}), "s.yaml")
@@ -208,7 +208,7 @@ def test_validate_warns_when_an_epoch_budget_is_a_few_dozen_steps_on_a_small_set
 
 
 def test_validate_warns_when_val_is_too_small_for_the_number_of_trials():
-    from search.validation import validation_warning
+    from medtune.search.spec.advice import validation_warning
 
     small = _summary({"benign": 399, "malignant": 147}, {"benign": 57, "malignant": 21})
     warning = validation_warning(validate_spec(_raw(num_samples=200), "s.yaml"), small)
@@ -218,7 +218,7 @@ def test_validate_warns_when_val_is_too_small_for_the_number_of_trials():
 
 
 def test_the_validate_command_prints_the_warnings(pneumoniamnist_path, capsys):
-    from search.cli import main
+    from medtune.search.cli import main
 
     assert main(["validate", "spaces/demo.yaml", "--set", "data.train_subset=546", "--set", "data.val_subset=78",
                  "--set", "search.cv=null", "--set", "search.scheduler.unit=epochs", "--set", "search.scheduler.max_t=6",
@@ -234,7 +234,7 @@ def test_the_validate_command_prints_the_warnings(pneumoniamnist_path, capsys):
 # --- final -------------------------------------------------------------------------------------
 
 def test_final_best_epoch_budget_is_converted_through_the_trials_unit():
-    from search.final import final_budget
+    from medtune.search.results.final import final_budget
 
     spec = validate_spec({**_raw(scheduler={"unit": "steps", "max_t": 900, "grace_period": 100}),
                           "provenance": {"best_epoch": 10}}, "s.yaml")
@@ -249,8 +249,8 @@ def test_final_best_epoch_budget_is_converted_through_the_trials_unit():
 def cv_sweep(tmp_path_factory, pneumoniamnist_path):
     import ray
 
-    from search.ray_node import init_ray
-    from search.sweep import run_sweep
+    from medtune.search.run.ray_node import init_ray
+    from medtune.search.run.sweep import run_sweep
 
     root = tmp_path_factory.mktemp("cv-sweep")
     raw = {
@@ -285,8 +285,8 @@ def test_a_sweep_cross_validates_small_data_and_counts_its_budget_in_steps(cv_sw
 
 
 def test_final_after_a_cross_validated_sweep_takes_its_threshold_out_of_fold(cv_sweep, tmp_path):
-    from search.final import run_final
-    from search.loader import load_spec
+    from medtune.search.results.final import run_final
+    from medtune.search.spec.loader import load_spec
 
     outcome, root = cv_sweep
     final = run_final(load_spec(outcome.best_config_path), out_dir=tmp_path / "final", gradcam_samples=0)

@@ -9,9 +9,9 @@ import optuna
 import pytest
 import yaml
 
-from search.loader import apply_overrides, load_spec
-from search.space import DefineByRunSpace, Distribution
-from search.spec import SpecError, validate_spec
+from medtune.search.spec.loader import apply_overrides, load_spec
+from medtune.search.spec.space import DefineByRunSpace, Distribution
+from medtune.search.spec.sweep_spec import SpecError, validate_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -184,7 +184,7 @@ def test_yaml_tags_that_build_python_objects_are_refused(tmp_path):
 
 def test_define_by_run_space_clips_frozen_depth_to_each_architecture():
     spec = validate_spec(copy.deepcopy(GOOD))
-    from search.spec import trial_stage_counts
+    from medtune.search.spec.sweep_spec import trial_stage_counts
 
     counts = trial_stage_counts(spec)
     space = DefineByRunSpace(spec.space, {"epochs": 3}, counts)

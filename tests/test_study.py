@@ -9,10 +9,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.plots import optuna_plots
-from search.searcher import build_searcher
-from search.spec import SpecError, validate_spec
-from search.study import JOURNAL_NAME, open_storage, searcher_study, study_location
+from medtune.search.results.plots import optuna_plots
+from medtune.search.run.searcher import build_searcher
+from medtune.search.spec.sweep_spec import SpecError, validate_spec
+from medtune.search.run.study import JOURNAL_NAME, open_storage, searcher_study, study_location
 
 RAW = {
     "name": "study", "data": {"source": "pneumoniamnist"}, "metric": {"name": "val_auc", "mode": "max"},

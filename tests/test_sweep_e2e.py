@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import medtune
-from search.loader import load_spec
-from search.spec import SpecError, validate_spec
+from medtune.search.spec.loader import load_spec
+from medtune.search.spec.sweep_spec import SpecError, validate_spec
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ NUM_SAMPLES = 6
 def sweep(tmp_path_factory, pneumoniamnist_path):
     import ray
 
-    from search.ray_node import init_ray
+    from medtune.search.run.ray_node import init_ray
 
     root = tmp_path_factory.mktemp("sweep")
     raw = {
@@ -67,7 +67,7 @@ def test_every_trial_ran_and_asha_stopped_some_early(sweep):
     architectures = {e.config["architecture"] for e in outcome.entries}
     assert architectures == {"simple_cnn", "mobilenetv2_100"}
     # Frozen depth never exceeds what the sampled architecture has.
-    from trainables.models import get_architecture
+    from medtune.trainables.models import get_architecture
 
     for e in outcome.entries:
         assert e.config["frozen_depth"] <= get_architecture(e.config["architecture"]).num_stages
@@ -129,9 +129,9 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial(sweep):
 def test_best_checkpoint_artifact_is_lean_and_loads_without_unpickling(sweep):
     import mlflow
 
-    from trainables.config import TrialConfig
-    from trainables.train import build_trial_model
-    from trainables.weights_export import load_exported
+    from medtune.trainables.config import TrialConfig
+    from medtune.trainables.train import build_trial_model
+    from medtune.trainables.weights_export import load_exported
 
     spec, outcome, root = sweep
     mlflow.set_tracking_uri(spec.mlflow.tracking_uri)
@@ -167,7 +167,7 @@ def test_best_config_round_trips_as_a_space_file(sweep):
 
 
 def test_gpu_request_on_a_cluster_without_gpus_is_refused(sweep):
-    from search.preflight import check_cluster_resources
+    from medtune.search.run.preflight import check_cluster_resources
 
     spec, _, _ = sweep
     raw = dict(spec.raw, resources={"cpu": 1, "gpu": 1})
@@ -179,7 +179,7 @@ def test_gpu_request_on_a_cluster_without_gpus_is_refused(sweep):
 # ------------------------------------------------------------------ best (from MLflow) and final
 @pytest.fixture(scope="module")
 def best_file(sweep, tmp_path_factory):
-    from search.cli import main
+    from medtune.search.cli import main
 
     spec, outcome, root = sweep
     path = tmp_path_factory.mktemp("best") / "best.yaml"
@@ -202,7 +202,7 @@ def test_best_from_mlflow_agrees_with_the_sweeps_own_leaderboard(sweep, best_fil
 
 
 def test_best_can_rank_by_another_metric(sweep, tmp_path):
-    from search.cli import main
+    from medtune.search.cli import main
 
     spec, outcome, _ = sweep
     best_acc = max(
@@ -270,7 +270,7 @@ def test_the_python_api_returns_what_the_files_and_mlflow_hold(sweep, best_file,
 
     found = medtune.best("e2e", spec.mlflow.tracking_uri, top=2, output=None)
     assert found.path is None and found.best.trial_id == outcome.best.trial_id
-    from search.loader import read_yaml
+    from medtune.search.spec.loader import read_yaml
 
     assert found.config == read_yaml(best_file)["fixed"]
 
@@ -404,7 +404,7 @@ def test_the_sweep_and_its_final_run_link_each_other_in_their_notes(sweep, final
     assert f"[{best_child.info.run_name}](#/experiments/{experiment_id}/runs/{best_child.info.run_id})" in note
     assert f"(#/experiments/{experiment_id}/runs/{outcome.parent_run_id}/artifacts/best_config.yaml)" in note
     # the runs-table link opens the shared view the sweep stored: best value and searched values as columns
-    from search.sweep import shared_view
+    from medtune.search.run.sweep import shared_view
 
     key, value, route = shared_view(experiment_id, outcome.parent_run_id, spec)
     assert client.get_experiment(experiment_id).tags[key] == value and f"({route})" in note

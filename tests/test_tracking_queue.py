@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from search import tracking
-from search.tracking import MlflowTrialCallback
+from medtune.search.tracking import callback as tracking
+from medtune.search.tracking import trial_runs
+from medtune.search.tracking.callback import MlflowTrialCallback
 
 
 @pytest.fixture()
@@ -57,7 +58,7 @@ def test_an_outage_warns_once_retries_in_order_and_reports_back(callback, caplog
     callback._call("flaky", flaky)
     for i in range(1, 4):
         callback._call(f"op {i}", lambda i=i: done.append(i))
-    with caplog.at_level(logging.WARNING, logger="search.tracking"):
+    with caplog.at_level(logging.WARNING, logger="medtune.search.tracking.callback"):
         deadline = time.monotonic() + 10
         while done != [0, 1, 2, 3] and time.monotonic() < deadline:  # retried without finish() asking
             time.sleep(0.02)
@@ -74,7 +75,7 @@ def test_what_never_got_logged_is_reported_by_finish(callback, caplog):
 
     callback._call("metrics of trial t1 at epoch 1", down)
     callback._call("checkpoint, outcome and end of trial t1", lambda: None)
-    with caplog.at_level(logging.WARNING, logger="search.tracking"):
+    with caplog.at_level(logging.WARNING, logger="medtune.search.tracking.callback"):
         unlogged = callback.finish()
     assert unlogged == ["metrics of trial t1 at epoch 1", "checkpoint, outcome and end of trial t1"]
     assert sum("is unreachable" in r.getMessage() for r in caplog.records) == 1
@@ -216,10 +217,10 @@ def test_the_closing_tags_hold_the_best_epoch_even_when_it_has_no_checkpoint(cal
 
 
 def test_run_names_say_number_architecture_frozen_depth_and_outcome():
-    assert tracking.trial_run_name(7, {"architecture": "mobilenetv2_100", "frozen_depth": 1}) == "07 mobilenetv2_100 fd1"
+    assert trial_runs.trial_run_name(7, {"architecture": "mobilenetv2_100", "frozen_depth": 1}) == "07 mobilenetv2_100 fd1"
 
 
 def test_the_scheduled_learning_rate_is_not_logged_as_lr():
     """``lr`` is the searched param; the epoch's scheduled rate is a metric under another name."""
-    keys = {m.key for m in tracking._metric_batch({"lr": 1e-4, "val_auc": 0.9}, step=3)}
+    keys = {m.key for m in trial_runs.metric_batch({"lr": 1e-4, "val_auc": 0.9}, step=3)}
     assert keys == {"lr_scheduled", "val_auc"}

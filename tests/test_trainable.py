@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from trainables.config import REPORTED_METRICS, TrialConfig
-from trainables.metrics import classification_metrics
-from trainables.reporting import LocalReporter
-from trainables.train import class_weights, load_checkpoint, run_training
+from medtune.trainables.config import REPORTED_METRICS, TrialConfig
+from medtune.trainables.metrics import classification_metrics
+from medtune.trainables.reporting import LocalReporter
+from medtune.trainables.train import class_weights, load_checkpoint, run_training
 
 SMALL = {
     "architecture": "simple_cnn",
@@ -129,8 +129,8 @@ class _Untouchable:
 def test_training_never_reads_the_test_split(tmp_path, pneumoniamnist_path):
     from dataclasses import replace
 
-    from trainables.data import load_splits
-    from trainables.train import data_config
+    from medtune.trainables.data import load_splits
+    from medtune.trainables.train import data_config
 
     cfg = TrialConfig.from_dict({**SMALL, "epochs": 1})
     data = replace(load_splits(data_config(cfg)), test=_Untouchable())
@@ -140,7 +140,7 @@ def test_training_never_reads_the_test_split(tmp_path, pneumoniamnist_path):
 
 
 def test_report_threshold_comes_from_validation_and_intervals_bracket_the_value():
-    from trainables.report import build_report, choose_threshold, point_metrics, youden_threshold
+    from medtune.trainables.report import build_report, choose_threshold, point_metrics, youden_threshold
 
     rng = np.random.default_rng(0)
     val_labels = np.repeat([0, 1], 200)
@@ -168,12 +168,12 @@ def test_checkpoints_carry_and_restore_every_gpus_random_state(tmp_path, monkeyp
     """CUDA's generators are saved and restored like the CPU's; tested through fakes, CI has no GPU."""
     import torch
 
-    import trainables.train
+    import medtune.trainables.train
 
     saved = [torch.tensor([1, 2, 3], dtype=torch.uint8), torch.tensor([4, 5, 6], dtype=torch.uint8)]
     restored = []
-    monkeypatch.setattr(trainables.train, "cuda_rng_state", lambda: saved)
-    monkeypatch.setattr(trainables.train, "restore_cuda_rng", lambda states: restored.append(states))
+    monkeypatch.setattr(medtune.trainables.train, "cuda_rng_state", lambda: saved)
+    monkeypatch.setattr(medtune.trainables.train, "restore_cuda_rng", lambda states: restored.append(states))
     first = LocalReporter(tmp_path / "run", metric="val_loss", mode="min", num_threads=1)
     run_training({**SMALL, "epochs": 1}, first)
     state = load_checkpoint(first.last_checkpoint)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from trainables.data import load_splits
-from trainables.evaluate import evaluate_checkpoint
-from trainables.reporting import LocalReporter
-from trainables.train import data_config, run_training
-from trainables.config import TrialConfig
+from medtune.trainables.data import load_splits
+from medtune.trainables.evaluate import evaluate_checkpoint
+from medtune.trainables.reporting import LocalReporter
+from medtune.trainables.train import data_config, run_training
+from medtune.trainables.config import TrialConfig
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from trainables.models import WeightsFileError, WeightsUnavailableError, build_model
+from medtune.trainables.models import WeightsFileError, WeightsUnavailableError, build_model
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = Path(os.environ.get("MEDTUNE_SHARED_DIR", REPO.parent / "shared")) / "weights"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.config import TrialConfig
-from trainables.data import SplitArrays
-from trainables.train import build_fold_run, build_trial_model, save_checkpoint
-from trainables.weights_export import META_FILE, WEIGHTS_FILE, export_weights, load_exported
+from medtune.trainables.config import TrialConfig
+from medtune.trainables.data import SplitArrays
+from medtune.trainables.train import build_fold_run, build_trial_model, save_checkpoint
+from medtune.trainables.weights_export import META_FILE, WEIGHTS_FILE, export_weights, load_exported
 
 
 def _runs(cfg: TrialConfig, folds: int) -> list:

@@ -1,1 +1,1 @@
-"""medtune's trial side: data, models and the training function. Never imports ``search``."""
+"""medtune's trial side: data, models and the training function. Never imports ``medtune.search``."""

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
-from trainables.budget import BUDGET_UNITS
+from medtune.trainables.budget import BUDGET_UNITS
 
 OPTIMIZERS = ("adamw", "sgd")
 LR_SCHEDULES = ("cosine", "none")
@@ -66,7 +66,7 @@ def _one_of(options: tuple) -> Callable[[Any], str | None]:
 def _architecture(v: Any) -> str | None:
     # Imported lazily: the model registry pulls in timm, which the validator should only pay
     # for when an architecture is actually named.
-    from trainables.models import list_architectures
+    from medtune.trainables.models import list_architectures
 
     known = list_architectures()
     return None if v in known else f"unknown architecture {v!r}; known: {', '.join(known)}"

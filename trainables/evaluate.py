@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainables.config import TrialConfig
-from trainables.data import SplitArrays
-from trainables.loop import Precision, predict_proba
-from trainables.metrics import classification_metrics
-from trainables.models import TransferModel
-from trainables.train import (build_trial_model, checkpoint_model_state, input_channels, load_checkpoint, make_batches,
+from medtune.trainables.config import TrialConfig
+from medtune.trainables.data import SplitArrays
+from medtune.trainables.loop import Precision, predict_proba
+from medtune.trainables.metrics import classification_metrics
+from medtune.trainables.models import TransferModel
+from medtune.trainables.train import (build_trial_model, checkpoint_model_state, input_channels, load_checkpoint, make_batches,
                               pick_device)
 
 

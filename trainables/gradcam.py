@@ -45,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.models import TransferModel
-from trainables.models.freezing import feature_taps, plan_stages
+from medtune.trainables.models import TransferModel
+from medtune.trainables.models.freezing import feature_taps, plan_stages
 
 __all__ = ["MIN_CELLS", "CamLayer", "choose_layer", "gradcam", "gradcam_with_layer", "pick_examples"]
 

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from trainables.progress import progress
+from medtune.trainables.progress import progress
 
 BOOTSTRAP_SAMPLES = 1000
 CI_LEVEL = 0.95

@@ -2,7 +2,7 @@
 
 ``tune_trainable`` is what Ray Tune runs; ``run_training`` is the same loop without Ray (the final
 run and the tests use it through ``LocalReporter``). It builds data and model from the trial's
-config through the factories in ``trainables.data`` and ``trainables.models``, trains epoch by
+config through the factories in ``medtune.trainables.data`` and ``medtune.trainables.models``, trains epoch by
 epoch and reports, after every epoch, the validation metrics plus a checkpoint (model, optimizer,
 LR schedule, epoch, config). When Tune restarts a trial it hands the last checkpoint back and the
 loop continues at the next epoch.
@@ -10,7 +10,7 @@ loop continues at the next epoch.
 Two settings change what one trial trains:
 
 * ``budget_unit``/``budget``: the budget in optimizer steps or images seen
-  (``trainables.budget``); the trial turns it into epochs for its own data and batch size and
+  (``medtune.trainables.budget``); the trial turns it into epochs for its own data and batch size and
   reports the counters (``step``, ``images_seen``) that ASHA's rungs read.
 * ``cv_folds``: k-fold cross-validation over train + val for small data sets, where choosing among
   many configurations by a few dozen validation images would reward noise. The k fold models train
@@ -33,14 +33,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables.budget import epochs_for_budget, images_per_epoch, steps_per_epoch
-from trainables.config import TrialConfig
-from trainables.data import AugmentConfig, BatchIterator, DataConfig, DatasetSplits, SplitArrays, load_splits
-from trainables.data.splits import kfold_pairs, pooled
-from trainables.loop import Precision, TimedBatches, predict_proba, train_one_epoch
-from trainables.metrics import classification_metrics
-from trainables.models import TransferModel, build_model, get_architecture, resolve_frozen_depth
-from trainables.reporting import CHECKPOINT_FILE, Reporter, TuneReporter
+from medtune.trainables.budget import epochs_for_budget, images_per_epoch, steps_per_epoch
+from medtune.trainables.config import TrialConfig
+from medtune.trainables.data import AugmentConfig, BatchIterator, DataConfig, DatasetSplits, SplitArrays, load_splits
+from medtune.trainables.data.splits import kfold_pairs, pooled
+from medtune.trainables.loop import Precision, TimedBatches, predict_proba, train_one_epoch
+from medtune.trainables.metrics import classification_metrics
+from medtune.trainables.models import TransferModel, build_model, get_architecture, resolve_frozen_depth
+from medtune.trainables.reporting import CHECKPOINT_FILE, Reporter, TuneReporter
 
 log = logging.getLogger(__name__)
 

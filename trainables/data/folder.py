@@ -18,7 +18,7 @@ from .cache import Decoded
 from .dicom import DICOM_EXTS
 from .errors import DataError
 from .imaging import decode_file
-from trainables.progress import progress
+from medtune.trainables.progress import progress
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from trainables.progress import progress
+from medtune.trainables.progress import progress
 
 from .errors import DataError
 

@@ -1,7 +1,7 @@
 """Run descriptions (MLflow's run note, tag ``mlflow.note.content``) that make the sweep's parent
 run the place to start in MLflow's UI.
 
-The parent's note links to its trials in MLflow's runs table, best first (``search/ui_links.py``),
+The parent's note links to its trials in MLflow's runs table, best first (``search/tracking/ui_links.py``),
 the best trial, its ``best_config.yaml``, the plots, the leaderboard and every ``medtune final``
 run made from the sweep (``final`` appends itself); the final run's
 note links back to the sweep and the trial it retrained, and to its own ``report.html``. Links are
@@ -47,7 +47,7 @@ def sweep_note(client: Any, experiment_id: str, parent_run_id: str, run_name: st
         if path in present:
             lines.append(f"- {label}: [{path}]({artifact_link(experiment_id, parent_run_id, path)}){extra}")
 
-    from search.ui_links import sweep_runs_route  # it builds on this module's links
+    from medtune.search.tracking.ui_links import sweep_runs_route  # it builds on this module's links
 
     # First: every trial in the runs table, best first (this sweep's only; a URL MLflow's UI reads).
     lines.append(f"- All {len(entries)} trials, best first: [the runs table, by `best_{metric}`]"

@@ -71,7 +71,7 @@ class MlflowClientProcess:
     def _start(self) -> subprocess.Popen:
         root = str(Path(__file__).resolve().parents[1])  # the directory holding the `search` package
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-        child = subprocess.Popen([sys.executable, "-m", "search.mlflow_process"], stdin=subprocess.PIPE,
+        child = subprocess.Popen([sys.executable, "-m", "medtune.search.tracking.client_process"], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, env=env)
         _write(child.stdin, self.tracking_uri.encode())
         return child
@@ -135,7 +135,7 @@ def serve() -> None:
     if uri is None:
         return
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    from mlflow import MlflowClient  # not search.tracking's helper: that module imports Ray Tune
+    from mlflow import MlflowClient  # not medtune.search.tracking.callback's helper: that module imports Ray Tune
 
     client = MlflowClient(tracking_uri=uri.decode())
     while (request := _read(requests)) is not None:

@@ -17,13 +17,13 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 
-from search.asha_rungs import AshaRungs
-from search.searcher import build_searcher
-from search.study import study_location
-from search.spec import SweepSpec
-from trainables.budget import TIME_ATTR
-from trainables.progress import progress_enabled
-from trainables.train import tune_trainable
+from medtune.search.run.asha_rungs import AshaRungs
+from medtune.search.run.searcher import build_searcher
+from medtune.search.run.study import study_location
+from medtune.search.spec.sweep_spec import SweepSpec
+from medtune.trainables.budget import TIME_ATTR
+from medtune.trainables.progress import progress_enabled
+from medtune.trainables.train import tune_trainable
 
 #: Columns of Ray Tune's live progress table.
 PROGRESS_PARAMS = ("architecture", "frozen_depth", "frozen_fraction", "dropout", "batch_size", "lr")
@@ -47,7 +47,7 @@ def driver_environment_keys() -> dict[str, Any]:
 def trial_fixed_values(spec: SweepSpec) -> dict[str, Any]:
     """What every trial shares, with relative paths made absolute where the driver runs: a trial's
     working directory is Ray's, so ``../chest_xray`` must not be resolved there."""
-    from trainables.data.loading import absolute_source
+    from medtune.trainables.data.loading import absolute_source
 
     base = spec.trial_base()
     base.update({k: v for k, v in driver_environment_keys().items() if v is not None})
@@ -87,7 +87,7 @@ def build_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] |
     location = study_location(spec.search.sampler.storage, f"{storage_path(spec).rstrip('/')}/{run_name}")
     searcher = ConcurrencyLimiter(build_searcher(spec, trial_fixed_values(spec), location, study_name=run_name),
                                   max_concurrent=spec.search.max_concurrent)
-    from search.fail_fast import FailFast
+    from medtune.search.run.fail_fast import FailFast
 
     stopper = next((c for c in callbacks or [] if isinstance(c, FailFast)), None)
     metric_columns = [c for c in PROGRESS_METRICS if c != spec.metric.name] + [spec.metric.name]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search.credentials import uri_credentials_problem
+from medtune.search.credentials import uri_credentials_problem
 
 if TYPE_CHECKING:
     import optuna

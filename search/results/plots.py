@@ -4,7 +4,7 @@
   a cross where the trial was stopped early (ASHA, or the time limit), a dot where it ran the
   whole budget;
 - ``optimization_history.png``, ``parallel_coordinates.png`` and ``param_importances.png``: views
-  of the study the searcher told its trials to (``search/study.py``): finished trials COMPLETE
+  of the study the searcher told its trials to (``search/run/study.py``): finished trials COMPLETE
   with their best value, ASHA-stopped ones PRUNED, exactly what TPE modelled.
 
 The three views of the study are drawn here with matplotlib rather than taken from
@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from search.space import Distribution
-from search.spec import SweepSpec
-from search.tracking import study_number
-from trainables.budget import stopped_early
+from medtune.search.spec.space import Distribution
+from medtune.search.spec.sweep_spec import SweepSpec
+from medtune.search.tracking.trial_runs import study_number
+from medtune.trainables.budget import stopped_early
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -570,7 +570,7 @@ def _optuna_distribution(dist: Distribution) -> Any:
 def importance_study(study: Any, spec: SweepSpec) -> Any:
     """The study's finished trials with one range per parameter: the spec's.
 
-    ``frozen_depth`` is asked for in a range that depends on the architecture (``search/space.py``),
+    ``frozen_depth`` is asked for in a range that depends on the architecture (``search/spec/space.py``),
     and Optuna's importances leave out any parameter whose range differs between trials, so in a
     sweep over simple_cnn and a ResNet the frozen depth would silently drop out of the ranking.
     Every value lies inside the spec's range, so the trials are copied into a study that gives

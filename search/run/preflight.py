@@ -14,14 +14,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from search.spec import SpecError, SweepSpec
+from medtune.search.spec.sweep_spec import SpecError, SweepSpec
 
 
 def check_data(spec: SweepSpec) -> dict[str, Any]:
     """Cheap checks of the data source (no decoding); raises ``SpecError`` naming ``data.source``."""
-    from trainables.data import DataError, inspect_source
-    from trainables.train import data_config
-    from trainables.config import TrialConfig
+    from medtune.trainables.data import DataError, inspect_source
+    from medtune.trainables.train import data_config
+    from medtune.trainables.config import TrialConfig
 
     cfg = TrialConfig.from_dict({k: v for k, v in _trial_base_with_env(spec).items()
                                  if k.startswith("data_") or k in ("image_size", "cache_dir")})
@@ -56,7 +56,7 @@ def learnable_problems(summary: dict[str, Any]) -> list[str]:
 
 def resolved_spec(spec: SweepSpec) -> tuple[SweepSpec, dict[str, Any]]:
     """The data checked (``check_data``) and ``search.cv: auto`` decided from its val split."""
-    from search.spec import resolve_cv
+    from medtune.search.spec.sweep_spec import resolve_cv
 
     summary = check_data(spec)
     val_counts = {k: v for k, v in summary.get("planned", {}).get("val", {}).items() if k != "total"}
@@ -69,10 +69,10 @@ def prepare_data(spec: SweepSpec) -> str:
     Unreadable images are only found by decoding: too many of them is bad input, named by the
     space file's key (``data.max_bad_fraction``), not a traceback in the first trial.
     """
-    from trainables.config import TrialConfig
-    from trainables.data import DataError, load_splits
-    from trainables.data.errors import TooManyBadImages
-    from trainables.train import data_config
+    from medtune.trainables.config import TrialConfig
+    from medtune.trainables.data import DataError, load_splits
+    from medtune.trainables.data.errors import TooManyBadImages
+    from medtune.trainables.train import data_config
 
     base = _trial_base_with_env(spec)
     sizes = [base["image_size"]] if "image_size" not in spec.space else list(spec.space["image_size"].values)
@@ -90,7 +90,7 @@ def prepare_data(spec: SweepSpec) -> str:
 
 
 def _trial_base_with_env(spec: SweepSpec) -> dict[str, Any]:
-    from search.tuner import trial_fixed_values
+    from medtune.search.run.tuner import trial_fixed_values
 
     base = trial_fixed_values(spec)
     base.setdefault("image_size", spec.data.image_size)

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from search.spec import SpecError, SweepSpec, validate_spec
+from medtune.search.spec.sweep_spec import SpecError, SweepSpec, validate_spec
 
 
 def duplicate_keys(text: str) -> list[tuple[str, str]]:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from search.spec import CV_AUTO_MIN_VAL_PER_CLASS, SweepSpec
-from trainables.budget import steps_per_epoch
-from trainables.config import TrialConfig
+from medtune.search.spec.sweep_spec import CV_AUTO_MIN_VAL_PER_CLASS, SweepSpec
+from medtune.trainables.budget import steps_per_epoch
+from medtune.trainables.config import TrialConfig
 
 #: Fewer optimizer steps than this per trial is a warm-up, not a fine-tuning run. MedMNIST's
 #: ResNet baselines take about 400 steps (100 epochs at batch 128) on their smallest set.
@@ -88,7 +88,7 @@ def small_data_warnings(spec: SweepSpec, summary: dict[str, Any]) -> list[str]:
 
 def weights_warnings(spec: SweepSpec) -> list[str]:
     """Architectures that would need timm's hub for ImageNet weights (fine online, fails offline)."""
-    from trainables.models import get_architecture, resolve_weights_dir
+    from medtune.trainables.models import get_architecture, resolve_weights_dir
 
     if spec.fixed.get("pretrained", "none") != "imagenet":
         return []

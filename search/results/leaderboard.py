@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search.credentials import redact_document
-from search.spec import SweepSpec
-from trainables.budget import stopped_early
+from medtune.search.credentials import redact_document
+from medtune.search.spec.sweep_spec import SweepSpec
+from medtune.trainables.budget import stopped_early
 
 
 #: The metrics at a trial's best epoch that the leaderboard shows after its searched values.
@@ -39,7 +39,7 @@ class LeaderboardEntry:
 
 def leaderboard(results: Any, spec: SweepSpec) -> list[LeaderboardEntry]:
     """Rank the trials of a ``ResultGrid``; failed trials without any result go last."""
-    from search.searcher import epoch_plan
+    from medtune.search.run.searcher import epoch_plan
 
     metric, mode = spec.metric.name, spec.metric.mode
     entries: list[LeaderboardEntry] = []

@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from search.results import SHOWN_METRICS, LeaderboardEntry, best_config_document
-from search.spec import MetricSpec, SpecError, SweepSpec, validate_spec
+from medtune.search.results.leaderboard import SHOWN_METRICS, LeaderboardEntry, best_config_document
+from medtune.search.spec.sweep_spec import MetricSpec, SpecError, SweepSpec, validate_spec
 
 def _sweep_parent(client: Any, experiment: str, parent_run_id: str | None, where: str) -> Any:
     if parent_run_id:
@@ -50,7 +50,7 @@ def _space_of(tracking_uri: str, run_id: str, where: str) -> SweepSpec:
 
 
 def _config_of(child: Any) -> dict[str, Any]:
-    from trainables.config import config_keys, parse_param
+    from medtune.trainables.config import config_keys, parse_param
 
     keys = config_keys()
     return {k: parse_param(k, v) for k, v in child.data.params.items() if k in keys}
@@ -111,7 +111,7 @@ def _entries_from_leaderboard(uri: str, run_id: str, spec: SweepSpec) -> list[Le
 
     import mlflow
 
-    from trainables.config import parse_param
+    from medtune.trainables.config import parse_param
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -156,10 +156,10 @@ def _entries_from_child_runs(client: Any, parent: Any, spec: SweepSpec, top: int
 def best_from_mlflow(experiment: str, tracking_uri: str, *, metric: str | None = None, mode: str | None = None,
                      parent_run_id: str | None = None, top: int = 5) -> tuple[dict[str, Any], list[LeaderboardEntry]]:
     """(best-config document, ranked entries) of the newest finished sweep of ``experiment``."""
-    from trainables.config import REPORTED_METRICS
+    from medtune.trainables.config import REPORTED_METRICS
 
-    from search.credentials import redact_uri
-    from search.tracking import check_tracking_server, mlflow_client, resolved_tracking_uri
+    from medtune.search.credentials import redact_uri
+    from medtune.search.tracking.client import check_tracking_server, mlflow_client, resolved_tracking_uri
 
     uri = resolved_tracking_uri(tracking_uri)
     where = f"MLflow at {redact_uri(uri)}"

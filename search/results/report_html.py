@@ -93,7 +93,7 @@ class MlflowRunRef:
 
 def mlflow_run_ref(tracking_uri: str, experiment_id: str, run_id: str) -> MlflowRunRef:
     """The run's reference for the page; the URI's user info (a password) never reaches the file."""
-    from search.credentials import redact_uri
+    from medtune.search.credentials import redact_uri
 
     uri = redact_uri(tracking_uri)
     url = None
@@ -199,7 +199,7 @@ def _metrics_table(index: int, report: dict[str, Any]) -> str:
 
 
 def _operating_point(index: int, report: dict[str, Any]) -> str:
-    from trainables.report import describe_threshold_rule
+    from medtune.trainables.report import describe_threshold_rule
 
     rule = str(report.get("threshold_rule", ""))
     low, high = (report.get("tied_interval") or [None, None])[:2]

@@ -14,25 +14,24 @@ of the callback's state that Tune saves with the experiment.
 
 from __future__ import annotations
 
-import base64
 import logging
 import math
 import os
-import re
 import tempfile
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ray import tune
 
-from search.credentials import redact_uri, tracking_uri_for_mlflow
-from search.mlflow_process import MlflowClientProcess, store_runs_in_process
-from search.run_tags import run_tags
-from trainables.budget import stopped_early
+from medtune.search.credentials import redact_uri
+from medtune.search.tracking.client_process import MlflowClientProcess, store_runs_in_process
+from medtune.search.tracking.client import mlflow_client
+from medtune.search.tracking.run_tags import run_tags
+from medtune.search.tracking.trial_runs import metric_batch, study_number, trial_params, trial_run_name
+from medtune.trainables.budget import stopped_early
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -40,182 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Result keys logged as MLflow metrics (everything else in a Tune result is bookkeeping).
-LOGGED_METRICS = ("val_loss", "val_acc", "val_auc", "val_sensitivity", "val_specificity", "val_balanced_acc",
-                  "train_loss", "images_per_sec", "epoch_seconds", "data_seconds", "lr", "step", "images_seen",
-                  "val_loss_sem", "val_auc_sem", "val_acc_sem", "val_balanced_acc_sem")
 #: While the tracking server is unreachable, queued MLflow calls are retried at most this often.
 RETRY_INTERVAL_S = int(os.environ.get("MEDTUNE_MLFLOW_RETRY_S", "15"))
-#: The driver's MLflow HTTP client gives up fast (MLflow's defaults retry for minutes and would stall
-#: Tune's event loop); medtune's own queue does the retrying. Users' settings win.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-
-#: Trial-config keys that describe the machine rather than the model; not logged as params.
-NOT_PARAMS = ("data_dir", "cache_dir", "weights_dir")
-
-
-def mlflow_client(tracking_uri: str) -> "MlflowClient":
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    for name, value in HTTP_DEFAULTS.items():
-        os.environ.setdefault(name, value)
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri_for_mlflow(tracking_uri))
-
-
-#: Seconds a tracking server gets to answer the reachability check before a sweep starts.
-REACHABILITY_TIMEOUT_S = 10
-
-
-def check_tracking_server(uri: str, where: str, key: str = "mlflow.tracking_uri") -> None:
-    """An ``http(s)://`` tracking server must answer its ``/health`` endpoint now.
-
-    MLflow's client retries an unreachable server for minutes with backoff; checked first, a typo
-    or a server that is down costs seconds, before data is decoded or Ray starts. The message
-    names the URI without its credentials. Other stores (sqlite, files, Databricks) are not probed.
-    """
-    import urllib.error
-    import urllib.request
-    from urllib.parse import urlsplit, urlunsplit
-
-    from search.spec import SpecError
-
-    if not uri.startswith(("http://", "https://")):
-        return
-    parts = urlsplit(uri)
-    health = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1],
-                                       path=parts.path.rstrip("/") + "/health", query="", fragment=""))
-    request = urllib.request.Request(health)
-    user = parts.username or os.environ.get("MLFLOW_TRACKING_USERNAME")
-    password = parts.password or os.environ.get("MLFLOW_TRACKING_PASSWORD")
-    if user and password:  # the same Basic credentials MLflow's client will send
-        from urllib.parse import unquote
-
-        token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    try:
-        urllib.request.urlopen(request, timeout=REACHABILITY_TIMEOUT_S).close()
-    except urllib.error.HTTPError:
-        return  # it answered: a proxy or an auth layer in front of /health is still a live server
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise SpecError(where, [(key, f"the MLflow tracking server at {redact_uri(uri)} does not answer ({reason}); "
-                                      "start it, fix the URI, or set mlflow.enabled: false")]) from None
-
-
-def resolved_tracking_uri(uri: str) -> str:
-    """A local store's URI made absolute, so a resumed driver (or a trial) elsewhere finds the same store.
-
-    ``sqlite:///mlruns.db`` is relative to the current directory; servers (``http://``) and
-    absolute paths are returned unchanged.
-    """
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).expanduser().resolve())
-    if "://" not in uri:
-        return str(Path(uri).expanduser().resolve())
-    return uri
-
-
-def ensure_experiment(client: "MlflowClient", name: str, artifact_location: str | None) -> str:
-    """The experiment's id, creating it with an explicit artifact root (sqlite would default to ./mlruns).
-
-    Against a tracking server (``http(s)://``) a local folder means nothing to the server: the
-    experiment then takes the server's own artifact root (e.g. S3 behind ``--artifacts-destination``).
-    A URI (``s3://...``) is always passed on.
-    """
-    existing = client.get_experiment_by_name(name)
-    if existing is not None:
-        return existing.experiment_id
-    location = artifact_location
-    server = client.tracking_uri.startswith(("http://", "https://"))
-    if location and "://" not in location:
-        location = None if server else Path(location).expanduser().resolve().as_uri()
-    return client.create_experiment(name, artifact_location=location)
-
-
-@dataclass
-class LoggedModel:
-    uri: str
-    model_id: str | None
-    version: str | None  # the registered version, when registered
-
-
-def log_pt2_model(tracking_uri: str, experiment_id: str, run_id: str, model: Any, cfg: Any, split: Any,
-                  register: str | None, *, name: str = "model", params: dict[str, Any] | None = None,
-                  metrics: dict[str, float] | None = None, alias: str | None = None) -> LoggedModel:
-    """A model as an MLflow PyTorch model in ``pt2`` form (torch.export: loads without pickled code),
-    with an input example and signature from two preprocessed images of ``split``.
-
-    ``params`` (the model's hyperparameters) and ``metrics`` (linked to the model through its
-    model id) are what MLflow's Models tab shows for it. Registered under ``register`` when given,
-    and the new version gets ``alias`` (MLflow's replacement for the deprecated stages)."""
-    import mlflow
-    import torch
-    from mlflow.models import infer_signature
-
-    from trainables.train import make_batches
-
-    model = model.to("cpu").eval()
-    images, _ = next(iter(make_batches(cfg, split, train=False, device=torch.device("cpu"))))
-    example = images[:2].contiguous().numpy()
-    with torch.no_grad():
-        output = model(torch.from_numpy(example)).numpy()
-    mlflow.set_tracking_uri(tracking_uri_for_mlflow(tracking_uri))
-    with mlflow.start_run(run_id=run_id, experiment_id=experiment_id):
-        # Created first so that it holds only these params: log_model alone would merge in the
-        # run's params (on the sweep's parent run: num_samples, scheduler, ...), the run's winning.
-        created = mlflow.initialize_logged_model(name=name, source_run_id=run_id, experiment_id=experiment_id,
-                                                 params={k: str(v) for k, v in (params or {}).items()})
-        info = mlflow.pytorch.log_model(model, name=name, serialization_format="pt2", input_example=example,
-                                        signature=infer_signature(example, output), registered_model_name=register,
-                                        model_id=created.model_id)
-        if metrics:
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, model_id=info.model_id)
-    version = getattr(info, "registered_model_version", None)
-    if register and alias and version is not None:
-        mlflow_client(tracking_uri).set_registered_model_alias(register, alias, str(version))
-    return LoggedModel(info.model_uri, getattr(info, "model_id", None), None if version is None else str(version))
-
-
-def trial_params(config: dict[str, Any]) -> dict[str, str]:
-    """The params of a child run: flat trial-config keys as strings (MLflow params are strings)."""
-    return {k: "None" if v is None else str(v) for k, v in sorted(config.items()) if k not in NOT_PARAMS}
-
-
-#: Result keys logged under another MLflow name: the scheduled learning rate of an epoch would
-#: otherwise share the name ``lr`` with the searched learning rate (a param) in MLflow's tables.
-METRIC_NAMES = {"lr": "lr_scheduled"}
-
-
-def _metric_batch(result: dict[str, Any], step: int) -> list:
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    out = []
-    for key in LOGGED_METRICS:
-        value = result.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            out.append(Metric(METRIC_NAMES.get(key, key), float(value), now, step))
-    return out
-
-
-def study_number(experiment_tag: str, fallback: int) -> int:
-    """A trial's number in the Optuna study: Tune tags trials ``<n>_<config>`` with a counter it
-    advances once per suggestion, and the searcher asks the study for one trial per suggestion, so
-    it is ``n - 1``: the number optuna-dashboard, the history plot and the legends show too."""
-    match = re.match(r"(\d+)_", str(experiment_tag or ""))
-    return int(match.group(1)) - 1 if match else fallback
-
-
-def trial_run_name(number: int, config: dict[str, Any]) -> str:
-    """``07 mobilenetv2_100 fd1``: the trial's number, architecture and frozen depth, for MLflow's runs
-    table, where an 8-character trial id says nothing (the outcome is added when the trial ends)."""
-    parts = [f"{number:02d}", str(config.get("architecture", "?"))]
-    if config.get("frozen_depth") is not None:
-        parts.append(f"fd{config['frozen_depth']}")
-    return " ".join(parts)
-
-
 class MlflowTrialCallback(tune.Callback):
     """Mirrors every Tune trial into a child run of the sweep's parent run."""
 
@@ -249,7 +74,7 @@ class MlflowTrialCallback(tune.Callback):
     @property
     def client(self) -> "MlflowClient":
         """The logging thread's client: in a child process when the store would run in this one
-        (sqlite, a database, files; see ``search.mlflow_process``), else MLflow's own."""
+        (sqlite, a database, files; see ``medtune.search.tracking.client_process``), else MLflow's own."""
         if self._client is None:
             if store_runs_in_process(self.tracking_uri):
                 self._client = MlflowClientProcess(self.tracking_uri)  # same methods, called over a pipe
@@ -436,7 +261,7 @@ class MlflowTrialCallback(tune.Callback):
         if self._better(self.best.get(trial_id), result.get(self.metric)):  # every epoch, checkpointed or not
             self.best[trial_id] = (float(result[self.metric]), step)
         with self._wake:
-            self._unsent.setdefault(trial_id, []).extend(_metric_batch(result, step))
+            self._unsent.setdefault(trial_id, []).extend(metric_batch(result, step))
             if trial_id in self._send_queued:
                 return  # the send already queued takes this epoch along
             self._send_queued.add(trial_id)
@@ -525,7 +350,7 @@ class MlflowTrialCallback(tune.Callback):
     def _log_best_checkpoint(self, trial_id: str, checkpoint: Any, run_id: str) -> None:
         if checkpoint is None:
             return
-        from trainables.weights_export import export_weights
+        from medtune.trainables.weights_export import export_weights
 
         try:
             with checkpoint.as_directory() as folder, tempfile.TemporaryDirectory(prefix="medtune-weights-") as lean:

@@ -18,17 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from search.credentials import redact_document, redact_text, redact_uri, with_credentials_from_environment
-from search.loader import dump_yaml
-from search.preflight import (check_cluster_resources, check_not_in_job_copy, check_output_path, check_storage,
+from medtune.search.credentials import redact_document, redact_text, redact_uri, with_credentials_from_environment
+from medtune.search.spec.loader import dump_yaml
+from medtune.search.run.preflight import (check_cluster_resources, check_not_in_job_copy, check_output_path, check_storage,
                               prepare_data, resolved_spec)
-from search.ray_node import init_ray
-from search.run_tags import run_tags
-from search.results import (LeaderboardEntry, best_config_document, format_leaderboard, leaderboard,
+from medtune.search.run.ray_node import init_ray
+from medtune.search.tracking.run_tags import run_tags
+from medtune.search.results.leaderboard import (LeaderboardEntry, best_config_document, format_leaderboard, leaderboard,
                             write_leaderboard_csv)
-from search.spec import SpecError, SweepSpec
-from search.study import dashboard_command, searcher_study, study_location
-from trainables.budget import TIME_ATTR
+from medtune.search.spec.sweep_spec import SpecError, SweepSpec
+from medtune.search.run.study import dashboard_command, searcher_study, study_location
+from medtune.trainables.budget import TIME_ATTR
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class SweepOutcome:
         """The leaderboard as a pandas DataFrame indexed by rank, with the columns of ``leaderboard.csv``."""
         import pandas as pd
 
-        from search.results import leaderboard_table
+        from medtune.search.results.leaderboard import leaderboard_table
 
         if self.spec is None:
             raise ValueError("this outcome carries no spec; read leaderboard.csv from the MLflow parent run")
@@ -66,7 +66,7 @@ class SweepOutcome:
         """The best_config.yaml document (``medtune final`` takes it), or None when no trial finished."""
         if self.best_config_path is None:
             return None
-        from search.loader import read_yaml
+        from medtune.search.spec.loader import read_yaml
 
         return read_yaml(self.best_config_path)
 
@@ -99,8 +99,8 @@ SWEEP_RECORD = "medtune_sweep.json"
 def _prepare(spec: SweepSpec) -> tuple[SweepSpec, str]:
     """Everything that can fail on bad input, before a trial is scheduled; returns the spec with
     its data-dependent settings resolved, and the data fingerprint."""
-    from search.tracking import check_tracking_server
-    from search.validation import small_data_warnings
+    from medtune.search.tracking.client import check_tracking_server
+    from medtune.search.spec.advice import small_data_warnings
 
     check_not_in_job_copy(spec)
     if spec.mlflow.enabled:
@@ -115,7 +115,7 @@ def _prepare(spec: SweepSpec) -> tuple[SweepSpec, str]:
     return spec, fingerprint
 
 def run_path_of(spec: SweepSpec, run_name: str) -> str:
-    from search.tuner import storage_path
+    from medtune.search.run.tuner import storage_path
 
     return f"{storage_path(spec).rstrip('/')}/{run_name}"
 
@@ -150,10 +150,11 @@ def read_sweep_record(run_path: str) -> dict[str, Any]:
 
 def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: str | Path | None = None) -> SweepOutcome:
     """Run the whole sweep and return its ranked results."""
-    from search.searcher import epoch_plan
-    from search.spec import folder_name_problem
-    from search.tracking import MlflowTrialCallback, ensure_experiment, mlflow_client, resolved_tracking_uri
-    from search.tuner import build_tuner
+    from medtune.search.run.searcher import epoch_plan
+    from medtune.search.spec.sweep_spec import folder_name_problem
+    from medtune.search.tracking.callback import MlflowTrialCallback
+    from medtune.search.tracking.client import ensure_experiment, mlflow_client, resolved_tracking_uri
+    from medtune.search.run.tuner import build_tuner
 
     if run_name is not None and (problem := folder_name_problem(run_name)):
         raise SpecError(spec.source, [("--name", problem)])
@@ -162,7 +163,7 @@ def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: 
     run_name = run_name or default_run_name(spec)
     spec, fingerprint = _prepare(spec)
 
-    from search.fail_fast import fail_fast_for
+    from medtune.search.run.fail_fast import fail_fast_for
 
     callbacks: list[Any] = [fail_fast_for(spec.search.num_samples, spec.search.max_concurrent)]
     client = parent_run_id = experiment_id = tracking_uri = None
@@ -215,9 +216,9 @@ def resume_sweep(run_path: str, *, best_config_out: str | Path | None = None) ->
     """
     from ray import tune
 
-    from search.spec import validate_spec
-    from search.tracking import mlflow_client
-    from search.tuner import trial_trainable
+    from medtune.search.spec.sweep_spec import validate_spec
+    from medtune.search.tracking.client import mlflow_client
+    from medtune.search.run.tuner import trial_trainable
 
     record = read_sweep_record(run_path)
     if best_config_out is not None:
@@ -237,9 +238,9 @@ def resume_sweep(run_path: str, *, best_config_out: str | Path | None = None) ->
             raise SpecError(run_path, [("<run>", "Ray Tune finds no experiment state to restore there")])
         tuner = tune.Tuner.restore(run_path, trainable=trial_trainable(spec),
                                    resume_unfinished=True, resume_errored=True)
-        from search.tracking import MlflowTrialCallback
+        from medtune.search.tracking.callback import MlflowTrialCallback
 
-        from search.fail_fast import FailFast
+        from medtune.search.run.fail_fast import FailFast
 
         tracker = _callback_of(tuner, MlflowTrialCallback)
         if tracker is not None and client is not None:
@@ -299,10 +300,11 @@ def _fit_and_finish(tuner: Any, spec: SweepSpec, run_name: str, run_path: str, c
 
 def _log_best_model(client: Any, run_id: str, entries: list[LeaderboardEntry], spec: SweepSpec, results: Any) -> None:
     """The sweep's best checkpoint as an MLflow PyTorch model on the parent run (registered if asked)."""
-    from search.tracking import log_pt2_model, trial_params
-    from trainables.data import load_splits
-    from trainables.evaluate import model_from_checkpoint
-    from trainables.train import data_config, load_checkpoint
+    from medtune.search.tracking.models import log_pt2_model
+    from medtune.search.tracking.trial_runs import trial_params
+    from medtune.trainables.data import load_splits
+    from medtune.trainables.evaluate import model_from_checkpoint
+    from medtune.trainables.train import data_config, load_checkpoint
 
     ranked = [e for e in entries if e.best_epoch > 0]
     if not ranked:
@@ -330,8 +332,8 @@ def _log_best_model(client: Any, run_id: str, entries: list[LeaderboardEntry], s
         log.warning("could not log the best model of trial %s as an MLflow model: %s", ranked[0].trial_id, exc)
 
 def shared_view(experiment_id: str, run_id: str, spec: SweepSpec) -> tuple[str, str, str]:
-    """(experiment tag key, value, route) of the sweep's shared runs-table view (``search/ui_links.py``)."""
-    from search.ui_links import shared_view_tag, sweep_view_columns
+    """(experiment tag key, value, route) of the sweep's shared runs-table view (``search/tracking/ui_links.py``)."""
+    from medtune.search.tracking.ui_links import shared_view_tag, sweep_view_columns
 
     return shared_view_tag(experiment_id, run_id, spec.metric.name, spec.metric.mode, sweep_view_columns(spec.space))
 
@@ -390,7 +392,7 @@ def _parent_params(spec: SweepSpec) -> list:
 
 def _write_rungs(tuner: Any, spec: SweepSpec, run_path: str) -> Path | None:
     """``asha_rungs.json`` in the run folder: every milestone's trials, values and cut-off (ASHA sweeps only)."""
-    from search.asha_rungs import AshaRungs, rungs_document
+    from medtune.search.run.asha_rungs import AshaRungs, rungs_document
 
     rungs = _callback_of(tuner, AshaRungs)
     if rungs is None:
@@ -407,8 +409,8 @@ def _finish_parent_run(client: Any, run_id: str, entries: list[LeaderboardEntry]
                        study: Any = None) -> None:
     from mlflow.entities import Metric, RunTag
 
-    from search.plots import sweep_plots
-    from search.run_notes import NOTE_TAG, sweep_note
+    from medtune.search.results.plots import sweep_plots
+    from medtune.search.tracking.run_notes import NOTE_TAG, sweep_note
 
     logged = ["leaderboard.csv"]
     with tempfile.TemporaryDirectory() as tmp:

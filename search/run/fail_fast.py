@@ -31,7 +31,7 @@ class FailFast(tune.Callback, Stopper):
         self.any_result = True
 
     def on_trial_error(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
-        from search.tracking import _error_message
+        from medtune.search.tracking.callback import _error_message
 
         if self.any_result or self.reason is not None:
             return

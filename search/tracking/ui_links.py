@@ -24,7 +24,7 @@ Why each part:
   experiment's other sweeps are left out. (With a filter the UI also stops fetching parent runs to
   nest children under them, so the trials are listed flat, as rows of their own.)
 - ``orderByKey=metrics.`best_<objective>```: each trial run logs the best value of the objective
-  over its epochs as ``best_<objective>`` when it ends (``search/tracking.py``). ``metrics.<objective>``
+  over its epochs as ``best_<objective>`` when it ends (``search/tracking/callback.py``). ``metrics.<objective>``
   would sort by the last epoch's value, which is not the best for a trial that peaked early.
 
 What a URL cannot do: choose the table's columns. Which metric and parameter columns show is kept
@@ -33,7 +33,7 @@ keeps as an experiment tag; ``shared_view_tag`` builds such a tag for a caller t
 By default the table shows run name, creation time, dataset, duration, source and models: the
 names (``03 mobilenetv2_100 fd1 done``) say which trial is which, and the order says which is best.
 
-Links to a run or an artifact (``search/run_notes.py``) stay bare hash routes. MLflow shows a run
+Links to a run or an artifact (``search/tracking/run_notes.py``) stay bare hash routes. MLflow shows a run
 page in its GenAI layout (even when reached from the model-training runs table) unless it is
 given ``?workflowType=machine_learning`` too, but after an artifact path that query is read as
 part of the path and the artifact view fails ("Something went wrong").
@@ -52,8 +52,8 @@ from dataclasses import dataclass
 from typing import Iterable
 from urllib.parse import quote, urlencode, urlsplit
 
-from search.credentials import has_userinfo, redact_uri
-from search.run_notes import artifact_link, run_link
+from medtune.search.credentials import has_userinfo, redact_uri
+from medtune.search.tracking.run_notes import artifact_link, run_link
 
 #: Where ``mlflow ui`` (and ``mlflow server``) listen when given no ``--host``/``--port``.
 DEFAULT_UI_URL = "http://127.0.0.1:5000"

@@ -1,6 +1,6 @@
 """The validated sweep specification: the one object every later step reads.
 
-A space file is read once (``search.loader``), checked here completely, and turned into a frozen
+A space file is read once (``medtune.search.spec.loader``), checked here completely, and turned into a frozen
 ``SweepSpec``. Checking collects every problem before failing, and each problem names the file,
 the key path (``space.lr.loguniform``) and what was expected, so a user fixes a file in one pass
 and no cluster time is spent on a typo.
@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from search.credentials import uri_credentials_problem, with_credentials_from_environment
-from search.study import storage_setting_problem
-from search.space import Distribution, architectures_of, parse_distribution
-from trainables.budget import BUDGET_UNITS
-from trainables.config import REPORTED_METRICS, TrialConfig, check_value, config_keys
+from medtune.search.credentials import uri_credentials_problem, with_credentials_from_environment
+from medtune.search.run.study import storage_setting_problem
+from medtune.search.spec.space import Distribution, architectures_of, parse_distribution
+from medtune.trainables.budget import BUDGET_UNITS
+from medtune.trainables.config import REPORTED_METRICS, TrialConfig, check_value, config_keys
 
 SAMPLERS = ("tpe", "random", "grid")
 SCHEDULERS = ("asha", "fifo")
@@ -79,7 +79,7 @@ class SamplerSpec:
     name: str = "tpe"
     seed: int | None = 0
     n_startup_trials: int | None = None  # None: Optuna's default, capped for small sweeps
-    # The Optuna study's storage (search/study.py): None is a journal file in the run folder.
+    # The Optuna study's storage (search/run/study.py): None is a journal file in the run folder.
     storage: str | None = None
 
 
@@ -89,7 +89,7 @@ class SchedulerSpec:
     max_t: int = 6
     grace_period: int = 1
     reduction_factor: float = 3
-    # What max_t and grace_period count: epochs, optimizer steps or images seen (trainables.budget).
+    # What max_t and grace_period count: epochs, optimizer steps or images seen (medtune.trainables.budget).
     unit: str = "epochs"
 
 
@@ -447,7 +447,7 @@ def _validate_trial_combinations(space: dict[str, Distribution], fixed: dict[str
         problems("space.frozen_depth", "give either frozen_depth (stages) or frozen_fraction (share of stages), not both")
     architectures = architectures_of(space, fixed, TrialConfig().architecture)
     try:
-        from trainables.models import get_architecture
+        from medtune.trainables.models import get_architecture
         infos = {a: get_architecture(a) for a in architectures}
     except Exception:  # unknown names were reported by the per-key checks already
         return
@@ -480,6 +480,6 @@ def _validate_grid(space: dict[str, Distribution], num_samples: int, problems: _
 
 
 def trial_stage_counts(spec: SweepSpec) -> dict[str, int]:
-    from trainables.models import get_architecture
+    from medtune.trainables.models import get_architecture
 
     return {arch: get_architecture(arch).num_stages for arch in spec.architectures}

@@ -12,10 +12,10 @@ train on:
   on all of train + val. The budget (steps or images) is the trials' own, so the epoch count
   follows from the data size as it did in the folds.
 
-The threshold rule (``trainables.report.choose_threshold``) takes the middle, in logit space, of
+The threshold rule (``medtune.trainables.report.choose_threshold``) takes the middle, in logit space, of
 the thresholds that tie for the best Youden's J, so a near-perfectly separated validation set
 does not push it to an extreme. Then the test split is scored once: the report
-(``trainables.report``) with 95% bootstrap intervals, the ROC curve and confusion matrix as
+(``medtune.trainables.report``) with 95% bootstrap intervals, the ROC curve and confusion matrix as
 images, the saved predictions, and the model, all logged to one MLflow run tagged with the sweep
 it came from. ``--ensemble K`` retrains the top-K configurations of the sweep and averages their
 probabilities, reported side by side with the single best model.
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from search.spec import SpecError, SweepSpec
+from medtune.search.spec.sweep_spec import SpecError, SweepSpec
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,8 @@ class FinalOutcome:
 
 def final_splits(splits: Any, calibration_fraction: float, seed: int) -> Any:
     """Train on train + (1 - fraction) of val; keep ``fraction`` of val to pick the threshold."""
-    from trainables.data import DatasetSplits, SplitArrays
-    from trainables.data.splits import carve_val, take
+    from medtune.trainables.data import DatasetSplits, SplitArrays
+    from medtune.trainables.data.splits import carve_val, take
 
     keep_idx, calibration_idx = carve_val(splits.val.labels, calibration_fraction, seed, len(splits.class_names))
     train = SplitArrays(images=np.concatenate([np.asarray(splits.train.images), np.asarray(splits.val.images[keep_idx])]),
@@ -102,7 +102,7 @@ def final_splits(splits: Any, calibration_fraction: float, seed: int) -> Any:
 
 def member_configs(spec: SweepSpec, ensemble: int) -> list[dict[str, Any]]:
     """The best configuration, then the next ones the sweep ranked (``provenance.top_configs``)."""
-    from search.tuner import trial_fixed_values
+    from medtune.search.run.tuner import trial_fixed_values
 
     base = trial_fixed_values(spec)
     configs = [base]
@@ -119,11 +119,11 @@ def member_configs(spec: SweepSpec, ensemble: int) -> list[dict[str, Any]]:
 
 def train_member(config: dict[str, Any], data: Any, budget: dict[str, Any], workdir: Path) -> FinalMember:
     """Train one configuration for ``budget``; threshold scores from the held-out part of val."""
-    from trainables.config import TrialConfig
-    from trainables.evaluate import predict_split
-    from trainables.progress import EpochProgress
-    from trainables.reporting import LocalReporter
-    from trainables.train import run_training
+    from medtune.trainables.config import TrialConfig
+    from medtune.trainables.evaluate import predict_split
+    from medtune.trainables.progress import EpochProgress
+    from medtune.trainables.reporting import LocalReporter
+    from medtune.trainables.train import run_training
 
     cfg = TrialConfig.from_dict({**config, **budget, "cv_folds": None})
     reporter = EpochProgress(LocalReporter(workdir, metric="val_auc", mode="max"),
@@ -147,10 +147,10 @@ def member_scores(probs: np.ndarray) -> np.ndarray:
 def train_cv_member(config: dict[str, Any], splits: Any, folds: int, budget: dict[str, Any],
                     workdir: Path) -> FinalMember:
     """k fold models for out-of-fold threshold scores, then one model on all of train + val."""
-    from trainables.config import TrialConfig
-    from trainables.progress import EpochProgress
-    from trainables.reporting import LocalReporter
-    from trainables.train import run_training
+    from medtune.trainables.config import TrialConfig
+    from medtune.trainables.progress import EpochProgress
+    from medtune.trainables.reporting import LocalReporter
+    from medtune.trainables.train import run_training
 
     cfg = TrialConfig.from_dict({**config, **budget, "cv_folds": folds})
     reporter = EpochProgress(LocalReporter(workdir / "folds", metric="val_auc", mode="max"),
@@ -167,8 +167,8 @@ def train_cv_member(config: dict[str, Any], splits: Any, folds: int, budget: dic
 def cv_final_splits(splits: Any, monitor: int = 256, seed: int = 0) -> Any:
     """All of train + val to train on; a stratified sample of it (at most ``monitor`` images) as the
     per-epoch 'val' the training loop reports on, since no image is left out to report on."""
-    from trainables.data import DatasetSplits
-    from trainables.data.splits import pooled, stratified_subset, take
+    from medtune.trainables.data import DatasetSplits
+    from medtune.trainables.data.splits import pooled, stratified_subset, take
 
     pool = pooled(splits.train, splits.val)
     idx = stratified_subset(pool.labels, monitor, seed, len(splits.class_names))
@@ -178,7 +178,7 @@ def cv_final_splits(splits: Any, monitor: int = 256, seed: int = 0) -> Any:
 
 def trial_train_images(spec: SweepSpec, splits: Any) -> int:
     """How many images each trial of the sweep trained on (a fold's share under cross-validation)."""
-    from trainables.data.splits import kfold_indices, pooled
+    from medtune.trainables.data.splits import kfold_indices, pooled
 
     if not isinstance(spec.search.cv, int):
         return len(splits.train.labels)
@@ -199,8 +199,8 @@ def final_budget(spec: SweepSpec, mode: str, config: dict[str, Any], trial_image
     """The trial-config budget of the final run: the sweep's (``budget``), or the best trial's
     budget up to its best epoch (``best``), in the sweep's unit so it means the same amount of
     training on the final run's larger training set."""
-    from search.spec import budget_fields
-    from trainables.budget import units_per_epoch
+    from medtune.search.spec.sweep_spec import budget_fields
+    from medtune.trainables.budget import units_per_epoch
 
     scheduler = spec.search.scheduler
     if mode != "best":
@@ -227,7 +227,7 @@ def _check_threshold_rule(rule: str, source: str) -> None:
     """An unknown threshold rule is bad input, found before anything trains."""
     import numpy as np
 
-    from trainables.report import choose_threshold
+    from medtune.trainables.report import choose_threshold
 
     try:
         choose_threshold(np.array([0.2, 0.8]), np.array([0, 1]), rule)
@@ -239,21 +239,21 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
               out_dir: str | Path | None = None, calibration_fraction: float = CALIBRATION_FRACTION,
               gradcam_samples: int = 8, threshold: str = "auto") -> FinalOutcome:
     """Train, evaluate once on test, write the report, log it all to MLflow."""
-    from search.preflight import resolved_spec
-    from trainables.data import load_splits
-    from trainables.config import TrialConfig
-    from trainables.report import build_report
-    from trainables.train import data_config
+    from medtune.search.run.preflight import resolved_spec
+    from medtune.trainables.data import load_splits
+    from medtune.trainables.config import TrialConfig
+    from medtune.trainables.report import build_report
+    from medtune.trainables.train import data_config
 
     if spec.space:
         raise SpecError(spec.source, [("space", "final trains one configuration: expected an empty space with every "
                                        "value under fixed (a best_config.yaml)")])
     if out_dir is not None:
-        from search.preflight import check_output_path
+        from medtune.search.run.preflight import check_output_path
 
         check_output_path(out_dir, "--out", spec.source, folder=True)
     if spec.mlflow.enabled:  # found now, not after the training it would fail to log
-        from search.tracking import check_tracking_server
+        from medtune.search.tracking.client import check_tracking_server
 
         check_tracking_server(spec.mlflow.tracking_uri, spec.source)
     if threshold != "auto":
@@ -319,7 +319,7 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
 
 def _write_artifacts(out: Path, spec: SweepSpec, members: list[FinalMember], reports: list[Any], data: Any,
                      n_epochs: int, train_seconds: float, threshold_source: str) -> None:
-    from search.report_html import write_calibration
+    from medtune.search.results.report_html import write_calibration
 
     summary = {
         "sweep": spec.provenance.get("sweep"), "trial_id": spec.provenance.get("trial_id"),
@@ -343,7 +343,7 @@ def _write_artifacts(out: Path, spec: SweepSpec, members: list[FinalMember], rep
 
 
 def _multiclass_reports(members: list[FinalMember], data: Any) -> list[Any]:
-    from trainables.multiclass_report import build_multiclass_report
+    from medtune.trainables.multiclass_report import build_multiclass_report
 
     labels, names = data.test.labels, tuple(data.class_names)
     reports = [build_multiclass_report("best model", members[0].test_scores, labels, names)]
@@ -354,8 +354,8 @@ def _multiclass_reports(members: list[FinalMember], data: Any) -> list[Any]:
 
 
 def _markdown(reports: list[Any], title: str) -> str:
-    from trainables.multiclass_report import MulticlassReport, multiclass_markdown
-    from trainables.report import report_markdown
+    from medtune.trainables.multiclass_report import MulticlassReport, multiclass_markdown
+    from medtune.trainables.report import report_markdown
 
     return multiclass_markdown(reports, title) if isinstance(reports[0], MulticlassReport) else report_markdown(reports, title)
 
@@ -465,7 +465,7 @@ def _write_report_html(out: Path, name: str, run: Any = None) -> None:
 
     A convenience view of files already written: a failure is logged, never allowed to lose the run.
     """
-    from search.report_html import write_report_html
+    from medtune.search.results.report_html import write_report_html
 
     try:
         summary = json.loads((out / "report.json").read_text())
@@ -477,7 +477,7 @@ def _write_report_html(out: Path, name: str, run: Any = None) -> None:
 def _gradcam_figure(member: FinalMember, threshold: float, data: Any, path: Path, per_group: int) -> None:
     """Heat maps over a fixed sample of test images: both classes, correct and wrong predictions.
 
-    Each panel overlays the Grad-CAM of the positive-class score (``trainables.gradcam``: the
+    Each panel overlays the Grad-CAM of the positive-class score (``medtune.trainables.gradcam``: the
     deepest stage with at least 7x7 cells, bilinear to the image) on the grey image, on one 0..1
     colour scale; the caption gives the true class, whether the prediction at ``threshold`` was
     right, and the score; a note under the panels names the feature map, so a coarse map is never
@@ -494,10 +494,10 @@ def _gradcam_figure(member: FinalMember, threshold: float, data: Any, path: Path
     from matplotlib.colors import Normalize
     from PIL import Image
 
-    from trainables.config import TrialConfig
-    from trainables.data import SplitArrays
-    from trainables.gradcam import gradcam_with_layer, pick_examples
-    from trainables.train import make_batches
+    from medtune.trainables.config import TrialConfig
+    from medtune.trainables.data import SplitArrays
+    from medtune.trainables.gradcam import gradcam_with_layer, pick_examples
+    from medtune.trainables.train import make_batches
 
     if member.test_scores.ndim == 2:
         _multiclass_gradcam_figure(member, data, path, per_group)
@@ -558,10 +558,10 @@ def _multiclass_gradcam_figure(member: FinalMember, data: Any, path: Path, per_c
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    from trainables.config import TrialConfig
-    from trainables.data import SplitArrays
-    from trainables.gradcam import gradcam_with_layer
-    from trainables.train import make_batches
+    from medtune.trainables.config import TrialConfig
+    from medtune.trainables.data import SplitArrays
+    from medtune.trainables.gradcam import gradcam_with_layer
+    from medtune.trainables.train import make_batches
 
     probs, labels, names = member.test_scores, data.test.labels, tuple(data.class_names)
     predicted = probs.argmax(axis=1)
@@ -611,10 +611,12 @@ def _log_to_mlflow(spec: SweepSpec, members: list[FinalMember], reports: list[An
                    n_epochs: int, register: str | None) -> tuple[str, str | None]:
     from mlflow.entities import Metric, Param
 
-    from search.report_html import mlflow_run_ref
-    from search.run_notes import link_final_and_sweep
-    from search.run_tags import run_tags
-    from search.tracking import ensure_experiment, log_pt2_model, mlflow_client, resolved_tracking_uri, trial_params
+    from medtune.search.results.report_html import mlflow_run_ref
+    from medtune.search.tracking.run_notes import link_final_and_sweep
+    from medtune.search.tracking.run_tags import run_tags
+    from medtune.search.tracking.client import ensure_experiment, mlflow_client, resolved_tracking_uri
+    from medtune.search.tracking.models import log_pt2_model
+    from medtune.search.tracking.trial_runs import trial_params
 
     tracking_uri = resolved_tracking_uri(spec.mlflow.tracking_uri)
     client = mlflow_client(tracking_uri)
@@ -651,7 +653,7 @@ def _log_to_mlflow(spec: SweepSpec, members: list[FinalMember], reports: list[An
 
     model_uri = None
     try:
-        from trainables.config import TrialConfig
+        from medtune.trainables.config import TrialConfig
 
         cfg = TrialConfig.from_dict(members[0].config)
         model_uri = log_pt2_model(tracking_uri, experiment_id, run_id, members[0].model, cfg, data.test, register,

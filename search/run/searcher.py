@@ -21,9 +21,9 @@ from optuna.trial import TrialState
 from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
 
-from search.space import DefineByRunSpace
-from search.spec import SweepSpec, trial_stage_counts
-from trainables.budget import stopped_early
+from medtune.search.spec.space import DefineByRunSpace
+from medtune.search.spec.sweep_spec import SweepSpec, trial_stage_counts
+from medtune.trainables.budget import stopped_early
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,8 @@ def build_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
 
 def build_searcher(spec: SweepSpec, fixed_for_trials: dict[str, Any], study_location: str | None = None,
                    study_name: str | None = None) -> MedtuneOptunaSearch:
-    """The searcher; its study is stored at ``study_location`` (``search.study``) or kept in memory."""
-    from search.study import open_storage
+    """The searcher; its study is stored at ``study_location`` (``medtune.search.run.study``) or kept in memory."""
+    from medtune.search.run.study import open_storage
 
     space = DefineByRunSpace(spec.space, fixed_for_trials, trial_stage_counts(spec))
     return MedtuneOptunaSearch(

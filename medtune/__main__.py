@@ -1,0 +1,7 @@
+"""``python -m medtune``: the same CLI as the ``medtune`` console script."""
+
+import sys
+
+from medtune.search.cli import main
+
+sys.exit(main())

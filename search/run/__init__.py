@@ -1,0 +1,12 @@
+"""Running a sweep: pre-flight checks, Ray, the Tuner, the Optuna searcher and ASHA.
+
+- ``sweep``: ``run_sweep`` and ``resume_sweep``, the orchestration read as a list of steps;
+- ``preflight``: every check of the input that can fail, before a trial starts;
+- ``ray_node``: starting or joining Ray;
+- ``tuner``: the Tune ``Tuner`` (trainable, scheduler, callbacks, stopper);
+- ``searcher`` and ``study``: Optuna TPE as a Tune searcher, and where its study is stored;
+- ``asha_rungs`` and ``fail_fast``: the callbacks that carry ASHA's rungs through a resume and stop a
+  sweep whose first trials all fail alike.
+
+May import ``spec``, ``tracking``, ``results`` and ``medtune.trainables``.
+"""

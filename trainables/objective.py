@@ -1,0 +1,126 @@
+"""What a trial reports, and which way is better: one table, one ``Objective``.
+
+The training function reports the metrics below after every epoch. Every place that needs to know
+which of them exist, which are logged to MLflow, which a leaderboard shows, which Tune's console
+table prints, or whether a smaller value is better reads this table; every comparison of two
+values of the objective goes through ``Objective`` (the direction is normalised once, as Syne
+Tune's ``metric_multiplier`` does), so a ``"min"`` objective is never compared the wrong way round.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, TypeVar
+
+T = TypeVar("T")
+
+#: The key of a trial's epoch counter in every result (Tune's ``training_iteration`` counts
+#: reports, which is the same number for medtune's trainable but not what a reader expects).
+EPOCH = "epoch"
+
+MODES = ("max", "min")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One reported metric. ``objective``: a sweep may optimise it; ``logged``: an MLflow metric of
+    every trial run; ``shown``: a column of the leaderboard; ``progress``: a column of Tune's table."""
+
+    name: str
+    mode: str
+    objective: bool = True
+    logged: bool = True
+    shown: bool = False
+    progress: bool = False
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("val_loss", "min", shown=True, progress=True),
+    Metric("val_auc", "max", shown=True, progress=True),
+    Metric("val_acc", "max", shown=True, progress=True),
+    Metric("val_sensitivity", "max", shown=True),
+    Metric("val_specificity", "max", shown=True),
+    Metric("val_balanced_acc", "max"),
+    Metric("train_loss", "min"),
+    Metric("images_per_sec", "max"),
+    Metric("epoch_seconds", "min", progress=True),
+    Metric("data_seconds", "min"),
+    # bookkeeping and uncertainty: logged, never an objective
+    Metric("lr", "min", objective=False),
+    Metric("step", "max", objective=False),
+    Metric("images_seen", "max", objective=False),
+    Metric("val_loss_sem", "min", objective=False),
+    Metric("val_auc_sem", "min", objective=False),
+    Metric("val_acc_sem", "min", objective=False),
+    Metric("val_balanced_acc_sem", "min", objective=False),
+)
+
+#: Metrics a sweep may optimise, with the direction that is better.
+REPORTED_METRICS: dict[str, str] = {m.name: m.mode for m in METRICS if m.objective}
+#: Result keys logged as MLflow metrics of a trial run (everything else in a result is bookkeeping).
+LOGGED_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.logged)
+#: The metrics a leaderboard shows at each trial's best epoch.
+SHOWN_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.shown)
+#: Tune's console table: the epoch, then these (the objective is appended where it is not one of them).
+PROGRESS_METRICS: tuple[str, ...] = (EPOCH, *(m.name for m in METRICS if m.progress))
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A metric and its direction. ``sign`` turns every comparison into "smaller is better"."""
+
+    name: str = "val_auc"
+    mode: str = "max"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+
+    @classmethod
+    def of(cls, name: str, mode: str | None = None) -> "Objective":
+        """``name`` with ``mode``, or with the direction the table gives it."""
+        return cls(name, mode or REPORTED_METRICS.get(name, "max"))
+
+    @property
+    def sign(self) -> int:
+        """+1 for ``min``, -1 for ``max``: ``sign * value`` is smaller for a better value."""
+        return 1 if self.mode == "min" else -1
+
+    @property
+    def optuna_direction(self) -> str:
+        return "minimize" if self.mode == "min" else "maximize"
+
+    @property
+    def order_ascending(self) -> bool:
+        """Sort ascending to put the best first."""
+        return self.mode == "min"
+
+    def better(self, value: Any, than: Any) -> bool:
+        """Is ``value`` strictly better than ``than``? A missing or non-finite ``than`` is beaten by
+        any finite value; a non-finite ``value`` never wins."""
+        if not _finite(value):
+            return False
+        return not _finite(than) or self.sign * value < self.sign * than
+
+    def rank_key(self, value: Any) -> float:
+        """A sort key that puts the best value first and missing or non-finite values last."""
+        return self.sign * float(value) if _finite(value) else math.inf
+
+    def best(self, items: Iterable[T], key: Callable[[T], Any] = lambda item: item) -> T | None:
+        """The item with the best ``key`` (the first of ties), or None when no item has a finite one."""
+        chosen: T | None = None
+        chosen_value: Any = None
+        for item in items:
+            value = key(item)
+            if self.better(value, chosen_value):
+                chosen, chosen_value = item, value
+        return chosen
+
+    def sorted(self, items: Iterable[T], key: Callable[[T], Any] = lambda item: item) -> list[T]:
+        """``items`` best first (a stable sort: ties keep their order); missing values last."""
+        return sorted(items, key=lambda item: self.rank_key(key(item)))
