@@ -1,6 +1,6 @@
 """medtune's Python API: cheap to import, the same spec handling as the CLI, typed results.
 
-The API's sweep, best and final run for real in tests/test_sweep_e2e.py (its sweep is
+The API's sweep, best and final run for real in tests/search/run/test_sweep_e2e.py (its sweep is
 ``medtune.sweep(dict)``, its final ``medtune.final(best.yaml)``); these are the parts that need
 no Ray.
 """

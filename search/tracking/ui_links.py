@@ -4,7 +4,7 @@ The place to start after a sweep is its trials in MLflow's runs table, best firs
 not open there on its own: an experiment's page starts on the GenAI "Overview", the runs table
 lists every sweep of the experiment mixed together, sorted by start time. The link names the view
 in the UI's own URL parameters (read from the UI that MLflow 3.17 bundles, and checked in a real
-browser by ``tests/test_mlflow_ui.py``)::
+browser by ``tests/search/tracking/test_mlflow_ui.py``)::
 
     <ui>/#/experiments/<experiment id>/runs
         ?workflowType=machine_learning                  the "Model training" layout and its runs table

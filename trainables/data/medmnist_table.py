@@ -1,7 +1,7 @@
 """The MedMNIST 2D datasets, as the ``medmnist`` package describes them.
 
 The table (``_medmnist_table_data.py``) is derived from ``medmnist.INFO`` (medmnist 3.0.2) and
-checked against it by ``tests/test_medmnist_table.py``, where the package is installed (a test
+checked against it by ``tests/trainables/data/test_medmnist_table.py``, where the package is installed (a test
 dependency, not a runtime one: it pulls in scikit-image and fire, and only this table is needed).
 After a new medmnist release (``pip install -e '.[test]'`` installs it):
 

@@ -2,7 +2,7 @@
 
 Everything here is cheap to read (no model is built): search spaces use ``num_stages`` to bound
 ``frozen_depth`` and the data pipeline uses ``min_input_size``/``mean``/``std``. The model side
-is checked against these declarations in tests/test_models.py.
+is checked against these declarations in tests/trainables/models/test_models.py.
 
 Stages (``num_stages``) come from timm's ``feature_info`` taps; see ``freezing.py``.
 ``min_input_size`` is the smallest square input a forward pass accepts (in_chans=1, batch 2,

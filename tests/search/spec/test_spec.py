@@ -13,7 +13,7 @@ from medtune.search.spec.loader import apply_overrides, load_spec
 from medtune.search.spec.space import DefineByRunSpace, Distribution
 from medtune.search.spec.sweep_spec import SpecError, validate_spec
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 GOOD = {
     "name": "t",

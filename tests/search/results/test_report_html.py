@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 
-DEMO = Path(__file__).resolve().parents[1] / "spaces" / "demo.yaml"
+DEMO = Path(__file__).resolve().parents[3] / "spaces" / "demo.yaml"
 HOSTILE_TITLE = "Final <script>window.__pwned = 1</script> & \"co\""
 HOSTILE_VALUE = "<script>window.__pwned = 2</script><img src=x onerror=\"window.__pwned = 3\">"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -227,7 +227,7 @@ def final_run(final_outcome):
 
 def test_the_final_runs_report_html_shows_report_json_in_a_browser_and_is_logged_with_it(sweep, final_outcome,
                                                                                           browser, tmp_path):
-    """The real final run's page in Chromium (the page itself: tests/test_report_html.py)."""
+    """The real final run's page in Chromium (the page itself: tests/search/results/test_report_html.py)."""
     import json
 
     from mlflow import MlflowClient

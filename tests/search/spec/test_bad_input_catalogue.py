@@ -15,7 +15,7 @@ import pytest
 
 from medtune.search.cli import EXIT_BAD_INPUT, main
 
-DEMO = str(Path(__file__).resolve().parents[1] / "spaces" / "demo.yaml")
+DEMO = str(Path(__file__).resolve().parents[3] / "spaces" / "demo.yaml")
 
 #: (override, key the message must name) for ``medtune validate spaces/demo.yaml --set OVERRIDE``.
 SPACE_CASES = [

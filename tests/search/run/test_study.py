@@ -1,6 +1,6 @@
 """The sweep's Optuna study: where it is stored, what TPE is told, and the plots drawn from it.
 
-The real tool reads it in tests/test_sweep_e2e.py (``optuna-dashboard`` on the sweep's journal).
+The real tool reads it in tests/search/run/test_sweep_e2e.py (``optuna-dashboard`` on the sweep's journal).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """ASHA's rungs survive ``medtune resume``: the callback's state fills a fresh scheduler's rungs.
 
 The end-to-end check (a driver SIGKILLed after the first rung filled, then resumed) is in
-tests/test_resume.py, which reads the ``asha_rungs.json`` the resumed sweep writes.
+tests/search/run/test_resume.py, which reads the ``asha_rungs.json`` the resumed sweep writes.
 """
 
 from __future__ import annotations

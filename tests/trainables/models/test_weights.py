@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from medtune.trainables.models import WeightsFileError, WeightsUnavailableError, build_model
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 WEIGHTS = Path(os.environ.get("MEDTUNE_SHARED_DIR", REPO.parent / "shared")) / "weights"
 MOBILENET = WEIGHTS / "mobilenet_v2_imagenet_features.pth"
 LITE0 = WEIGHTS / "tf_efficientnet_lite0_imagenet.pth"
