@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from ray import tune
 from ray.tune.stopper import Stopper
 
+from medtune.search.tracking.trial_runs import trial_error_message
+
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
@@ -31,11 +33,9 @@ class FailFast(tune.Callback, Stopper):
         self.any_result = True
 
     def on_trial_error(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
-        from medtune.search.tracking.callback import _error_message
-
         if self.any_result or self.reason is not None:
             return
-        self.errors.append(_error_message(trial))
+        self.errors.append(trial_error_message(trial))
         if len(self.errors) >= self.first and len(set(self.errors)) == 1:
             self.reason = (f"the first {len(self.errors)} trials all failed with the same error before any reported "
                            f"a result, so the sweep was stopped: {self.errors[0]}")

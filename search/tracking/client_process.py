@@ -4,10 +4,9 @@ With a database or file store (``sqlite:///...``, ``postgresql://...``, a local 
 call runs MLflow's store in the calling process: for a sweep's child runs that is MLflow's
 SQLAlchemy code on the driver, tens of milliseconds of Python per trial (each ``log_batch`` loads
 the run and commits params, metrics and tags separately), holding the GIL that Tune's event loop
-needs. ``benchmarks/bookkeeping.py`` found the driver's logging thread busy for 70 s of a 114 s
-sweep of 1,000 trivial trials. Here that work runs in a child process, on another core; the
-logging thread only waits on a pipe. With a tracking server (``http(s)://``) the store work is the
-server's already, and the plain client is used.
+needs (``benchmarks/bookkeeping.py`` measures it). Here that work runs in a child process, on
+another core; the logging thread only waits on a pipe. With a tracking server (``http(s)://``)
+the store work is the server's already, and the plain client is used.
 
 The protocol is private to the two processes: length-prefixed pickles of ``(method, args,
 kwargs)`` and ``(ok, result or exception)`` over the child's stdin and stdout. The tracking URI,
@@ -23,7 +22,6 @@ import struct
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
@@ -69,17 +67,16 @@ class MlflowClientProcess:
         self._lock = threading.Lock()
 
     def _start(self) -> subprocess.Popen:
-        root = str(Path(__file__).resolve().parents[1])  # the directory holding the `search` package
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        # The same interpreter, so the same installed medtune; the URI goes over the pipe.
         child = subprocess.Popen([sys.executable, "-m", "medtune.search.tracking.client_process"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, env=env)
+                                 stdout=subprocess.PIPE)
         _write(child.stdin, self.tracking_uri.encode())
         return child
 
     def start(self) -> None:
         """Start the child, if it is not running, and wait until it has imported MLflow.
 
-        Called before trials train (``MlflowTrialCallback.setup``): importing MLflow takes about
+        Called before trials train (the MLflow callback's ``setup``): importing MLflow takes about
         3 s of CPU, which would otherwise be taken from the first trial's epochs on a small machine.
         """
         self.call(PING)
@@ -135,7 +132,7 @@ def serve() -> None:
     if uri is None:
         return
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    from mlflow import MlflowClient  # not medtune.search.tracking.callback's helper: that module imports Ray Tune
+    from mlflow import MlflowClient  # plain: ``client.mlflow_client``'s HTTP settings are for servers
 
     client = MlflowClient(tracking_uri=uri.decode())
     while (request := _read(requests)) is not None:

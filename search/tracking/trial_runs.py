@@ -1,7 +1,8 @@
-"""A trial's MLflow run: its name, its params and its metrics, derived from the trial alone.
+"""A trial's MLflow run: its name, params, metrics, outcome and closing tags, derived from the trial alone.
 
 Light on purpose (no Ray, no MLflow at import): the plots and ``medtune best`` use the same numbers
-and names as the callback that writes the runs.
+and names as the callback that writes the runs, and the fail-fast stopper reads failed trials'
+errors the same way.
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 import math
 import re
 import time
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
 
-from medtune.trainables.objective import LOGGED_METRICS
+from medtune.trainables.budget import stopped_early
+from medtune.trainables.objective import EPOCH, LOGGED_METRICS
 
 #: Trial-config keys that describe the machine rather than the model; not logged as params.
 NOT_PARAMS = ("data_dir", "cache_dir", "weights_dir")
@@ -28,6 +32,7 @@ METRIC_NAMES = {"lr": "lr_scheduled"}
 
 
 def metric_batch(result: dict[str, Any], step: int) -> list:
+    """One epoch's logged metrics (finite numbers only) as MLflow ``Metric``s at ``step``."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
@@ -54,3 +59,82 @@ def trial_run_name(number: int, config: dict[str, Any]) -> str:
     if config.get("frozen_depth") is not None:
         parts.append(f"fd{config['frozen_depth']}")
     return " ".join(parts)
+
+
+def trial_error_message(trial: Any) -> str:
+    """The last line of a failed Tune trial's error file (the exception), at most 500 characters.
+
+    ``trial`` is Tune's ``Trial``; only its ``error_file`` is read, so Ray need not be imported here.
+    """
+    path = getattr(trial, "error_file", None)
+    text = ""
+    if path and Path(path).is_file():
+        lines = [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+        text = lines[-1] if lines else ""
+    return (text or "trial failed (see the Ray trial log)")[:500]
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How a trial ended, decided once when it ends: ``completed``, ``stopped_early`` (by ASHA or
+    the time budget, before its planned epochs) or ``failed`` (with ``error``)."""
+
+    kind: str
+    last_epoch: int
+    error: str = ""
+
+    @classmethod
+    def of(cls, last_result: Mapping[str, Any] | None, planned_epochs: int | None,
+           error: str | None = None) -> "TrialOutcome":
+        """The outcome of a trial whose last result is ``last_result``; ``error`` when it failed."""
+        last_epoch = int((last_result or {}).get(EPOCH, 0))
+        if error is not None:
+            return cls("failed", last_epoch, error)
+        if stopped_early(last_result, planned_epochs):
+            return cls("stopped_early", last_epoch)
+        return cls("completed", last_epoch)
+
+    @property
+    def status(self) -> str:
+        """The MLflow run status it ends with."""
+        return "FAILED" if self.kind == "failed" else "FINISHED"
+
+    @property
+    def label(self) -> str:
+        """What the runs table adds to the run's name: ``done``, ``stopped@3`` or ``failed``."""
+        return {"failed": "failed", "stopped_early": f"stopped@{self.last_epoch}"}.get(self.kind, "done")
+
+    def tags(self) -> dict[str, str]:
+        tags = {"medtune.last_epoch": str(self.last_epoch), "medtune.outcome": self.kind}
+        if self.kind == "failed":
+            tags["medtune.error"] = self.error
+        elif self.kind == "stopped_early":
+            tags["medtune.stopped_at_epoch"] = str(self.last_epoch)
+        return tags
+
+
+def closing_tags(outcome: TrialOutcome, run_name: str, metric: str, best: tuple[float, int] | None,
+                 checkpoint_epoch: int | None) -> dict[str, str]:
+    """The tags a child run ends with: its outcome, its best epoch and value (what the leaderboard
+    ranks by and ``medtune best`` reads), its name with the outcome, and the logged checkpoint's epoch."""
+    tags = outcome.tags()
+    if best is not None:
+        value, epoch = best
+        tags["medtune.best_epoch"] = str(epoch)
+        tags[f"medtune.best_{metric}"] = repr(value)
+    tags["mlflow.runName"] = f"{run_name} {outcome.label}"
+    if checkpoint_epoch is not None:
+        tags["medtune.best_checkpoint_epoch"] = str(checkpoint_epoch)
+    return tags
+
+
+def best_metrics(metric: str, best: tuple[float, int] | None) -> list:
+    """The best value and its epoch as metrics too (step 0): MLflow's runs table sorts and plots
+    metrics, and its metric columns show the last epoch's value, not the best when a trial peaked early."""
+    if best is None:
+        return []
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    value, epoch = best
+    return [Metric(f"best_{metric}", value, now, 0), Metric("best_epoch", float(epoch), now, 0)]
