@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-
-from medtune.trainables.config import TrialConfig  # noqa: E402
-from medtune.trainables.evaluate import model_from_checkpoint, predict_split  # noqa: E402
-from medtune.trainables.metrics import classification_metrics  # noqa: E402
-from medtune.trainables.reporting import LocalReporter  # noqa: E402
-from medtune.trainables.train import run_training  # noqa: E402
+from medtune.trainables.config import TrialConfig
+from medtune.trainables.evaluate import model_from_checkpoint, predict_split
+from medtune.trainables.metrics import classification_metrics
+from medtune.trainables.reporting import LocalReporter
+from medtune.trainables.train import run_training
 
 CANDIDATES = {"val_loss": "min", "val_auc": "max", "val_balanced_acc": "max"}
 
@@ -65,15 +64,14 @@ class TestScoringReporter(LocalReporter):
 
 
 def run_one(index: int, overrides: dict, epochs: int, threads: int, workdir: Path) -> list[dict]:
-    from medtune.trainables.data import load_splits
-    from medtune.trainables.train import data_config
+    from medtune.trainables.data import DataConfig, load_splits
 
     config = TrialConfig.from_dict({
         "optimizer": "adamw", "epochs": epochs, "seed": index, "augment_rotation": 10, "augment_shift": 0.05,
         "augment_scale": 0.1, "data_dir": os.environ.get("MEDTUNE_DATA_DIR"),
         "weights_dir": os.environ.get("MEDTUNE_WEIGHTS_DIR"), **overrides,
     })
-    test = load_splits(data_config(config)).test
+    test = load_splits(DataConfig.from_trial(config)).test
     reporter = TestScoringReporter(workdir / f"run{index}", test_split=test, num_threads=threads)
     run_training(config, reporter)
     return reporter.history
@@ -124,7 +122,7 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"summary": summary, "runs": runs, "epochs": args.epochs,
                                           "seconds": time.perf_counter() - started}, indent=1))
-    print(f"\n| objective | Spearman vs test AUC | vs test acc | winner's test AUC | top-3 mean test AUC |")
+    print("\n| objective | Spearman vs test AUC | vs test acc | winner's test AUC | top-3 mean test AUC |")
     print("| --- | --- | --- | --- | --- |")
     for name in CANDIDATES:
         s = summary[name]

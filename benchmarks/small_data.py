@@ -202,10 +202,10 @@ def baseline_row(set_name: str, npz: Path, seed: int, epochs: int, work: Path) -
 
     import medtune.trainables.train
     from medtune.search.spec.loader import read_yaml
-    from medtune.trainables.data import load_splits
+    from medtune.trainables.data import DataConfig, load_splits
     from medtune.trainables.evaluate import model_from_checkpoint, predict_split
     from medtune.trainables.report import bootstrap_intervals, build_report
-    from medtune.trainables.train import data_config, run_training
+    from medtune.trainables.train import run_training
 
     fixed = read_yaml(DEMO).get("fixed") or {}
     config = {**BASELINE, **{k: v for k, v in fixed.items() if k.startswith("augment_")},
@@ -220,7 +220,7 @@ def baseline_row(set_name: str, npz: Path, seed: int, epochs: int, work: Path) -
         outcome = run_training(config, reporter)
     train_seconds = time.perf_counter() - started
     model, cfg = model_from_checkpoint(reporter.best_checkpoint)
-    splits = load_splits(data_config(cfg))
+    splits = load_splits(DataConfig.from_trial(cfg))
     val_probs, val_labels = predict_split(model, cfg, splits.val)
     test_probs, test_labels = predict_split(model, cfg, splits.test)
     val_scores, test_scores = val_probs[:, -1], test_probs[:, -1]

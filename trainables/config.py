@@ -4,7 +4,9 @@ A Ray Tune trial receives a flat ``dict``. ``TrialConfig`` turns it into typed v
 start of a trial, and carries the knowledge of what each key may hold. The sweep driver
 (``search/``) asks this module which keys exist and whether a value fits (``check_value``), so the
 YAML validator and the trainable can never disagree about a key. Flat names keep MLflow's compare
-view and parallel-coordinates plot usable across trials.
+view and parallel-coordinates plot usable across trials. The ``data_*`` keys (and ``image_size``)
+take their type, default and rule from ``medtune.trainables.data.config.DATA_SETTINGS``; the rules
+themselves come from the validation kit, ``medtune.trainables.checks``.
 """
 
 from __future__ import annotations
@@ -12,55 +14,24 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
 from medtune.trainables.budget import BUDGET_UNITS
+from medtune.trainables.checks import Check, Types, at_least, in_range, is_type, one_of, python_type_names
+from medtune.trainables.data.config import DATA_SETTING
+from medtune.trainables.objective import REPORTED_METRICS
+
+__all__ = ["CHANNEL_MODES", "LR_SCHEDULES", "OPTIMIZERS", "REPORTED_METRICS", "TrialConfig", "check_value",
+           "config_keys", "parse_param"]
 
 OPTIMIZERS = ("adamw", "sgd")
 LR_SCHEDULES = ("cosine", "none")
 CHANNEL_MODES = ("auto", 1, 3)
 
-#: What the training function reports after every epoch, with the direction that is better.
-#: ``search/`` validates the objective against this table.
-REPORTED_METRICS: dict[str, str] = {
-    "val_loss": "min",
-    "val_acc": "max",
-    "val_auc": "max",
-    "val_sensitivity": "max",
-    "val_specificity": "max",
-    "val_balanced_acc": "max",
-    "train_loss": "min",
-    "images_per_sec": "max",
-    "epoch_seconds": "min",
-    "data_seconds": "min",
-}
-
-
-def _positive(v: Any) -> str | None:
-    return None if v > 0 else "must be > 0"
-
-
-def _non_negative(v: Any) -> str | None:
-    return None if v >= 0 else "must be >= 0"
-
-
-def _probability(v: Any) -> str | None:
-    return None if 0 <= v < 1 else "must be in [0, 1)"
-
-
-def _at_least_two(v: Any) -> str | None:
-    return None if v >= 2 else "must be >= 2"
-
-
-def _fraction(v: Any) -> str | None:
-    return None if 0 <= v <= 1 else "must be in [0, 1]"
-
-
-def _one_of(options: tuple) -> Callable[[Any], str | None]:
-    def check(v: Any) -> str | None:
-        return None if v in options else f"must be one of {list(options)}"
-
-    return check
+_positive = at_least(0, inclusive=False)
+_non_negative = at_least(0)
+_probability = in_range(0, 1, high_open=True)
+_fraction = in_range(0, 1)
 
 
 def _architecture(v: Any) -> str | None:
@@ -78,63 +49,58 @@ def _pretrained(v: Any) -> str | None:
     return None
 
 
-def _key(type_: Any, check: Callable[[Any], str | None] | None = None, doc: str = "") -> Any:
-    return field(default=None, metadata={"type": type_, "check": check, "doc": doc})
+def _key(type_: Types, check: Check | None = None, doc: str = "", default: Any = None) -> Any:
+    return field(default=default, metadata={"type": type_, "check": check, "doc": doc})
+
+
+def _data_key(name: str, default: Any = ...) -> Any:
+    """The trial key of the data setting ``name``: type, rule and doc (and default, unless given)
+    as ``DATA_SETTINGS`` defines them."""
+    s = DATA_SETTING[name]
+    return _key(s.type, s.check, s.doc, s.default if default is ... else default)
 
 
 @dataclass(frozen=True)
 class TrialConfig:
     """Everything one trial needs, as plain values. Defaults are what a bare trial gets."""
 
-    architecture: str = field(
-        default="simple_cnn",
-        metadata={"type": str, "check": _architecture, "doc": "model name in the registry"},
-    )
-    pretrained: str = field(
-        default="none",
-        metadata={
-            "type": str,
-            "check": _pretrained,
-            "doc": "none | imagenet | path; imagenet falls back to random init for "
-            "architectures that have no ImageNet weights (simple_cnn)",
-        },
-    )
+    architecture: str = _key(str, _architecture, "model name in the registry", "simple_cnn")
+    pretrained: str = _key(str, _pretrained, "none | imagenet | path; imagenet falls back to random init for "
+                           "architectures that have no ImageNet weights (simple_cnn)", "none")
     frozen_depth: int | None = _key(int, _non_negative, "leading backbone stages frozen (0 = all train)")
     frozen_fraction: float | None = _key(float, _fraction, "frozen stages as a share of the architecture's stages")
-    dropout: float = field(default=0.0, metadata={"type": float, "check": _probability, "doc": "head dropout"})
-    batch_size: int = field(default=32, metadata={"type": int, "check": _positive, "doc": ""})
-    lr: float = field(default=1e-3, metadata={"type": float, "check": _positive, "doc": "peak learning rate"})
-    optimizer: str = field(default="adamw", metadata={"type": str, "check": _one_of(OPTIMIZERS), "doc": ""})
-    momentum: float = field(default=0.9, metadata={"type": float, "check": _probability, "doc": "SGD only"})
-    weight_decay: float = field(default=1e-4, metadata={"type": float, "check": _non_negative, "doc": ""})
-    lr_schedule: str = field(default="cosine", metadata={"type": str, "check": _one_of(LR_SCHEDULES), "doc": ""})
-    epochs: int = field(default=5, metadata={"type": int, "check": _positive, "doc": "epoch budget (budget_unit epochs)"})
-    budget_unit: str = field(default="epochs", metadata={"type": str, "check": _one_of(BUDGET_UNITS),
-                                                         "doc": "what budget counts: epochs, optimizer steps or images seen"})
+    dropout: float = _key(float, _probability, "head dropout", 0.0)
+    batch_size: int = _key(int, _positive, "", 32)
+    lr: float = _key(float, _positive, "peak learning rate", 1e-3)
+    optimizer: str = _key(str, one_of(OPTIMIZERS), "", "adamw")
+    momentum: float = _key(float, _probability, "SGD only", 0.9)
+    weight_decay: float = _key(float, _non_negative, "", 1e-4)
+    lr_schedule: str = _key(str, one_of(LR_SCHEDULES), "", "cosine")
+    epochs: int = _key(int, _positive, "epoch budget (budget_unit epochs)", 5)
+    budget_unit: str = _key(str, one_of(BUDGET_UNITS), "what budget counts: epochs, optimizer steps or images seen",
+                            "epochs")
     budget: int | None = _key(int, _positive, "budget in budget_unit (steps, images); epochs when null")
-    cv_folds: int | None = _key(int, _at_least_two, "k-fold cross-validation over train + val (null: the val split)")
-    image_size: int = field(default=28, metadata={"type": int, "check": _positive, "doc": "decode size"})
-    augment_rotation: float = field(default=0.0, metadata={"type": float, "check": _non_negative, "doc": "degrees"})
-    augment_shift: float = field(default=0.0, metadata={"type": float, "check": _fraction, "doc": "share of size"})
-    augment_scale: float = field(default=0.0, metadata={"type": float, "check": _probability, "doc": "zoom +-"})
-    augment_hflip: bool = field(default=False, metadata={"type": bool, "check": None, "doc": "off for X-rays"})
-    class_weighted: bool = field(default=True, metadata={"type": bool, "check": None, "doc": "inverse-frequency loss weights"})
-    label_smoothing: float = field(default=0.0, metadata={"type": float, "check": _probability, "doc": ""})
-    channels: Any = field(
-        default="auto",
-        metadata={"type": (str, int), "check": _one_of(CHANNEL_MODES), "doc": "auto = 3 when pretrained, else 1"},
-    )
-    seed: int = field(default=0, metadata={"type": int, "check": None, "doc": ""})
-    amp: bool = field(default=True, metadata={"type": bool, "check": None, "doc": "mixed precision on GPU"})
-    channels_last: bool = field(default=True, metadata={"type": bool, "check": None, "doc": "1.5-1.8x on CPU"})
+    cv_folds: int | None = _key(int, at_least(2), "k-fold cross-validation over train + val (null: the val split)")
+    image_size: int = _data_key("image_size")
+    augment_rotation: float = _key(float, _non_negative, "degrees", 0.0)
+    augment_shift: float = _key(float, _fraction, "share of size", 0.0)
+    augment_scale: float = _key(float, _probability, "zoom +-", 0.0)
+    augment_hflip: bool = _key(bool, None, "off for X-rays", False)
+    class_weighted: bool = _key(bool, None, "inverse-frequency loss weights", True)
+    label_smoothing: float = _key(float, _probability, "", 0.0)
+    channels: Any = _key((str, int), one_of(CHANNEL_MODES), "auto = 3 when pretrained, else 1", "auto")
+    seed: int = _key(int, None, "", 0)
+    amp: bool = _key(bool, None, "mixed precision on GPU", True)
+    channels_last: bool = _key(bool, None, "1.5-1.8x on CPU", True)
     # Data: filled by the sweep driver from the YAML's ``data`` section.
-    data_source: str = field(default="pneumoniamnist", metadata={"type": str, "check": None, "doc": ""})
-    data_val_fraction: float | None = _key(float, _probability, "carve val out of train")
-    data_split_seed: int = field(default=0, metadata={"type": int, "check": None, "doc": ""})
-    data_train_subset: int | None = _key(int, _positive, "stratified train subsample")
-    data_val_subset: int | None = _key(int, _positive, "stratified val subsample")
-    data_max_bad_fraction: float = field(default=0.01, metadata={"type": float, "check": _fraction, "doc": ""})
-    data_positive_class: str | None = _key(str, None, "two-class tasks: the class scored as positive (name or index)")
+    data_source: str = _data_key("source", "pneumoniamnist")
+    data_val_fraction: float | None = _data_key("val_fraction")
+    data_split_seed: int = _data_key("split_seed")
+    data_train_subset: int | None = _data_key("train_subset")
+    data_val_subset: int | None = _data_key("val_subset")
+    data_max_bad_fraction: float = _data_key("max_bad_fraction")
+    data_positive_class: str | None = _data_key("positive_class")
+    # Where files are: set by the sweep driver from the environment.
     data_dir: str | None = _key(str, None, "where MedMNIST files resolve")
     cache_dir: str | None = _key(str, None, "decode-once cache")
     weights_dir: str | None = _key(str, None, "local ImageNet weights")
@@ -180,7 +146,7 @@ def parse_param(key: str, text: str) -> Any:
                 return text
         except ValueError:
             continue
-    raise ValueError(f"{key}: cannot read {text!r} as {' or '.join(k.__name__ for k in candidates)}")
+    raise ValueError(f"{key}: cannot read {text!r} as {python_type_names(expected)}")
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -200,22 +166,9 @@ def check_value(key: str, value: Any) -> str | None:
     if value is None:
         return None if spec.default is None else "must not be null"
     expected = spec.metadata["type"]
-    if not _is_type(value, expected):
-        names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
-        return f"expected {names}, got {type(value).__name__} {value!r}"
+    if not is_type(value, expected):
+        return f"expected {python_type_names(expected)}, got {type(value).__name__} {value!r}"
     if isinstance(value, float) and not math.isfinite(value):
         return f"must be finite, got {value}"
     check = spec.metadata["check"]
     return check(value) if check else None
-
-
-def _is_type(value: Any, expected: Any) -> bool:
-    if isinstance(expected, tuple):
-        return any(_is_type(value, t) for t in expected)
-    if expected is bool:
-        return isinstance(value, bool)
-    if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if expected is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, expected)

@@ -79,22 +79,6 @@ def tune_trainable(config: dict[str, Any]) -> None:
     run_training(config, TuneReporter())
 
 
-def data_config(cfg: TrialConfig) -> DataConfig:
-    """The data factory's view of a trial config."""
-    return DataConfig(
-        source=cfg.data_source,
-        image_size=cfg.image_size,
-        val_fraction=cfg.data_val_fraction,
-        split_seed=cfg.data_split_seed,
-        train_subset=cfg.data_train_subset,
-        val_subset=cfg.data_val_subset,
-        max_bad_fraction=cfg.data_max_bad_fraction,
-        positive_class=cfg.data_positive_class,
-        data_dir=cfg.data_dir,
-        cache_dir=cfg.cache_dir,
-    )
-
-
 def effective_pretrained(cfg: TrialConfig) -> str:
     """``imagenet`` means "ImageNet weights where the architecture has any": the plain CNN has none."""
     info = get_architecture(cfg.architecture)
@@ -318,7 +302,7 @@ def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter,
 
     load_started = time.perf_counter()
     if data is None:
-        data = load_splits(data_config(cfg))
+        data = load_splits(DataConfig.from_trial(cfg))
     data_load_seconds = time.perf_counter() - load_started  # decode on a node's first trial, a cache hit after
     pairs = fold_splits(cfg, data)
     train_images = min(len(train) for train, _, _ in pairs)

@@ -17,31 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medtune.search.credentials import uri_credentials_problem
+from medtune.search.spec.sections import IN_MEMORY
 
 if TYPE_CHECKING:
     import optuna
 
 JOURNAL_NAME = "optuna.journal"
-#: URL schemes Optuna's RDBStorage (SQLAlchemy) is given; anything else is a journal file path.
-RDB_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
-#: ``search.sampler.storage: memory`` keeps the study in the driver's memory only.
-IN_MEMORY = "memory"
-
-
-def storage_setting_problem(value: str) -> str | None:
-    """Why a ``search.sampler.storage`` value is refused (it is checked before anything starts)."""
-    if value == IN_MEMORY:
-        return None
-    if "://" in value:
-        scheme = value.split("://", 1)[0].split("+", 1)[0].lower()
-        if scheme not in RDB_SCHEMES:
-            return (f"expected an RDB URL ({', '.join(s + '://' for s in RDB_SCHEMES)}), a journal file path "
-                    f"or {IN_MEMORY!r}, got a {scheme}:// URL")
-        return uri_credentials_problem(value)
-    return None
-
-
 def study_location(setting: str | None, run_path: str) -> str | None:
     """The study's storage as a URL or an absolute journal path; None when it stays in memory."""
     if setting == IN_MEMORY:

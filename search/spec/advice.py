@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from medtune.search.spec.sweep_spec import CV_AUTO_MIN_VAL_PER_CLASS, SweepSpec
+from medtune.search.spec.sections import CV_AUTO_MIN_VAL_PER_CLASS
+from medtune.search.spec.sweep_spec import SweepSpec
 from medtune.trainables.budget import steps_per_epoch
 from medtune.trainables.config import TrialConfig
 

@@ -8,12 +8,18 @@ freezable stages, the plain CNN three. Optuna records the architecture first and
 ``frozen_depth`` in ``[low, min(high, stages of that architecture)]``; TPE handles the changing
 range (same parameter name, same distribution kind). ``frozen_fraction`` is the alternative: a
 share of the stages, the same range for every architecture.
+
+``Distribution.to_optuna`` is the one mapping from a space file's kind to an Optuna distribution:
+the searcher suggests through it, and the importance plot gives every trial the spec's ranges with it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
 
 KINDS = ("choice", "uniform", "loguniform", "int")
 
@@ -46,12 +52,28 @@ class Distribution:
         """Values to check against the trial config's rules: every choice, or both bounds."""
         return self.values
 
-    def suggest(self, trial: SuggestTrial, name: str, high: Any = None) -> Any:
+    def to_optuna(self, high: Any = None) -> "BaseDistribution":
+        """The Optuna distribution of this key: the spec's whole range, or up to ``high`` for an int
+        whose upper bound depends on another choice (the frozen depth on the architecture)."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
         if self.kind == "choice":
-            return trial.suggest_categorical(name, list(self.values))
+            return CategoricalDistribution(list(self.values))
         if self.kind == "int":
-            return trial.suggest_int(name, int(self.values[0]), int(self.values[1] if high is None else high), log=self.log)
-        return trial.suggest_float(name, float(self.values[0]), float(self.values[1]), log=self.kind == "loguniform")
+            return IntDistribution(int(self.values[0]), int(self.values[1] if high is None else high), log=self.log)
+        return FloatDistribution(float(self.values[0]), float(self.values[1]), log=self.kind == "loguniform")
+
+    def suggest(self, trial: SuggestTrial, name: str, high: Any = None) -> Any:
+        """Ask ``trial`` for a value of ``to_optuna(high)`` through its ``suggest_*`` methods, the
+        calls Ray's searcher records on the trial it wraps."""
+        from optuna.distributions import CategoricalDistribution, IntDistribution
+
+        dist = self.to_optuna(high)
+        if isinstance(dist, CategoricalDistribution):
+            return trial.suggest_categorical(name, list(dist.choices))
+        if isinstance(dist, IntDistribution):
+            return trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
 
     def to_yaml(self) -> dict[str, Any]:
         out: dict[str, Any] = {self.kind: list(self.values)}

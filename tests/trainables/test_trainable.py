@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from medtune.trainables.config import REPORTED_METRICS, TrialConfig
+from medtune.trainables.config import REPORTED_METRICS, TrialConfig, check_value
 from medtune.trainables.metrics import classification_metrics
 from medtune.trainables.reporting import LocalReporter
 from medtune.trainables.train import class_weights, load_checkpoint, run_training
@@ -93,6 +93,45 @@ def test_trial_config_rejects_unknown_keys_and_bad_values():
     assert TrialConfig.from_dict({"lr": 1}).lr == 1.0
 
 
+def test_data_settings_have_one_range_for_trial_configs_and_data_configs():
+    """``DATA_SETTINGS`` is the one table: a trial config and a ``DataConfig`` accept the same values."""
+    from medtune.trainables.data import DataConfig, DataError
+    from medtune.trainables.data.config import DATA_SETTINGS
+
+    values = [None, 0, 1, 2, 7, 8, 0.005, 0.01, 0.5, 0.9, 0.95, 1.0, 2.0, True, "", "x", float("nan")]
+    for setting in DATA_SETTINGS:
+        for value in values:
+            if setting.name == "positive_class":  # a DataConfig keeps an index as text
+                continue
+            try:
+                DataConfig(**{"source": "pneumoniamnist", setting.name: value})
+                data_ok = True
+            except DataError as exc:
+                assert f"DataConfig.{setting.name}:" in str(exc)
+                data_ok = False
+            trial_ok = check_value(setting.trial_key, value) is None
+            if setting.name == "source":  # a trial config has a default source; blank ones fail in the data layer
+                trial_ok = trial_ok and value not in (None, "")
+            assert data_ok == trial_ok, (setting.name, value)
+
+
+def test_a_data_config_comes_from_a_trial_config_without_torch():
+    import subprocess
+    import sys
+
+    probe = ("import sys; from medtune.trainables.config import TrialConfig; "
+             "from medtune.trainables.data.config import DataConfig; "
+             "d = DataConfig.from_trial_values({'data_source': 'x.npz', 'data_val_fraction': 0.2, 'image_size': 32, "
+             "'cache_dir': '/c', 'lr': 0.1}); "
+             "assert d == DataConfig.from_trial(TrialConfig(data_source='x.npz', data_val_fraction=0.2, image_size=32, "
+             "cache_dir='/c')); "
+             "assert d.trial_values()['data_val_fraction'] == 0.2 and d.cache_dir == '/c'; "
+             "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
 def test_metrics_match_a_direct_computation():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 200)
@@ -129,11 +168,10 @@ class _Untouchable:
 def test_training_never_reads_the_test_split(tmp_path, pneumoniamnist_path):
     from dataclasses import replace
 
-    from medtune.trainables.data import load_splits
-    from medtune.trainables.train import data_config
+    from medtune.trainables.data import DataConfig, load_splits
 
     cfg = TrialConfig.from_dict({**SMALL, "epochs": 1})
-    data = replace(load_splits(data_config(cfg)), test=_Untouchable())
+    data = replace(load_splits(DataConfig.from_trial(cfg)), test=_Untouchable())
     reporter = LocalReporter(tmp_path / "run", metric="val_loss", mode="min", num_threads=1)
     run_training(cfg, reporter, data=data)
     assert len(reporter.history) == 1

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from medtune.trainables.data import load_splits
+from medtune.trainables.data import DataConfig, load_splits
 from medtune.trainables.evaluate import evaluate_checkpoint
 from medtune.trainables.reporting import LocalReporter
-from medtune.trainables.train import data_config, run_training
+from medtune.trainables.train import run_training
 from medtune.trainables.config import TrialConfig
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,7 @@ def _train_and_test(tmp_path, pretrained: str, weights_dir) -> dict:
     config = TrialConfig.from_dict({**BUDGET, "pretrained": pretrained, "weights_dir": str(weights_dir)})
     reporter = LocalReporter(tmp_path / pretrained, metric="val_loss", mode="min", num_threads=2)
     run_training(config, reporter)
-    test = load_splits(data_config(config)).test
+    test = load_splits(DataConfig.from_trial(config)).test
     return {"val": reporter.best, "test": evaluate_checkpoint(reporter.best_checkpoint, test)}
 
 

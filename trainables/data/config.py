@@ -1,18 +1,84 @@
-"""What data a trial trains on, and where data and caches live on disk."""
+"""What data a trial trains on: the data settings, their one validation, and where files live.
+
+The data settings have one home, ``DATA_SETTINGS``: each one's name under a space file's ``data:``
+section (also its ``DataConfig`` field), its key in the flat trial config, its type, default and
+rule. The space-file validator (``medtune.search.spec``), ``TrialConfig`` and ``DataConfig`` all
+check a value against that row, so the three can never disagree about a range. ``DataConfig`` is
+the data layer's input; ``DataConfig.from_trial`` reads it off a trial config and
+``DataConfig.trial_values`` writes it back, so nothing else spells out the mapping. No torch here:
+the sweep driver builds a ``DataConfig`` without paying for it.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
 
 import platformdirs
 
+from medtune.trainables.checks import Check, Types, at_least, in_range, is_blank, quoted, type_problem
+
 from .errors import DataError
+
+if TYPE_CHECKING:
+    from medtune.trainables.config import TrialConfig
 
 APP_NAME = "medtune"
 DATA_DIR_ENV = "MEDTUNE_DATA_DIR"
 CACHE_DIR_ENV = "MEDTUNE_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class DataSetting:
+    """One data setting. ``type`` is what is stored; ``accepts`` what a space file may give
+    (``positive_class`` takes an index too, kept as text). ``required``: no default, never blank."""
+
+    name: str
+    trial_key: str
+    type: Types
+    default: Any = None
+    check: Check | None = None
+    doc: str = ""
+    accepts: Types | None = None
+    required: bool = False
+
+    @property
+    def accepted(self) -> Types:
+        return self.accepts or self.type
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` does not fit (a message that quotes it), or None."""
+        if self.required and is_blank(value):
+            return f"required: {self.doc}, got {value!r}"
+        if value is None:
+            return None if self.default is None else type_problem(value, self.type)
+        return type_problem(value, self.type) or quoted(self.check, value)
+
+
+#: The ``data:`` section, in the order a space file documents it. The ranges are the ones a space
+#: file has always been held to; a trial config and a ``DataConfig`` are held to the same.
+DATA_SETTINGS: tuple[DataSetting, ...] = (
+    DataSetting("source", "data_source", str, required=True,
+                doc="a MedMNIST name (pneumoniamnist), an .npz file or a chest X-ray folder"),
+    DataSetting("image_size", "image_size", int, 28, at_least(8), "decode size"),
+    DataSetting("val_fraction", "data_val_fraction", float, None, in_range(0.01, 0.9), "carve val out of train"),
+    DataSetting("split_seed", "data_split_seed", int, 0),
+    DataSetting("train_subset", "data_train_subset", int, None, at_least(2), "stratified train subsample"),
+    DataSetting("val_subset", "data_val_subset", int, None, at_least(2), "stratified val subsample"),
+    DataSetting("max_bad_fraction", "data_max_bad_fraction", float, 0.01, in_range(0, 1),
+                "share of unreadable images tolerated"),
+    DataSetting("positive_class", "data_positive_class", str, None, None,
+                "two-class tasks: the class scored as positive (name or index)", accepts=(str, int)),
+)
+#: Each setting by its ``data:`` name.
+DATA_SETTING = {s.name: s for s in DATA_SETTINGS}
+#: Where files are, not which data: the same key on a trial config and a ``DataConfig``, set by the
+#: machine (environment), never by a space file.
+LOCATION_KEYS = ("data_dir", "cache_dir")
+#: The trial-config keys a ``DataConfig`` is made from.
+DATA_TRIAL_KEYS: tuple[str, ...] = (*(s.trial_key for s in DATA_SETTINGS), *LOCATION_KEYS)
 
 
 @dataclass(frozen=True)
@@ -24,7 +90,7 @@ class DataConfig:
     Kermany-layout folder (ROOT/{train,val,test}/<CLASS>/*.jpeg).
     When `val_fraction` is set, val is carved (stratified, seeded by `split_seed`) out of
     train and the source's own val is ignored, for .npz and folder sources alike; test is
-    never touched.
+    never touched. A space file's ``data:`` section validates into one (without the locations).
     """
 
     source: str
@@ -43,24 +109,31 @@ class DataConfig:
         if self.positive_class is not None:
             object.__setattr__(self, "positive_class", str(self.positive_class))
         # Accept Path objects but store str so configs stay YAML/JSON friendly.
-        for name in ("source", "data_dir", "cache_dir"):
+        for name in ("source", *LOCATION_KEYS):
             value = getattr(self, name)
             if isinstance(value, os.PathLike):
                 object.__setattr__(self, name, os.fspath(value))
-        if not isinstance(self.source, str) or not self.source.strip():
-            raise DataError(f"DataConfig.source: expected a MedMNIST name or a path, got {self.source!r}")
-        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 1:
-            raise DataError(f"DataConfig.image_size: expected a positive int, got {self.image_size!r}")
-        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int):
-            raise DataError(f"DataConfig.split_seed: expected an int, got {self.split_seed!r}")
-        if self.val_fraction is not None and not 0.0 < float(self.val_fraction) < 1.0:
-            raise DataError(f"DataConfig.val_fraction: expected a number in (0, 1) or None, got {self.val_fraction!r}")
-        for name in ("train_subset", "val_subset"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise DataError(f"DataConfig.{name}: expected a positive int or None, got {value!r}")
-        if not 0.0 <= float(self.max_bad_fraction) <= 1.0:
-            raise DataError(f"DataConfig.max_bad_fraction: expected a number in [0, 1], got {self.max_bad_fraction!r}")
+        for setting in DATA_SETTINGS:
+            if message := setting.problem(getattr(self, setting.name)):
+                raise DataError(f"DataConfig.{setting.name}: {message}")
+
+    @classmethod
+    def from_trial(cls, cfg: TrialConfig) -> DataConfig:
+        """The data a trial with config ``cfg`` trains on."""
+        return cls(**{s.name: getattr(cfg, s.trial_key) for s in DATA_SETTINGS},
+                   **{key: getattr(cfg, key) for key in LOCATION_KEYS})
+
+    @classmethod
+    def from_trial_values(cls, values: Mapping[str, Any]) -> DataConfig:
+        """The data of a trial config given as a dict (other keys ignored), checked as
+        ``TrialConfig.from_dict`` checks it (``ValueError`` naming the key)."""
+        from medtune.trainables.config import TrialConfig
+
+        return cls.from_trial(TrialConfig.from_dict({k: v for k, v in values.items() if k in DATA_TRIAL_KEYS}))
+
+    def trial_values(self) -> dict[str, Any]:
+        """The data settings as trial-config keys (the locations are the machine's, not included)."""
+        return {s.trial_key: getattr(self, s.name) for s in DATA_SETTINGS}
 
 
 def _user_cache_root() -> Path:

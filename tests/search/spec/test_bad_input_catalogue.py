@@ -99,7 +99,7 @@ def _npz(path: Path, train_labels: list[int], val_labels: list[int]) -> Path:
 
 
 def _kermany(tmp: Path, per_class: int = 3) -> Path:
-    from test_data import make_kermany
+    from helpers import make_kermany
 
     return make_kermany(tmp / "chest_xray", per_class=per_class)
 

@@ -107,6 +107,42 @@ def test_each_bad_input_names_its_key(path, value, where, words):
     assert any(p == where and words in m for p, m in problems), problems
 
 
+@pytest.mark.parametrize("value", [None, 0, 1, 2, 7, 8, 0.005, 0.01, 0.5, 0.9, 0.95, 1.0, 2.0, True, "", "x"])
+def test_the_data_section_is_held_to_the_data_layers_own_settings(value):
+    """One table (``DATA_SETTINGS``): a value the data section refuses, a ``DataConfig`` refuses too."""
+    from medtune.trainables.data import DataConfig, DataError
+    from medtune.trainables.data.config import DATA_SETTINGS
+
+    for setting in DATA_SETTINGS:
+        try:
+            validate_spec(with_change(f"data.{setting.name}", value), source="s.yaml")
+            spec_ok = True
+        except SpecError as exc:
+            assert all(p == f"data.{setting.name}" for p, _ in exc.problems), exc.problems
+            spec_ok = False
+        try:
+            DataConfig(**{"source": "pneumoniamnist", setting.name: value})
+            data_ok = True
+        except DataError:
+            data_ok = False
+        if setting.name == "positive_class" and isinstance(value, (int, float)) and not spec_ok:
+            continue  # a space file takes a class by name or index only; a DataConfig keeps any value as text
+        assert spec_ok == data_ok, (setting.name, value)
+
+
+def test_the_data_section_reaches_every_trial_and_comes_back_the_same():
+    from medtune.trainables.config import TrialConfig
+    from medtune.trainables.data import DataConfig
+
+    raw = with_change("data", {"source": "x.npz", "image_size": 32, "val_fraction": 0.2, "split_seed": 3,
+                               "train_subset": 100, "val_subset": 40, "max_bad_fraction": 0.1, "positive_class": 1})
+    spec = validate_spec(raw)
+    base = spec.trial_base()
+    assert base["data_positive_class"] == "1" and base["image_size"] == 32
+    assert DataConfig.from_trial_values(base) == spec.data
+    assert DataConfig.from_trial(TrialConfig.from_dict({k: v for k, v in base.items() if k != "lr"})) == spec.data
+
+
 def test_frozen_depth_beyond_an_architectures_stages_is_rejected():
     problems = problems_of(with_change("space.frozen_depth", {"int": [4, 5]}))
     assert any(p == "space.frozen_depth.int" and "simple_cnn" in m for p, m in problems), problems
