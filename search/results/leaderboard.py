@@ -4,6 +4,8 @@ Trials are ranked by the best value of the objective over their epochs (the epoc
 Tune keeps), so a trial that ASHA stopped early competes with the value it actually reached. The
 best configuration is written as an ordinary space file with an empty ``space`` and every chosen
 value under ``fixed``: ``medtune validate``/``sweep`` read it back, and so will the final run.
+Which way is better is ``medtune.trainables.objective.Objective``; which metrics a row shows is
+that module's ``SHOWN_METRICS`` (also importable from here).
 """
 
 from __future__ import annotations
@@ -16,16 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from medtune.search.credentials import redact_document
-from medtune.search.spec.sweep_spec import SweepSpec
-from medtune.trainables.budget import stopped_early
+from medtune.search.spec.sweep_spec import SweepSpec, epoch_plan
+from medtune.search.tracking.trial_runs import TrialOutcome
+from medtune.trainables.objective import EPOCH, SHOWN_METRICS, Objective
 
-
-#: The metrics at a trial's best epoch that the leaderboard shows after its searched values.
-SHOWN_METRICS = ("val_loss", "val_auc", "val_acc", "val_sensitivity", "val_specificity")
+#: The metrics ``format_leaderboard`` prints (the CSV has every one of ``SHOWN_METRICS``).
+PRINTED_METRICS = ("val_loss", "val_auc", "val_acc")
 
 
 @dataclass
 class LeaderboardEntry:
+    """One trial's row: its best epoch by the objective, and how it ended."""
+
     trial_id: str
     config: dict[str, Any]
     best_value: float
@@ -39,44 +43,39 @@ class LeaderboardEntry:
 
 def leaderboard(results: Any, spec: SweepSpec) -> list[LeaderboardEntry]:
     """Rank the trials of a ``ResultGrid``; failed trials without any result go last."""
-    from medtune.search.run.searcher import epoch_plan
-
-    metric, mode = spec.metric.name, spec.metric.mode
+    metric = spec.metric.name
+    objective = Objective(metric, spec.metric.mode)
     entries: list[LeaderboardEntry] = []
     for result in results:
         history = result.metrics_dataframe
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
         error = str(result.error).strip().splitlines()[-1][:300] if result.error else None
+        if history is not None and metric in history:
+            history = history.dropna(subset=[metric])
         if history is None or history.empty or metric not in history:
             entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), math.nan, 0, 0, {}, error,
                                             "failed" if error else ""))
             continue
-        history = history.dropna(subset=[metric])
-        if history.empty:
-            entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), math.nan, 0, 0, {}, error,
-                                            "failed" if error else ""))
-            continue
-        row = history.loc[history[metric].idxmin() if mode == "min" else history[metric].idxmax()]
-        shown = {k: float(row[k]) for k in SHOWN_METRICS
-                 if k in row}
-        epochs = int(history["epoch"].max()) if "epoch" in history else len(history)
+        # The first best epoch: smallest of the values turned "smaller is better" by the sign.
+        row = history.loc[(objective.sign * history[metric]).idxmin()]
+        shown = {k: float(row[k]) for k in SHOWN_METRICS if k in row}
+        epochs = int(history[EPOCH].max()) if EPOCH in history else len(history)
         last = {k: v for k, v in result.metrics_dataframe.iloc[-1].to_dict().items() if v == v}  # NaN: not reported
-        outcome = "failed" if error else "stopped_early" if stopped_early(last, epoch_plan(spec)) else "completed"
+        outcome = TrialOutcome.of(last, epoch_plan(spec), error).kind
         entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), float(row[metric]),
-                                        int(row.get("epoch", 0)), epochs, shown, error, outcome))
-    sign = 1 if mode == "min" else -1
-    entries.sort(key=lambda e: (math.isnan(e.best_value), sign * e.best_value if not math.isnan(e.best_value) else 0))
-    return entries
+                                        int(row.get(EPOCH, 0)), epochs, shown, error, outcome))
+    return objective.sorted(entries, key=lambda e: e.best_value)  # stable: ties keep Tune's order
 
 
 def format_leaderboard(entries: list[LeaderboardEntry], spec: SweepSpec, top: int = 5) -> str:
+    """The first ``top`` rows as the console prints them after a sweep."""
     keys = list(spec.space)
-    header = ["rank", "trial", *keys, "epochs", "best_epoch", "val_loss", "val_auc", "val_acc"]
+    header = ["rank", "trial", *keys, "epochs", "best_epoch", *PRINTED_METRICS]
     rows = [header]
     for rank, e in enumerate(entries[:top], start=1):
         rows.append([
             str(rank), e.trial_id, *[_short(e.config.get(k)) for k in keys], str(e.epochs_run), str(e.best_epoch),
-            *[_short(e.metrics_at_best.get(k)) for k in ("val_loss", "val_auc", "val_acc")],
+            *[_short(e.metrics_at_best.get(k)) for k in PRINTED_METRICS],
         ])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) for r in rows]
@@ -98,6 +97,7 @@ def leaderboard_table(entries: list[LeaderboardEntry], spec: SweepSpec) -> tuple
 
 
 def write_leaderboard_csv(entries: list[LeaderboardEntry], spec: SweepSpec, path: str | Path) -> Path:
+    """``leaderboard_table`` as ``leaderboard.csv``."""
     path = Path(path)
     header, rows = leaderboard_table(entries, spec)
     with open(path, "w", newline="") as f:

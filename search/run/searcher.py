@@ -7,7 +7,8 @@ model as if one epoch were a full budget, and TPE would learn "short training is
 instead: Optuna's TPE ranks pruned trials by how far they got and their last intermediate value
 (the per-epoch values that ``OptunaSearch.on_trial_result`` already reports), which is how Optuna's
 own pruners feed TPE. Trials that ran their full budget are told as COMPLETE with their best
-value over epochs, the same number the best checkpoint is chosen by.
+value over epochs, the same number the best checkpoint is chosen by. Whether a trial stopped early
+is ``medtune.trainables.budget.stopped_early``, the test the leaderboard and the plots use too.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
 
 from medtune.search.spec.space import DefineByRunSpace
-from medtune.search.spec.sweep_spec import SweepSpec, trial_stage_counts
+from medtune.search.spec.sweep_spec import SweepSpec, epoch_plan, trial_stage_counts
 from medtune.trainables.budget import stopped_early
+from medtune.trainables.objective import EPOCH, Objective
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +48,18 @@ class MedtuneOptunaSearch(OptunaSearch):
         """The study the trials were told to (None before Tune set the searcher up)."""
         return getattr(self, "_ot_study", None)
 
+    @property
+    def objective(self) -> Objective:
+        """The metric and mode Tune gave the searcher (read each time: Tune may set them after ``__init__``)."""
+        return Objective(self._metric, self._mode)
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         value = result.get(self._metric)
         if isinstance(value, (int, float)) and not math.isnan(value):
             best = self._best_values.get(trial_id)
-            if best is None or (value < best if self._mode == "min" else value > best):
+            if best is None or self.objective.better(value, best):
                 self._best_values[trial_id] = float(value)
-        self._last_results[trial_id] = {k: result.get(k) for k in ("epoch", "epochs_total", TRAINING_ITERATION)
+        self._last_results[trial_id] = {k: result.get(k) for k in (EPOCH, "epochs_total", TRAINING_ITERATION)
                                         if k in result}
         super().on_trial_result(trial_id, result)
 
@@ -80,13 +87,8 @@ class MedtuneOptunaSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
 
 
-def epoch_plan(spec: SweepSpec) -> int | None:
-    """Every trial's epoch count when the budget is in epochs; with steps or images each trial has its own."""
-    scheduler = spec.search.scheduler
-    return scheduler.max_t if scheduler.unit == "epochs" else None
-
-
 def build_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+    """The sampler ``search.sampler`` names: random, grid over the choices, or TPE (seeded)."""
     sampler = spec.search.sampler
     if sampler.name == "random":
         return optuna.samplers.RandomSampler(seed=sampler.seed)

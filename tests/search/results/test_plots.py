@@ -197,6 +197,41 @@ def test_the_history_has_integer_ticks_pruned_trials_and_the_best_so_far():
 
 
 # --------------------------------------------------------------------------------------------
+# A "min" objective
+
+
+LOSS = validate_spec({**SPEC.raw, "metric": {"name": "val_loss", "mode": "min"}}, source="loss.yaml")
+
+
+def _loss_study(values: list[float]) -> optuna.Study:
+    """Finished trials with these val_loss values, in order."""
+    study = optuna.create_study(direction="minimize")
+    for number, value in enumerate(values):
+        params, distributions = _params(number, ARCHITECTURES[number % 3])
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value))
+    return study
+
+
+def test_with_a_min_objective_the_smallest_value_is_the_best_in_every_plot():
+    plan = _many(MAX_TRIALS_IN_LEGEND + 4)
+    results = []
+    for result in _results(plan):  # the same trials, as losses: 1 - AUC
+        frame = result.metrics_dataframe.rename(columns={"val_auc": "val_loss"})
+        frame["val_loss"] = 1 - frame["val_loss"]
+        results.append(SimpleNamespace(metrics_dataframe=frame, config=result.config, metrics=result.metrics))
+    best = [t for t in _legend_texts(learning_curves_figure(results, LOSS)) if t.startswith("best ")]
+    assert best == ["best 1: 04 resnet18 (0.016)", "best 2: 13 resnet18 (0.027)", "best 3: 08 mobilenetv2_100 (0.032)"]
+
+    study = _loss_study([0.3, 0.2, 0.25, 0.2, 0.1])
+    history = optimization_history_figure(study, LOSS).axes[0]
+    line = [line for line in history.get_lines() if line.get_gid() is None][0]
+    assert list(line.get_ydata()) == pytest.approx([0.3, 0.2, 0.2, 0.2, 0.1, 0.1])
+    widths = {line.get_gid(): line.get_linewidth() for line in parallel_coordinates_figure(study, LOSS).axes[0].get_lines()
+              if line.get_gid()}
+    assert max(widths, key=widths.get) == "trial 4" and sorted(widths.values())[-2] < widths["trial 4"]
+
+
+# --------------------------------------------------------------------------------------------
 # Parallel coordinates
 
 
@@ -232,10 +267,8 @@ WIDE = validate_spec({**SPEC.raw, "name": "a-sweep-with-a-long-name-and-many-sea
 
 def _sampled_study(spec, n: int, finished_every: int = 3) -> optuna.Study:
     """n trials with values drawn from the spec's own ranges, every ``finished_every``-th finished."""
-    from medtune.search.results.plots import _optuna_distribution
-
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
-    ranges = {name: _optuna_distribution(dist) for name, dist in spec.space.items()}
+    ranges = {name: dist.to_optuna() for name, dist in spec.space.items()}
     for number in range(n):
         trial = study.ask(fixed_distributions=ranges)
         trial.report(0.9, 1)

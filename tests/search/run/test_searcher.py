@@ -17,11 +17,11 @@ from medtune.search.run.tuner import trial_fixed_values
 MAX_T = 3
 
 
-def _searcher():
+def _searcher(metric: str = "val_auc", mode: str = "max"):
     spec = validate_spec({
         "name": "searcher-test",
         "data": {"source": "pneumoniamnist"},
-        "metric": {"name": "val_auc", "mode": "max"},
+        "metric": {"name": metric, "mode": mode},
         "search": {"num_samples": 8, "sampler": {"name": "tpe", "seed": 0},
                    "scheduler": {"name": "asha", "max_t": MAX_T, "grace_period": 1, "reduction_factor": 3}},
         "space": {"architecture": {"choice": ["simple_cnn", "resnet18"]}, "frozen_depth": {"int": [0, 5]},
@@ -35,7 +35,7 @@ def _run(searcher, trial_id: str, values: list[float], error: bool = False, sche
     stopped on goes to ``on_trial_complete`` only; a trial that returns by itself had every result
     through ``on_trial_result`` first."""
     config = searcher.suggest(trial_id)
-    results = [{"val_auc": value, "epoch": epoch, "training_iteration": epoch}
+    results = [{searcher.metric: value, "epoch": epoch, "training_iteration": epoch}
                for epoch, value in enumerate(values, start=1)]
     for result in results[:-1] if scheduler_stopped and not error else results:
         searcher.on_trial_result(trial_id, result)
@@ -69,6 +69,15 @@ def test_the_epoch_the_scheduler_stops_on_counts_for_the_best_value():
     _run(searcher, "best-last", [0.80, 0.85, 0.99])  # its best is the result ASHA stopped it on (max_t)
     trial = _study_trial(searcher, "best-last")
     assert trial.state == TrialState.COMPLETE and trial.value == 0.99
+
+
+def test_a_min_objective_is_told_with_its_smallest_epoch():
+    searcher = _searcher("val_loss", "min")
+    _run(searcher, "full", [0.40, 0.25, 0.30])  # best epoch 2, not the last
+    _run(searcher, "stopped", [0.10])
+    full, stopped = _study_trial(searcher, "full"), _study_trial(searcher, "stopped")
+    assert full.state == TrialState.COMPLETE and full.value == 0.25
+    assert stopped.state == TrialState.PRUNED and stopped.intermediate_values == {1: 0.10}
 
 
 def test_frozen_depth_is_clipped_to_the_sampled_architecture():
