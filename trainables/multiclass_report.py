@@ -25,6 +25,7 @@ ARGMAX_RULE = "argmax"
 
 
 def confusion_matrix(probs: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+    """K x K counts of the most probable class (rows: true class, columns: predicted)."""
     predicted = probs.argmax(axis=1)
     matrix = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(matrix, (labels, predicted), 1)
@@ -37,8 +38,12 @@ def _macro_auc(probs: np.ndarray, labels: np.ndarray, classes: int) -> float:
     return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=list(range(classes))))
 
 
-def headline_metrics(probs: np.ndarray, labels: np.ndarray, classes: int) -> dict[str, float]:
-    matrix = confusion_matrix(probs, labels, classes)
+def headline_metrics(probs: np.ndarray, labels: np.ndarray, classes: int,
+                     matrix: np.ndarray | None = None) -> dict[str, float]:
+    """Accuracy, balanced accuracy and macro one-vs-rest AUC; ``matrix`` is the confusion matrix of
+    ``probs`` and ``labels`` when the caller has it already."""
+    if matrix is None:
+        matrix = confusion_matrix(probs, labels, classes)
     support = matrix.sum(axis=1)
     recalls = np.diag(matrix)[support > 0] / support[support > 0]
     return {"accuracy": float(np.trace(matrix) / max(len(labels), 1)),
@@ -46,8 +51,11 @@ def headline_metrics(probs: np.ndarray, labels: np.ndarray, classes: int) -> dic
             "roc_auc": _macro_auc(probs, labels, classes)}
 
 
-def per_class_metrics(probs: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    matrix = confusion_matrix(probs, labels, len(class_names))
+def per_class_metrics(probs: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
+                      matrix: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    """Each class against the rest: sensitivity, specificity, AUC and its number of test images."""
+    if matrix is None:
+        matrix = confusion_matrix(probs, labels, len(class_names))
     total = matrix.sum()
     out = {}
     for k, name in enumerate(class_names):
@@ -95,13 +103,16 @@ class MulticlassReport:
 def build_multiclass_report(name: str, test_probs: np.ndarray, test_labels: np.ndarray,
                             class_names: tuple[str, ...], seed: int = 0,
                             samples: int = BOOTSTRAP_SAMPLES) -> MulticlassReport:
+    """The report of one model's (or an ensemble's mean) test probabilities; the confusion matrix
+    is counted once and gives the headline numbers, the per-class rates and the matrix itself."""
     classes = len(class_names)
     labels = np.asarray(test_labels, dtype=np.int64)
+    matrix = confusion_matrix(test_probs, labels, classes)
     return MulticlassReport(
-        name=name, metrics=headline_metrics(test_probs, labels, classes),
+        name=name, metrics=headline_metrics(test_probs, labels, classes, matrix),
         intervals=bootstrap_headline(test_probs, labels, classes, samples=samples, seed=seed),
-        confusion=confusion_matrix(test_probs, labels, classes).tolist(),
-        per_class=per_class_metrics(test_probs, labels, tuple(class_names)), n_test=int(len(labels)),
+        confusion=matrix.tolist(),
+        per_class=per_class_metrics(test_probs, labels, tuple(class_names), matrix), n_test=int(len(labels)),
         class_names=tuple(class_names))
 
 

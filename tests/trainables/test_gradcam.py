@@ -118,7 +118,8 @@ def test_gradcam_points_at_the_blob(blob_run):
 
 @pytest.mark.slow
 def test_final_figure_renders_the_blob_run(blob_run, tmp_path: Path):
-    from medtune.search.results.final import FinalMember, _gradcam_figure
+    from medtune.search.results.final_gradcam import gradcam_figure
+    from medtune.search.results.final_training import FinalMember
 
     outcome, data = blob_run
     batches = make_batches(TrialConfig.from_dict(BLOB_CONFIG), data.test, train=False, device=torch.device("cpu"))
@@ -127,6 +128,6 @@ def test_final_figure_renders_the_blob_run(blob_run, tmp_path: Path):
         scores = torch.cat([model(x).softmax(1)[:, 1] for x, _ in batches]).numpy()
     member = FinalMember(config=dict(BLOB_CONFIG), model=model, val_scores=scores, test_scores=scores)
     path = tmp_path / "gradcam.png"
-    _gradcam_figure(member, 0.5, data, path, per_group=2)
+    gradcam_figure(member, 0.5, data, path, per_group=2)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 10_000  # panels were drawn, not an empty canvas

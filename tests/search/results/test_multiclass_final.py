@@ -63,6 +63,8 @@ def test_the_report_is_multi_class_with_intervals_per_class_rates_and_a_k_by_k_m
     assert matrix.shape == (CLASSES, CLASSES) and matrix.sum() == 90 and (matrix.sum(axis=1) == 30).all()
     assert set(best["per_class"]) == {"0", "1", "2"}
     assert "calibration" not in report  # a reliability diagram of one class's probability would mislead here
+    # no threshold to choose, so nothing is held out: every image of train (240) and val (90) trains
+    assert report["train_images"] == 240 + 90 and report["calibration_images"] is None
     text = (outcome.out_dir / "report.md").read_text()
     assert "balanced_accuracy" in text and "per class (one vs rest)" in text
     for name in ("roc_curve.png", "confusion_matrix.png", "gradcam.png", "report.html"):
@@ -90,6 +92,8 @@ def test_mlflow_gets_the_headline_and_per_class_metrics(final):
     assert metrics["test_balanced_accuracy"] == pytest.approx(outcome.metrics()["balanced_accuracy"][0])
     assert {"test_sensitivity_0", "test_specificity_2", "test_roc_auc_1"} <= set(metrics)
     assert "test_threshold" not in metrics
+    assert (outcome.tracking_uri, outcome.experiment_id) == (uri, run.info.experiment_id)
+    assert outcome.sweep_link is None  # no sweep: the space names no parent run
 
 
 def test_a_threshold_rule_on_a_multi_class_task_is_refused_before_training(three_class_npz, tmp_path):

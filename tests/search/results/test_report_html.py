@@ -2,14 +2,13 @@
 ``report.json``, every image drawn, text escaped rather than run, and the MLflow run findable.
 
 The report folder is built without training: real ``TestReport`` objects from synthetic scores,
-written by the final run's own ``_write_artifacts`` (report.json, plots, calibration). One test
+written by the final run's own ``write_artifacts`` (report.json, plots, calibration). One test
 runs a short ``medtune final`` end to end, MLflow included, and reads the page it logged.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import struct
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from report_page import OpenedPage, assert_images_drawn, assert_numbers_match_report_json, assert_self_contained
+
 
 DEMO = Path(__file__).resolve().parents[3] / "spaces" / "demo.yaml"
 HOSTILE_TITLE = "Final <script>window.__pwned = 1</script> & \"co\""
@@ -25,21 +26,6 @@ HOSTILE_VALUE = "<script>window.__pwned = 2</script><img src=x onerror=\"window.
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-
-
-class OpenedPage:
-    """A page opened from disk, with every request and console error it made recorded."""
-
-    def __init__(self, browser: Any, path: Path) -> None:
-        self.requests: list[str] = []
-        self.console_errors: list[str] = []
-        self.page = browser.new_page(viewport={"width": 1200, "height": 900})
-        self.page.on("request", lambda request: self.requests.append(request.url))
-        self.page.on("console", lambda msg: self.console_errors.append(msg.text) if msg.type == "error" else None)
-        self.page.goto(path.resolve().as_uri(), wait_until="load")
-
-    def close(self) -> None:
-        self.page.close()
 
 
 @pytest.fixture
@@ -68,7 +54,7 @@ def build_report_folder(out: Path, title: str = "Final test report: synthetic", 
                         config_value: str = "adamw", gradcam: bool = True) -> dict[str, Any]:
     """report.json, report.md, the plots and calibration.png as ``medtune final`` writes them,
     from real ``TestReport`` objects over synthetic scores (200 validation, 300 test images)."""
-    from medtune.search.results.final import _write_artifacts
+    from medtune.search.results.final_artifacts import write_artifacts
     from medtune.trainables.report import build_report
 
     rng = np.random.default_rng(7)
@@ -91,7 +77,7 @@ def build_report_folder(out: Path, title: str = "Final test report: synthetic", 
     data = SimpleNamespace(train=SimpleNamespace(labels=np.zeros(1000, dtype=np.int64)),
                            test=SimpleNamespace(labels=test_labels), class_names=class_names)
     out.mkdir(parents=True, exist_ok=True)
-    _write_artifacts(out, spec, fake_members, reports, data, n_epochs=3, train_seconds=12.5,
+    write_artifacts(out, spec, fake_members, reports, data, n_epochs=3, train_seconds=12.5,
                      threshold_source="held-out 0.5 of val (200 images)")
     if gradcam:
         _fake_gradcam(out / "gradcam.png")
@@ -119,61 +105,6 @@ def _write_page(out: Path, title: str, run: Any = None) -> Path:
 
 
 # --- checks shared by the tests --------------------------------------------------------------------
-
-
-def _same_number(shown: str, expected: Any) -> bool:
-    value = float(shown)
-    if expected is None or (isinstance(expected, float) and math.isnan(expected)):
-        return math.isnan(value)
-    return abs(value - float(expected)) <= 1e-12
-
-
-def _four_decimals(value: Any) -> str:
-    return f"{float(value):.4f}" if value is not None and math.isfinite(float(value)) else "n/a"
-
-
-def assert_self_contained(opened: OpenedPage) -> None:
-    outside = [url for url in opened.requests if not url.startswith(("file://", "data:"))]
-    assert not outside, f"the page requested {outside}"
-    assert not opened.console_errors, opened.console_errors  # a blocked load shows up here too
-
-
-def assert_images_drawn(opened: OpenedPage, expected: int) -> None:
-    images = opened.page.evaluate(
-        "Array.from(document.images).map(i => ({src: i.src.slice(0, 22), complete: i.complete, w: i.naturalWidth}))")
-    assert len(images) == expected, images
-    for image in images:
-        assert image["src"] == "data:image/png;base64," and image["complete"] and image["w"] > 0, image
-
-
-def assert_numbers_match_report_json(opened: OpenedPage, summary: dict[str, Any]) -> None:
-    """Every metric, interval, threshold and confusion count on the page is report.json's number."""
-    cells = opened.page.evaluate("""Array.from(document.querySelectorAll('[data-metric], [data-ci], [data-threshold]'))
-        .map(c => ({metric: c.dataset.metric, ci: c.dataset.ci, threshold: c.dataset.threshold,
-                    value: c.dataset.value, text: c.textContent}))""")
-    expected: dict[tuple[str, str], Any] = {}
-    for i, report in enumerate(summary["reports"]):
-        expected[("threshold", str(i))] = report["threshold"]
-        for name, entry in report["metrics"].items():
-            expected[("metric", f"{i}:{name}")] = entry["value"]
-            expected[("ci", f"{i}:{name}:low")], expected[("ci", f"{i}:{name}:high")] = entry["ci95"]
-    shown = {}
-    for cell in cells:
-        kind = next(k for k in ("metric", "ci", "threshold") if cell[k] is not None)
-        shown[(kind, cell[kind])] = cell
-    assert set(shown) == set(expected)
-    assert len(cells) == len(expected)  # no value shown twice under one key
-    for key, value in expected.items():
-        cell = shown[key]
-        assert _same_number(cell["value"], value), (key, cell, value)
-        assert cell["text"] == _four_decimals(value), (key, cell, value)
-    counts = opened.page.evaluate("""Object.fromEntries(Array.from(document.querySelectorAll('[data-confusion]'))
-        .map(c => [c.dataset.confusion, c.textContent]))""")
-    assert counts == {f"{i}:{k}": str(v) for i, r in enumerate(summary["reports"])
-                      for k, v in r["confusion_matrix"].items()}
-    brier = opened.page.locator("[data-brier]")
-    assert _same_number(brier.get_attribute("data-value"), summary["calibration"]["brier"])
-    assert brier.inner_text() == _four_decimals(summary["calibration"]["brier"])
 
 
 def assert_png(path: Path, width: int) -> None:

@@ -6,7 +6,6 @@ Ray results, the MLflow store and the best-config file.
 
 from __future__ import annotations
 
-import os
 from importlib.metadata import version
 from pathlib import Path
 
@@ -231,8 +230,7 @@ def test_the_final_runs_report_html_shows_report_json_in_a_browser_and_is_logged
     import json
 
     from mlflow import MlflowClient
-    from test_report_html import (OpenedPage, assert_images_drawn, assert_numbers_match_report_json,
-                                  assert_self_contained)
+    from report_page import OpenedPage, assert_images_drawn, assert_numbers_match_report_json, assert_self_contained
 
     spec, _, _ = sweep
     summary = final_outcome.report()
@@ -350,7 +348,6 @@ def test_report_numbers_agree_with_the_saved_predictions(final_run):
 
 def test_the_sweeps_best_model_is_logged_on_the_parent_run_and_registered(sweep):
     import mlflow
-    import numpy as np
     import torch
 
     spec, outcome, _ = sweep
