@@ -12,7 +12,7 @@ and how long ``medtune best`` takes to rank them (its parent run is made as ``me
 makes it). (a) runs first; each gets a fresh Ray instance.
 
     .venv/bin/python benchmarks/bookkeeping.py --trials 1000 --concurrency 4
-    .venv/bin/python benchmarks/bookkeeping.py --trials 10000 --out benchmarks/results/bookkeeping_10000.json
+    .venv/bin/python benchmarks/bookkeeping.py --trials 10000
 """
 
 from __future__ import annotations
@@ -92,14 +92,15 @@ def medtune(trials: int, concurrency: int, work: Path, stock_node: bool = False,
     instead of ``medtune.search.run.ray_node.init_ray``'s slower ones (which pace resource reports at 1 s)."""
     import ray
 
-    from medtune.search.results.best import _child_runs, _entries_from_child_runs, best_from_mlflow
+    from medtune.search.results.best import best_from_mlflow, entries_from_child_runs
     from medtune.search.results.leaderboard import leaderboard, write_leaderboard_csv
     from medtune.search.run.ray_node import init_ray
     from medtune.search.spec.sweep_spec import validate_spec
-    from medtune.search.run.sweep import _log_space_document, sweep_tags
     from medtune.search.tracking.callback import MlflowTrialCallback
     from medtune.search.tracking.client import ensure_experiment, mlflow_client
     from medtune.search.run.tuner import build_tuner
+    from medtune.search.tracking.sweep_reader import SweepReader
+    from medtune.search.tracking.sweep_run import log_space_document, sweep_tags
 
     work.mkdir(parents=True, exist_ok=True)
     spec = validate_spec({
@@ -122,7 +123,7 @@ def medtune(trials: int, concurrency: int, work: Path, stock_node: bool = False,
     # The parent run as `medtune sweep` makes it (tags, space.yaml), so that `medtune best` can read it.
     parent = client.create_run(experiment, run_name="bookkeeping",
                                tags=sweep_tags(spec, "none", "bookkeeping")).info.run_id
-    _log_space_document(client, parent, spec)
+    log_space_document(client, parent, spec)
     callback = MlflowTrialCallback(spec.mlflow.tracking_uri, experiment, parent, "val_auc", "max", EPOCHS)
     probe = rss_probe(rss_at)
     tuner = build_tuner(spec, "medtune", callbacks=[callback, probe], trainable=trivial)
@@ -138,13 +139,15 @@ def medtune(trials: int, concurrency: int, work: Path, stock_node: bool = False,
         client.log_artifact(parent, str(write_leaderboard_csv(leaderboard(results, spec), spec,
                                                               Path(tmp) / "leaderboard.csv")))
     client.set_terminated(parent, status="FINISHED")
-    children = _child_runs(client, experiment, parent)
+    reader = SweepReader(spec.mlflow.tracking_uri)
+    children = reader.trial_runs(reader.parent("bookkeeping", parent, "bookkeeping"))
     best_started = time.perf_counter()
     doc, entries = best_from_mlflow("bookkeeping", spec.mlflow.tracking_uri)
     best_seconds = time.perf_counter() - best_started
     # The same ranking from the child runs' closing tags (a sweep whose leaderboard never reached MLflow).
     tags_started = time.perf_counter()
-    from_runs = _entries_from_child_runs(client, client.get_run(parent), spec, 5, sweeps_objective=True)
+    from_runs = entries_from_child_runs(reader, reader.parent("bookkeeping", parent, "bookkeeping"), spec, 5,
+                                        sweeps_objective=True)
     tags_seconds = time.perf_counter() - tags_started
     assert [e.trial_id for e in from_runs[:5]] == [e.trial_id for e in entries[:5]]
     extra = {"child_runs": len(children), "medtune_best_seconds": best_seconds, "medtune_best_ranked": len(entries),

@@ -7,15 +7,16 @@ calls these same functions, so a notebook and a terminal run exactly the same co
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from medtune.search.results.final import FinalOutcome
-from medtune.search.spec.loader import Overrides, load_space
 from medtune.search.results.leaderboard import LeaderboardEntry
+from medtune.search.run.outcome import SweepOutcome
+from medtune.search.spec.loader import Overrides, dump_yaml, load_space
 from medtune.search.spec.sweep_spec import SweepSpec
-from medtune.search.run.sweep import SweepOutcome
 
 Space = str | Path | Mapping[str, Any] | SweepSpec
 
@@ -28,9 +29,10 @@ def sweep(space: Space, overrides: Overrides = (), *, name: str | None = None,
     file (``.best_config_path``, ``.best_config()``), the MLflow parent run and Tune's ResultGrid.
     Bad input raises ``search.spec.SpecError`` before any trial starts.
     """
+    spec = load_space(space, overrides)  # a bad space file fails here, before Ray and torch are imported
     from medtune.search.run.sweep import run_sweep
 
-    return run_sweep(load_space(space, overrides), run_name=name, best_config_out=best_config)
+    return run_sweep(spec, run_name=name, best_config_out=best_config)
 
 
 def resume(run_folder: str | Path, *, best_config: str | Path | None = None) -> SweepOutcome:
@@ -62,10 +64,7 @@ def best(experiment: str, tracking_uri: str | None = None, *, metric: str | None
          run: str | None = None, top: int = 5, output: str | Path | None = "best_config.yaml") -> BestConfig:
     """The best configuration of the newest finished sweep of ``experiment`` (or of parent run
     ``run``), read from MLflow; written to ``output`` unless that is ``None``."""
-    import os
-
     from medtune.search.results.best import best_from_mlflow
-    from medtune.search.spec.loader import dump_yaml
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns.db"
     document, entries = best_from_mlflow(experiment, uri, metric=metric, mode=mode, parent_run_id=run, top=top)
@@ -103,10 +102,12 @@ def validate(space: Space, overrides: Overrides = ()) -> Validation:
     """Check a space, its data and its storage without running anything (``medtune validate``).
     The data is decoded into the node's cache, which the sweep then reuses; bad input raises
     ``search.spec.SpecError``."""
-    from medtune.search.run.preflight import check_storage, prepare_data, resolved_spec
+    spec = load_space(space, overrides)  # a bad space file fails here, before Ray and torch are imported
+    from medtune.search.run.preflight import prepare_data, resolved_spec
+    from medtune.search.run.storage import check_storage
     from medtune.search.spec.advice import small_data_warnings, weights_warnings
 
-    spec, summary = resolved_spec(load_space(space, overrides))
+    spec, summary = resolved_spec(spec)
     check_storage(spec)
     prepare_data(spec)  # finds unreadable images
     return Validation(spec, summary, weights_warnings(spec) + small_data_warnings(spec, summary))

@@ -1,7 +1,9 @@
-"""``medtune`` command line: ``sweep`` runs a search, ``resume`` continues one, ``validate`` checks a space file.
+"""``medtune`` command line: the commands' arguments, what each prints, and its exit status.
 
-Heavy imports (torch, Ray, MLflow) happen inside the commands, so ``medtune --help`` and a
-failing ``validate`` answer quickly.
+Each command calls the function of the same name in ``medtune.api`` and prints what it returns,
+with links into MLflow's UI built from the result (``tracking/ui_links.py``). Bad input exits
+with status 2 and the message that names the key. Heavy imports (torch, Ray, MLflow) happen
+inside the commands, so ``medtune --help`` and a failing ``validate`` answer quickly.
 """
 
 from __future__ import annotations
@@ -10,13 +12,19 @@ import argparse
 import logging
 import os
 import sys
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from medtune.search.credentials import redact_text, redact_uri
-from medtune.search.tracking.run_tags import medtune_version
 from medtune.search.spec.sweep_spec import SpecError
+from medtune.search.tracking.client import resolved_tracking_uri
+from medtune.search.tracking.run_tags import medtune_version
+from medtune.search.tracking.sweep_reader import experiment_of
 from medtune.search.tracking.ui_links import final_link_lines, sweep_link_lines
+from medtune.trainables.objective import Objective
 from medtune.trainables.progress import PROGRESS_ENV
+
+if TYPE_CHECKING:
+    from medtune.search.run.outcome import SweepOutcome
 
 EXIT_BAD_INPUT = 2
 
@@ -108,7 +116,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         uri = redact_uri(spec.mlflow.tracking_uri)
         print(f"MLflow: {uri}, experiment {spec.experiment_name!r}, parent run {outcome.parent_run_id}")
         if outcome.parent_run_id:
-            _print_ui_links(lambda: _sweep_view_lines(spec, outcome.parent_run_id))
+            _print_ui_links(lambda: _sweep_link_lines(outcome))
     return 0 if outcome.best_config_path is not None else 1
 
 
@@ -130,9 +138,9 @@ def cmd_best(args: argparse.Namespace) -> int:
           f"{prov['metric']} = {best.best_value:.4f} at epoch {best.best_epoch}; written to {found.path}")
     objective = (found.document.get("metric") or {}).get("name") or "val_auc"  # the sweep's: its runs have best_<it>
     if parent := prov.get("parent_run_id"):
-        uri = args.tracking_uri
-        _print_ui_links(lambda: sweep_link_lines(_resolved(uri), _experiment_of(uri, parent), parent, objective,
-                                                 _direction(objective)))
+        uri = resolved_tracking_uri(args.tracking_uri)
+        _print_ui_links(lambda: sweep_link_lines(uri, experiment_of(uri, parent), parent, objective,
+                                                 Objective.of(objective).mode))
     return 0
 
 
@@ -144,56 +152,17 @@ def cmd_final(args: argparse.Namespace) -> int:
     print(f"Report, plots and predictions: {outcome.out_dir}")
     if outcome.run_id:
         print(f"MLflow: final run {outcome.run_id}" + (f", model {outcome.model_uri}" if outcome.model_uri else ""))
-        _print_ui_links(lambda: _final_link_lines(args, outcome.run_id))
+        _print_ui_links(lambda: final_link_lines(outcome.tracking_uri, outcome.experiment_id, outcome.run_id,
+                                                 outcome.sweep_link))
     return 0
 
 
-def _sweep_view_lines(spec, parent_run_id: str) -> list[str]:
-    """The sweep's link: its shared view (best value and searched values as columns) when the sweep
-    stored one in the experiment, else the plain filtered, sorted table."""
-    from medtune.search.run.sweep import shared_view
-    from medtune.search.tracking.client import mlflow_client
-
-    uri = _resolved(spec.mlflow.tracking_uri)
-    experiment_id = _experiment_of(uri, parent_run_id)
-    key, _, route = shared_view(experiment_id, parent_run_id, spec)
-    stored = key in mlflow_client(uri).get_experiment(experiment_id).tags
-    return sweep_link_lines(uri, experiment_id, parent_run_id, spec.metric.name, spec.metric.mode,
-                            route if stored else None)
-
-
-def _direction(metric: str) -> str:
-    from medtune.trainables.config import REPORTED_METRICS
-
-    return REPORTED_METRICS.get(metric, "max")
-
-
-def _final_link_lines(args: argparse.Namespace, run_id: str) -> list[str]:
-    from medtune.search.spec.loader import load_space
-
-    spec = load_space(args.space, args.overrides)  # read again for its tracking URI and the sweep it came from
-    uri, parent = spec.mlflow.tracking_uri, spec.provenance.get("parent_run_id")
-    experiment_id = _experiment_of(uri, run_id)
-    sweep = None
-    if parent:
-        try:
-            sweep = (_experiment_of(uri, parent), parent, spec.metric.name, spec.metric.mode)
-        except Exception as exc:  # a sweep in another store, or deleted: the final run's links still count
-            logging.getLogger("medtune").warning("no link to sweep %s: %s", parent, redact_text(str(exc)))
-    return final_link_lines(_resolved(uri), experiment_id, run_id, sweep)
-
-
-def _resolved(tracking_uri: str) -> str:
-    """A local store's URI made absolute: the printed ``mlflow ui`` command works from any folder."""
-    from medtune.search.tracking.client import resolved_tracking_uri
-
-    return resolved_tracking_uri(tracking_uri)
-
-
-def _experiment_of(tracking_uri: str, run_id: str) -> str:
-    from medtune.search.tracking.client import mlflow_client
-
-    return mlflow_client(_resolved(tracking_uri)).get_run(run_id).info.experiment_id
+def _sweep_link_lines(outcome: SweepOutcome) -> list[str]:
+    """The sweep's link: to the shared view the sweep stored (best value and searched values as
+    columns) when it could store one, else to the plain filtered, sorted runs table."""
+    spec = outcome.spec
+    return sweep_link_lines(resolved_tracking_uri(spec.mlflow.tracking_uri), outcome.experiment_id,
+                            outcome.parent_run_id, spec.metric.name, spec.metric.mode, outcome.view_route)
 
 
 def _print_ui_links(lines: Callable[[], list[str]]) -> None:

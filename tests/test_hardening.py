@@ -138,7 +138,7 @@ def test_data_a_sweep_cannot_learn_from_is_rejected_by_validate(tmp_path, capsys
 
 
 def test_an_empty_val_class_folder_is_rejected(tmp_path, capsys):
-    from test_data import make_kermany
+    from helpers import make_kermany
 
     root = make_kermany(tmp_path / "chest_xray", per_class=3)
     for image in (root / "val" / "NORMAL").iterdir():
@@ -174,15 +174,15 @@ def test_a_sweep_that_ends_early_leaves_its_parent_run_failed_with_the_reason(tm
                                                                                pneumoniamnist_path, failure):
     from mlflow import MlflowClient
 
+    import medtune.search.run.preflight
     import medtune.search.run.sweep
-    import medtune.search.run.tuner
 
     def broken_tuner(*args, **kwargs):
         raise failure("stopped by the test")
 
-    monkeypatch.setattr(medtune.search.run.tuner, "build_tuner", broken_tuner)
-    monkeypatch.setattr(medtune.search.run.sweep, "init_ray", lambda: None)  # no Ray needed to fail here
-    monkeypatch.setattr(medtune.search.run.sweep, "check_cluster_resources", lambda spec: None)
+    monkeypatch.setattr(medtune.search.run.sweep, "sweep_tuner", broken_tuner)
+    monkeypatch.setattr(medtune.search.run.preflight, "init_ray", lambda: None)  # no Ray needed to fail here
+    monkeypatch.setattr(medtune.search.run.preflight, "check_cluster_resources", lambda spec: None)
     spec = load_spec(DEMO, ["name=ends-early", "data.train_subset=100", "data.val_subset=300",
                             f"mlflow.tracking_uri=sqlite:///{tmp_path}/m.db", f"storage={tmp_path / 'results'}",
                             f"mlflow.artifact_location={tmp_path / 'art'}"])
@@ -214,7 +214,7 @@ def test_mlflow_environment_variables_come_after_the_space_file_and_before_the_d
 
 
 def test_too_many_unreadable_images_are_reported_by_validate_with_the_yaml_key(tmp_path, capsys):
-    from test_data import make_kermany
+    from helpers import make_kermany
 
     root = make_kermany(tmp_path / "chest_xray", per_class=6)
     for image in sorted((root / "train" / "NORMAL").iterdir())[:3]:
@@ -230,7 +230,7 @@ def test_too_many_unreadable_images_are_reported_by_validate_with_the_yaml_key(t
 def test_images_in_subfolders_of_a_class_folder_are_read_as_that_class(tmp_path):
     import shutil
 
-    from test_data import make_kermany
+    from helpers import make_kermany
     from medtune.trainables.data import DataConfig, inspect_source, load_splits
 
     root = make_kermany(tmp_path / "chest_xray", per_class=4)
@@ -265,7 +265,7 @@ def test_results_inside_a_ray_jobs_temporary_copy_are_refused(tmp_path, monkeypa
 def test_tiny_images_are_kept_with_a_warning_that_counts_them(tmp_path):
     from PIL import Image
 
-    from test_data import make_kermany
+    from helpers import make_kermany
     from medtune.trainables.data import DataConfig, load_splits
 
     root = make_kermany(tmp_path / "chest_xray", per_class=4)

@@ -30,6 +30,19 @@ def test_trainables_never_import_search():
             assert not any(n.split(".")[0] in ("search", "trainables") for n in names), path  # installed as medtune.*
 
 
+def test_only_the_tracking_package_imports_mlflow():
+    """MLflow is one sub-package's concern: the driver, the results and the CLI ask ``medtune.search.tracking``."""
+    tracking = REPO / "search" / "tracking"
+    for folder in ("medtune", "search", "trainables"):
+        for path in (REPO / folder).rglob("*.py"):
+            if path.is_relative_to(tracking):
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+                assert not any(n.split(".")[0] == "mlflow" for n in names), path
+
+
 def test_yaml_is_only_read_with_safe_load():
     for folder in ("search", "trainables"):
         for path in (REPO / folder).rglob("*.py"):
@@ -113,3 +126,18 @@ def test_installed_names_are_under_medtune(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["None", "None"]
+
+
+def test_every_package_folder_is_installed_and_shipped_in_the_image():
+    """pyproject lists the packages explicitly (the package-dir mapping needs it): a new sub-package
+    that is not listed would work in the editable install and be missing from a wheel."""
+    import tomllib
+
+    declared = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    roots = {"medtune": REPO / "medtune", "medtune.search": REPO / "search", "medtune.trainables": REPO / "trainables"}
+    found = {".".join([name, *init.parent.relative_to(folder).parts])
+             for name, folder in roots.items() for init in folder.rglob("__init__.py")}
+    assert found == declared
+    dockerfile = (REPO / "cluster" / "Dockerfile").read_text()
+    for folder in roots.values():
+        assert f" {folder.name} ./{folder.name}" in dockerfile, folder.name

@@ -2,6 +2,8 @@
 
 - ``sweep``: ``run_sweep`` and ``resume_sweep``, the orchestration read as a list of steps;
 - ``preflight``: every check of the input that can fail, before a trial starts;
+- ``storage`` and ``record``: the run folder (local or a URI, through pyarrow) and its ``medtune_sweep.json``;
+- ``outcome``: ``SweepOutcome``, what a sweep returns (light: ``import medtune`` loads it);
 - ``ray_node``: starting or joining Ray;
 - ``tuner``: the Tune ``Tuner`` (trainable, scheduler, callbacks, stopper);
 - ``searcher`` and ``study``: Optuna TPE as a Tune searcher, and where its study is stored;

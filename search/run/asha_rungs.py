@@ -9,16 +9,24 @@ into the restored scheduler. The tuner is pickled as one object, so the restored
 restored scheduler are the same objects as before.
 
 ``rungs_document`` turns the rungs into what a user asks of a finished sweep: at each milestone,
-which trials arrived with what value of the objective, and the cut-off a trial had to beat there.
+which trials arrived with what value of the objective, and the cut-off a trial had to beat there;
+``write_rungs`` puts it in the run folder as ``asha_rungs.json``.
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler
+
+from medtune.search.run.storage import is_remote, upload
+
+RUNGS_FILE = "asha_rungs.json"
 
 
 def _brackets(scheduler: AsyncHyperBandScheduler) -> list[Any]:
@@ -68,3 +76,11 @@ def rungs_document(scheduler: AsyncHyperBandScheduler, metric: str, time_attr: s
     return {"metric": metric, "time_attr": time_attr, "reduction_factor": scheduler._reduction_factor,
             "stopped": int(scheduler._num_stopped), "brackets": brackets}
 
+
+def write_rungs(rungs: AshaRungs, metric: str, time_attr: str, run_path: str) -> Path:
+    """``asha_rungs.json`` in the run folder (uploaded to a run folder that is a URI); returns the local file."""
+    local = Path(tempfile.mkdtemp() if is_remote(run_path) else run_path) / RUNGS_FILE
+    local.write_text(json.dumps(rungs_document(rungs.scheduler, metric, time_attr), indent=1))
+    if is_remote(run_path):
+        upload(local, run_path, RUNGS_FILE)
+    return local

@@ -3,30 +3,54 @@
 Each check raises ``SpecError`` naming the space file's key (``data.source``, ``storage``,
 ``resources.gpu``, ``-o``...) so the user fixes it in one pass and no cluster time is spent on it:
 the data (its layout, that it has something to learn, its unreadable images, decoded once into
-the node's cache), the results storage, the output paths, a Ray job's temporary working copy and
-the cluster's resources. ``search.sweep`` runs them in order; ``medtune validate`` runs the ones
-that need no cluster.
+the node's cache), the results storage (``storage.check_storage``), the output paths, a Ray job's
+temporary working copy, the tracking server and the cluster's resources. ``prepare_sweep`` runs
+them in order for ``medtune sweep`` and ``resume``; ``medtune validate`` runs the ones that need
+no cluster.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from medtune.search.spec.sweep_spec import SpecError, SweepSpec
+import ray
+
+from medtune.search.run.ray_node import init_ray
+from medtune.search.run.storage import check_storage
+from medtune.search.run.tuner import trial_fixed_values
+from medtune.search.spec.advice import small_data_warnings
+from medtune.search.spec.sweep_spec import SpecError, SweepSpec, resolve_cv
+from medtune.search.tracking.client import check_tracking_server
+from medtune.trainables.data import DataConfig, DataError, inspect_source, load_splits
+from medtune.trainables.data.errors import TooManyBadImages
+
+log = logging.getLogger(__name__)
+
+
+def prepare_sweep(spec: SweepSpec) -> tuple[SweepSpec, str]:
+    """Every check, in the order that spends the least on bad input, then the data decoded and Ray
+    started. Returns the spec with its data-dependent settings resolved, and the data fingerprint."""
+    check_not_in_job_copy(spec)
+    if spec.mlflow.enabled:
+        check_tracking_server(spec.mlflow.tracking_uri, spec.source)
+    spec, summary = resolved_spec(spec)
+    for warning in small_data_warnings(spec, summary):
+        log.warning(warning)
+    check_storage(spec)
+    fingerprint = prepare_data(spec)
+    init_ray()
+    check_cluster_resources(spec)
+    return spec, fingerprint
 
 
 def check_data(spec: SweepSpec) -> dict[str, Any]:
     """Cheap checks of the data source (no decoding); raises ``SpecError`` naming ``data.source``."""
-    from medtune.trainables.data import DataError, inspect_source
-    from medtune.trainables.train import data_config
-    from medtune.trainables.config import TrialConfig
-
-    cfg = TrialConfig.from_dict({k: v for k, v in _trial_base_with_env(spec).items()
-                                 if k.startswith("data_") or k in ("image_size", "cache_dir")})
+    data = DataConfig.from_trial_values(_trial_base_with_env(spec))
     try:
-        summary = inspect_source(data_config(cfg))
+        summary = inspect_source(data)
     except DataError as exc:
         key = "data.positive_class" if "positive_class=" in str(exc) else "data.source"
         raise SpecError(spec.source, [(key, str(exc))]) from None
@@ -56,8 +80,6 @@ def learnable_problems(summary: dict[str, Any]) -> list[str]:
 
 def resolved_spec(spec: SweepSpec) -> tuple[SweepSpec, dict[str, Any]]:
     """The data checked (``check_data``) and ``search.cv: auto`` decided from its val split."""
-    from medtune.search.spec.sweep_spec import resolve_cv
-
     summary = check_data(spec)
     val_counts = {k: v for k, v in summary.get("planned", {}).get("val", {}).items() if k != "total"}
     return resolve_cv(spec, val_counts), summary
@@ -69,19 +91,12 @@ def prepare_data(spec: SweepSpec) -> str:
     Unreadable images are only found by decoding: too many of them is bad input, named by the
     space file's key (``data.max_bad_fraction``), not a traceback in the first trial.
     """
-    from medtune.trainables.config import TrialConfig
-    from medtune.trainables.data import DataError, load_splits
-    from medtune.trainables.data.errors import TooManyBadImages
-    from medtune.trainables.train import data_config
-
     base = _trial_base_with_env(spec)
     sizes = [base["image_size"]] if "image_size" not in spec.space else list(spec.space["image_size"].values)
     fingerprint = ""
     for size in sizes:
-        cfg = TrialConfig.from_dict({k: v for k, v in base.items() if k.startswith("data_") or k == "cache_dir"}
-                                    | {"image_size": size})
         try:
-            fingerprint = load_splits(data_config(cfg)).fingerprint
+            fingerprint = load_splits(DataConfig.from_trial_values(base | {"image_size": size})).fingerprint
         except TooManyBadImages as exc:
             raise SpecError(spec.source, [("data.max_bad_fraction", f"{exc} (data.max_bad_fraction)")]) from None
         except DataError as exc:
@@ -90,43 +105,9 @@ def prepare_data(spec: SweepSpec) -> str:
 
 
 def _trial_base_with_env(spec: SweepSpec) -> dict[str, Any]:
-    from medtune.search.run.tuner import trial_fixed_values
-
     base = trial_fixed_values(spec)
     base.setdefault("image_size", spec.data.image_size)
     return base
-
-
-def check_storage(spec: SweepSpec) -> None:
-    """The results storage must be writable before any trial trains: write and delete a probe.
-
-    ``s3://bucket/prefix`` goes through pyarrow (as Ray's own storage does), with credentials from
-    the environment or the AWS config chain and ``AWS_ENDPOINT_URL_S3`` for S3-compatible stores.
-    """
-    import uuid
-
-    import pyarrow.fs
-
-    if "://" not in spec.storage:  # a local folder: writable where it will be created, nothing made now
-        folder = Path(spec.storage).expanduser().resolve()
-        existing = next(p for p in (folder, *folder.parents) if p.exists())
-        if not existing.is_dir() or not os.access(existing, os.W_OK):
-            raise SpecError(spec.source, [("storage", f"cannot create results under {spec.storage!r}: "
-                                                      f"{existing} is not a writable folder")])
-        return
-    target = spec.storage
-    try:
-        fs, path = pyarrow.fs.FileSystem.from_uri(target)
-        fs.create_dir(path, recursive=True)
-        probe = f"{path.rstrip('/')}/.medtune-probe-{uuid.uuid4().hex}"
-        with fs.open_output_stream(probe) as f:
-            f.write(b"medtune storage probe")
-        fs.delete_file(probe)
-    except (OSError, ValueError) as exc:
-        hint = ("check the bucket name, the credentials (environment or AWS config) and, for an "
-                "S3-compatible store, AWS_ENDPOINT_URL_S3" if spec.storage.startswith("s3://") else
-                "check that it exists and can be written")
-        raise SpecError(spec.source, [("storage", f"cannot write to {spec.storage!r}: {exc}; {hint}")]) from None
 
 
 def check_output_path(path: str | Path, key: str, where: str, folder: bool = False) -> None:
@@ -176,8 +157,6 @@ def check_not_in_job_copy(spec: SweepSpec, cwd: str | Path | None = None) -> Non
 
 def check_cluster_resources(spec: SweepSpec) -> None:
     """A GPU request on a cluster without GPUs would leave every trial pending forever."""
-    import ray
-
     available = ray.cluster_resources()
     problems = []
     if spec.resources.gpu > available.get("GPU", 0):

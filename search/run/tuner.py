@@ -1,33 +1,43 @@
-"""From a validated ``SweepSpec`` to a ``ray.tune.Tuner``.
+"""From a validated ``SweepSpec`` to a ``ray.tune.Tuner``, new or restored.
 
 Only Ray Tune's own parts: ``OptunaSearch`` (TPE) behind a ``ConcurrencyLimiter``, the
 ``ASHAScheduler`` keyed on the counter of the budget's unit that the trial reports (``epoch``,
-``step`` or ``images_seen``, so a trial resumed from a checkpoint keeps its place on ASHA's rungs), ``with_resources`` for per-trial CPUs and GPU fractions,
-``CheckpointConfig`` scored on the objective so the best checkpoint is never the one deleted, and
-``reuse_actors`` because a new trial process costs seconds on a small CPU sweep.
+``step`` or ``images_seen``, so a trial resumed from a checkpoint keeps its place on ASHA's rungs),
+``with_resources`` for per-trial CPUs and GPU fractions, ``CheckpointConfig`` scored on the
+objective so the best checkpoint is never the one deleted, and ``reuse_actors`` because a new
+trial process costs seconds on a small CPU sweep.
+
+The driver reads some of the Tuner's parts back after ``fit`` (the MLflow callback, ASHA's rungs,
+the fail-fast stopper, the Optuna study): ``SweepTuner`` keeps them next to the Tuner.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
-from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from medtune.search.run.asha_rungs import AshaRungs
+from medtune.search.run.fail_fast import FailFast
 from medtune.search.run.searcher import build_searcher
+from medtune.search.run.storage import run_path_of, storage_path
 from medtune.search.run.study import study_location
-from medtune.search.spec.sweep_spec import SweepSpec
+from medtune.search.spec.sweep_spec import SpecError, SweepSpec
 from medtune.trainables.budget import TIME_ATTR
+from medtune.trainables.data.loading import absolute_source
+from medtune.trainables.objective import PROGRESS_METRICS
 from medtune.trainables.progress import progress_enabled
 from medtune.trainables.train import tune_trainable
 
-#: Columns of Ray Tune's live progress table.
+#: Searched values shown as columns of Ray Tune's live progress table (when they are searched).
 PROGRESS_PARAMS = ("architecture", "frozen_depth", "frozen_fraction", "dropout", "batch_size", "lr")
-PROGRESS_METRICS = ("epoch", "val_loss", "val_auc", "val_acc", "epoch_seconds")
+
+C = TypeVar("C", bound=tune.Callback)
 
 
 def driver_environment_keys() -> dict[str, Any]:
@@ -47,8 +57,6 @@ def driver_environment_keys() -> dict[str, Any]:
 def trial_fixed_values(spec: SweepSpec) -> dict[str, Any]:
     """What every trial shares, with relative paths made absolute where the driver runs: a trial's
     working directory is Ray's, so ``../chest_xray`` must not be resolved there."""
-    from medtune.trainables.data.loading import absolute_source
-
     base = spec.trial_base()
     base.update({k: v for k, v in driver_environment_keys().items() if v is not None})
     if "data_source" in base:
@@ -72,23 +80,31 @@ def build_scheduler(spec: SweepSpec) -> TrialScheduler:
                          reduction_factor=sched.reduction_factor)
 
 
-def storage_path(spec: SweepSpec) -> str:
-    """Ray wants an absolute local path (or a URI)."""
-    return spec.storage if "://" in spec.storage else str(Path(spec.storage).expanduser().resolve())
-
-
 def trial_trainable(spec: SweepSpec, trainable: Callable[[dict[str, Any]], None] = tune_trainable) -> Any:
     """The trial function with its per-trial resources (CPUs, a GPU fraction) from the spec."""
     return tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
 
-def build_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] | None = None,
-                trainable: Callable[[dict[str, Any]], None] = tune_trainable) -> tune.Tuner:
-    location = study_location(spec.search.sampler.storage, f"{storage_path(spec).rstrip('/')}/{run_name}")
+@dataclass
+class SweepTuner:
+    """A Tuner and the parts of it the driver reads back after ``fit``."""
+
+    tuner: tune.Tuner
+    callbacks: list[tune.Callback]  # those the Tuner runs with, in order
+    search_alg: Searcher | None  # the ConcurrencyLimiter around medtune's OptunaSearch
+
+    def callback(self, kind: type[C]) -> C | None:
+        """The Tuner's callback of this kind, or None."""
+        return next((c for c in self.callbacks if isinstance(c, kind)), None)
+
+
+def sweep_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] | None = None,
+                trainable: Callable[[dict[str, Any]], None] = tune_trainable) -> SweepTuner:
+    """A new Tuner for the sweep, with ``callbacks`` (an ``AshaRungs`` is added under ASHA) and the
+    stopper among them (``FailFast``), keeping references to its callbacks and searcher."""
+    location = study_location(spec.search.sampler.storage, run_path_of(spec, run_name))
     searcher = ConcurrencyLimiter(build_searcher(spec, trial_fixed_values(spec), location, study_name=run_name),
                                   max_concurrent=spec.search.max_concurrent)
-    from medtune.search.run.fail_fast import FailFast
-
     stopper = next((c for c in callbacks or [] if isinstance(c, FailFast)), None)
     metric_columns = [c for c in PROGRESS_METRICS if c != spec.metric.name] + [spec.metric.name]
     if spec.search.scheduler.unit != "epochs":
@@ -100,7 +116,7 @@ def build_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] |
     callbacks = list(callbacks or [])
     if isinstance(scheduler, ASHAScheduler):
         callbacks.append(AshaRungs(scheduler))  # Tune saves callbacks, not the scheduler (medtune resume)
-    return tune.Tuner(
+    tuner = tune.Tuner(
         trial_trainable(spec, trainable),
         tune_config=tune.TuneConfig(
             metric=spec.metric.name,
@@ -136,3 +152,33 @@ def build_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] |
             verbose=1 if progress_enabled() else 0,  # medtune -q: Tune's status table is progress too
         ),
     )
+    return SweepTuner(tuner, callbacks, searcher)
+
+
+def build_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] | None = None,
+                trainable: Callable[[dict[str, Any]], None] = tune_trainable) -> tune.Tuner:
+    """The Tuner alone of ``sweep_tuner`` (for callers that only fit it)."""
+    return sweep_tuner(spec, run_name, callbacks, trainable).tuner
+
+
+def restored_tuner(spec: SweepSpec, run_path: str) -> SweepTuner:
+    """The sweep in ``run_path`` as Tune saved it: finished trials are kept, unfinished and errored
+    ones continue from their last checkpoints; its callbacks and searcher come back with their state."""
+    if not tune.Tuner.can_restore(run_path):
+        raise SpecError(run_path, [("<run>", "Ray Tune finds no experiment state to restore there")])
+    tuner = tune.Tuner.restore(run_path, trainable=trial_trainable(spec), resume_unfinished=True, resume_errored=True)
+    callbacks, search_alg = _saved_parts(tuner)
+    return SweepTuner(tuner, callbacks, search_alg)
+
+
+def _saved_parts(tuner: tune.Tuner) -> tuple[list[tune.Callback], Searcher | None]:
+    """A restored Tuner's callbacks and searcher.
+
+    Ray has no public accessor for them. A new Tuner's are the objects medtune passed in
+    (``sweep_tuner`` keeps them), but a restored one's are unpickled from the run folder's
+    ``tuner.pkl`` and then given the state Tune saved: they can only be read from the Tuner's
+    internal ``TunerInternal``. This is the one place that reaches into it (Ray 2.x), so a Ray
+    upgrade that moves it breaks here and nowhere else.
+    """
+    internal = tuner._local_tuner
+    return list(internal.get_run_config().callbacks or []), internal._tune_config.search_alg

@@ -237,7 +237,7 @@ def printed(served, tmp_path_factory) -> Printed:
     spec = load_spec(REPO / "spaces" / "demo.yaml", [f"mlflow.tracking_uri={uri}"])
     sweep = _run_cli(["sweep", str(REPO / "spaces" / "demo.yaml")], "sweep", SimpleNamespace(
         run_path=str(folder / "ray_results"), spec=spec, parent_run_id=store.parent_run_id,
-        best_config_path=folder / "best_config.yaml"))
+        best_config_path=folder / "best_config.yaml", experiment_id=store.experiment_id, view_route=None))
     provenance = {"sweep": store.run_name, "metric": "val_auc", "experiment": EXPERIMENT,
                   "parent_run_id": store.parent_run_id, "tracking_uri": uri}
     document = {**spec.raw, "provenance": provenance}
@@ -245,7 +245,8 @@ def printed(served, tmp_path_factory) -> Printed:
     best = _run_cli(["best", EXPERIMENT, "--tracking-uri", uri], "best", found)
     best_yaml = dump_yaml(document, folder / "best.yaml")
     final = _run_cli(["final", str(best_yaml)], "final", SimpleNamespace(
-        out_dir=folder / "final", run_id=store.final_run_id, model_uri=None))
+        out_dir=folder / "final", run_id=store.final_run_id, model_uri=None, tracking_uri=uri,
+        experiment_id=store.experiment_id, sweep_link=(store.experiment_id, store.parent_run_id, "val_auc", "max")))
     return Printed(sweep, best, final)
 
 
@@ -365,16 +366,17 @@ def test_the_sweeps_shared_view_adds_the_best_value_column_to_the_printed_link(s
     when it ends, and the link it prints then opens the table with best_val_auc as a column."""
     from mlflow import MlflowClient
 
-    from medtune.search.cli import _sweep_view_lines
+    from medtune.search.cli import _sweep_link_lines
     from medtune.search.spec.loader import load_spec
-    from medtune.search.run.sweep import _write_shared_view
+    from medtune.search.tracking.sweep_run import write_shared_view
 
     store, server = served
     uri = f"sqlite:///{store.db}"
     spec = load_spec(REPO / "spaces" / "demo.yaml", [f"mlflow.tracking_uri={uri}"])
-    route = _write_shared_view(MlflowClient(uri), store.experiment_id, store.parent_run_id, spec)
+    route = write_shared_view(MlflowClient(uri), store.experiment_id, store.parent_run_id, spec)
     assert route is not None and "viewStateShareKey=" in route
-    printed = _link(_sweep_view_lines(spec, store.parent_run_id), "MLflow UI, this sweep's trials by best val_auc")
+    printed = _link(_sweep_link_lines(SimpleNamespace(spec=spec, experiment_id=store.experiment_id,
+                                                      parent_run_id=store.parent_run_id, view_route=route)), "MLflow UI, this sweep's trials by best val_auc")
     assert printed.endswith(route)
     page.goto(_on(printed, server))
     expected = [run_id for run_id, _ in store.ranked]
