@@ -1,13 +1,14 @@
-"""How big is a trial's best-checkpoint artifact in MLflow, before and after it became lean?
+"""How big is a trial's best-checkpoint artifact in MLflow: Ray's checkpoint vs the weights-only export?
 
-Before, the MLflow callback logged Ray's checkpoint as it is: model, optimizer state (AdamW keeps
-two tensors per weight), LR schedule and random generators (``checkpoint.pt``). Now it logs the
-weights (``model.safetensors``) and a small ``checkpoint.json`` (``medtune.trainables.weights_export``).
-For every architecture in the registry, a real training state is built the way a trial builds it
-(``build_fold_run``: the trial's model, optimizer and schedule; frozen depth 0, so every weight has
-optimizer state: the worst case), after one real AdamW step, saved by the trial's own
-``save_checkpoint`` and exported by the callback's own ``export_weights``. Sizes do not depend
-on the image size or on ImageNet weights, so no data or weights are read.
+Ray's checkpoint holds the model, the optimizer state (AdamW keeps two tensors per weight), the LR
+schedule and the random generators (``checkpoint.pt``): what resuming a trial needs. The MLflow
+callback logs only the weights (``model.safetensors``) and a small ``checkpoint.json``
+(``medtune.trainables.weights_export``). For every architecture in the registry, a real training
+state is built the way a trial builds it (``build_fold_run``: the trial's model, optimizer and
+schedule; frozen depth 0, so every weight has optimizer state: the worst case), after one real
+AdamW step, saved by the trial's own ``save_checkpoint`` and exported by the callback's own
+``export_weights``. Sizes do not depend on the image size or on ImageNet weights, so no data or
+weights are read.
 
     .venv/bin/python benchmarks/checkpoint_artifact_size.py
 """

@@ -12,10 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-
-#: These benchmarks count trials' work in epochs on PneumoniaMNIST, as their recorded results do:
-#: the demo's budget as it was in epochs (6, ASHA from epoch 1), selection on val.
+#: These benchmarks count trials' work in epochs on PneumoniaMNIST: a 6-epoch budget with ASHA from
+#: epoch 1 and selection on val (the demo itself counts images seen and cross-validates small sets).
 EPOCH_BUDGET = ("search.scheduler.unit=epochs", "search.scheduler.max_t=6", "search.scheduler.grace_period=1",
                 "search.cv=null")
 

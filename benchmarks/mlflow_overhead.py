@@ -18,9 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-
-from medtune.search.spec.loader import load_spec  # noqa: E402
-from medtune.search.run.sweep import run_sweep  # noqa: E402
+from medtune.search.run.sweep import run_sweep
+from medtune.search.spec.loader import load_spec
 
 
 def main() -> None:

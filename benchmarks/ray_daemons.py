@@ -1,16 +1,17 @@
 """Where a sweep's per-epoch overhead goes: the bare training loop beside an idle Ray node.
 
-``sweep_efficiency.py`` finds a sweep's trial a few per cent slower per epoch than the bare loop,
-while ``cpu_sampler`` shows Ray's daemons using only about 0.05 cores. This script takes Tune,
-Optuna, ASHA, MLflow and the Ray worker out of the picture: it runs the *same* bare loop
-(``sweep_efficiency.bare``, in this process) in alternating conditions:
+A sweep's trial can train a few per cent slower per epoch than the bare loop
+(``sweep_efficiency.py``) while ``cpu_sampler`` shows Ray's daemons using little CPU. This script
+takes Tune, Optuna, ASHA, MLflow and the Ray worker out of the picture: it runs the *same* bare
+loop (``sweep_efficiency.bare``, in this process) in alternating conditions:
 
 * ``alone``: no Ray on the machine;
 * ``beside_ray``: a helper process holds a stock local node,
   ``ray.init(address="local", include_dashboard=False)``, and does nothing else;
-* ``beside_medtune_ray``: the same node as ``medtune sweep`` starts it now
+* ``beside_medtune_ray``: the node as ``medtune sweep`` starts it
   (``medtune.search.run.ray_node.init_ray``), with the slower timers of ``LOCAL_NODE_SYSTEM_CONFIG``;
-* ``nice15``: alone, at the niceness Ray gives its worker processes (``RAY_worker_niceness``).
+* ``nice15``: alone, in a new process at the niceness Ray gives its worker processes
+  (``RAY_worker_niceness``).
 
 It also counts the Ray daemons' wake-ups per second (context switches of their threads). On a
 2-core machine each wake-up preempts one of torch's two OpenMP threads, and the other waits for it
@@ -31,13 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpu_sampler import processes  # sibling modules: this script's folder is first on sys.path
+from sweep_efficiency import bare
 
-from cpu_sampler import processes  # noqa: E402
-from sweep_efficiency import bare  # noqa: E402
-
-from medtune.search.run.ray_node import LOCAL_NODE_SYSTEM_CONFIG  # noqa: E402
+from medtune.search.run.ray_node import LOCAL_NODE_SYSTEM_CONFIG
 
 DAEMONS = ("raylet", "gcs_server", "log_monitor", "dashboard", "monitor.py")
 #: What each helper process runs to hold a node: a stock one, or the one ``medtune sweep`` starts.
@@ -73,8 +71,7 @@ def daemon_wakeups_per_second(window: float = 5.0) -> float:
 
 def beside_ray(epochs: int, threads: int, work: Path, hold: str) -> tuple[float, float]:
     """(per-epoch seconds of the bare loop, Ray daemons' wake-ups per second) next to an idle node."""
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     code = f"import time; {hold}; print('up', flush=True); time.sleep(3600)"
     helper = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True)
@@ -93,10 +90,10 @@ def beside_ray(epochs: int, threads: int, work: Path, hold: str) -> tuple[float,
 
 
 def at_niceness(epochs: int, threads: int, work: Path, niceness: int) -> float:
-    code = (f"import os, sys, json; os.nice({niceness}); sys.path[:0] = {sys.path[:2]!r}; "
-            f"from pathlib import Path; from sweep_efficiency import bare; "
-            f"print(json.dumps(bare({epochs}, {threads}, Path({str(work)!r}))['per_epoch']))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    """Per-epoch seconds of the bare loop in a new process started at ``niceness`` (this script, ``--bare-in``)."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--bare-in", str(work), "--epochs", str(epochs),
+               "--threads", str(threads)]
+    done = subprocess.run(command, preexec_fn=lambda: os.nice(niceness), capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
 
 
@@ -106,7 +103,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2, help="alternations of the four conditions")
     parser.add_argument("--out", default="benchmarks/results/ray_daemons.json")
+    parser.add_argument("--bare-in", metavar="FOLDER",
+                        help="only run the bare loop (files in FOLDER) and print its per-epoch seconds: "
+                             "what the nice15 condition runs in a new process")
     args = parser.parse_args()
+    if args.bare_in:
+        print(json.dumps(bare(args.epochs, args.threads, Path(args.bare_in))["per_epoch"]))
+        return
     work = Path(tempfile.mkdtemp(prefix="medtune-ray-daemons-"))
     per_epoch: dict[str, list[float]] = {"alone": [], "beside_ray": [], "beside_medtune_ray": [], "nice15": []}
     wakeups: dict[str, list[float]] = {name: [] for name in HOLD}

@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from demo_sweeps import best_so_far, run_demo  # noqa: E402
+from demo_sweeps import best_so_far, run_demo  # a sibling module: this script's folder is first on sys.path
 
 SAMPLERS = ("tpe", "random")
 

@@ -20,20 +20,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from cpu_sampler import CpuSampler  # noqa: E402
-from demo_sweeps import EPOCH_BUDGET  # noqa: E402
-from medtune.search.spec.loader import load_spec  # noqa: E402
-from medtune.search.run.sweep import run_sweep  # noqa: E402
-from medtune.trainables.config import TrialConfig  # noqa: E402
-from medtune.trainables.reporting import LocalReporter  # noqa: E402
-from medtune.trainables.train import run_training  # noqa: E402
+from cpu_sampler import CpuSampler  # sibling modules: this script's folder is first on sys.path
+from demo_sweeps import EPOCH_BUDGET
+from medtune.search.run.sweep import run_sweep
+from medtune.search.spec.loader import load_spec
+from medtune.trainables.config import TrialConfig
+from medtune.trainables.reporting import LocalReporter
+from medtune.trainables.train import run_training
 
 CONFIG = {"architecture": "mobilenetv2_100", "pretrained": "imagenet", "frozen_depth": 0, "dropout": 0.3,
           "batch_size": 64, "lr": 2e-3, "optimizer": "adamw", "weight_decay": 1e-4, "class_weighted": True,
@@ -87,7 +84,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="alternating bare / sweep pairs")
     parser.add_argument("--demo-samples", type=int, default=12)
-    parser.add_argument("--skip-demo", action="store_true", help="item 1 only")
+    parser.add_argument("--skip-demo", action="store_true", help="the overhead pairs only (part 1)")
     parser.add_argument("--out", default="benchmarks/results/sweep_efficiency.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="medtune-efficiency-"))
@@ -115,7 +112,7 @@ def main() -> None:
               f"{run['cpu'].get('trial_by_thread_name')}")
     if c is None:
         return
-    print(f"6. demo sweep: trials busy {c['trial_seconds']:.1f} s over {c['fit_seconds']:.1f} s of Tuner.fit x "
+    print(f"2. demo sweep: trials busy {c['trial_seconds']:.1f} s over {c['fit_seconds']:.1f} s of Tuner.fit x "
           f"{c['slots']} slots: efficiency {c['efficiency']:.2f} (target >= 0.90); over the whole command "
           f"({c['wall']:.1f} s with data, Ray start-up, plots and model logging): {c['efficiency_whole_command']:.2f}")
 

@@ -11,7 +11,7 @@ from the normal CDFs, on the validation distribution and on a shifted one whose 
 ``--shift`` higher in logit space (what PneumoniaMNIST's and Kermany's test splits do). The
 result is each rule's mean J lost against the best possible threshold.
 
-    .venv/bin/python benchmarks/threshold_rules.py --draws 400
+    .venv/bin/python benchmarks/threshold_rules.py --draws 200
 """
 
 from __future__ import annotations
