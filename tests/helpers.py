@@ -1,4 +1,5 @@
-"""Helpers shared by the tests that drive medtune as separate processes (resume, job submission)."""
+"""Helpers shared by tests in several folders: child processes (resume, job submission), servers, and a
+tiny Kermany-layout image folder."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import socket
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 FINISHED_OUTCOMES = ("completed", "stopped_early")
@@ -170,3 +174,28 @@ def browser_unavailable(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; CI must install it (apt-get install chromium, pip install -e '.[test]')")
     pytest.skip(reason)
+
+
+#: What make_kermany cycles through: image sizes (width, height) and file types.
+KERMANY_SIZES = [(40, 30), (33, 50), (64, 64), (80, 45), (28, 28), (50, 70)]
+KERMANY_EXTS = [".jpeg", ".png", ".jpg"]
+
+
+def make_kermany(root: Path, per_class: int = 12, splits=("train", "val", "test"),
+                 classes=("NORMAL", "PNEUMONIA")) -> Path:
+    """Tiny Kermany-layout tree: varying sizes, L and RGB, jpeg/png; class 0 dark, class 1 bright."""
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for c, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                w, h = KERMANY_SIZES[i % len(KERMANY_SIZES)]
+                base = 50 + 140 * c
+                gray = np.clip(base + rng.integers(-20, 20, (h, w)), 0, 255).astype(np.uint8)
+                img = Image.fromarray(gray)
+                if i % 2:
+                    img = Image.merge("RGB", [img, img, img])
+                ext = KERMANY_EXTS[i % len(KERMANY_EXTS)]
+                img.save(folder / f"{name.lower()}_{i:03d}{ext}")
+    return root

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-import pytest
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 

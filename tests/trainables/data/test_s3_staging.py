@@ -14,11 +14,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from helpers import subprocess_env
-from test_data import make_kermany
+from helpers import make_kermany, subprocess_env
 
 pytestmark = pytest.mark.slow
 
