@@ -13,10 +13,12 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from medtune.trainables.objective import EPOCH
+
 BUDGET_UNITS = ("epochs", "steps", "images")
 
 #: The reported counter each budget unit is measured by (ASHA's ``time_attr``).
-TIME_ATTR = {"epochs": "epoch", "steps": "step", "images": "images_seen"}
+TIME_ATTR = {"epochs": EPOCH, "steps": "step", "images": "images_seen"}
 
 
 def steps_per_epoch(train_images: int, batch_size: int) -> int:
@@ -62,6 +64,6 @@ def stopped_early(last_result: Mapping[str, Any] | None, planned_epochs: int | N
     """
     if not last_result:
         return False
-    epoch = int(last_result.get("epoch", 0) or 0)
+    epoch = int(last_result.get(EPOCH, 0) or 0)
     planned = last_result.get("epochs_total", planned_epochs)
     return planned is not None and epoch < int(planned)

@@ -17,6 +17,8 @@ from typing import Any, Iterable, Iterator, TextIO
 
 from tqdm import tqdm
 
+from medtune.trainables.objective import EPOCH
+
 PROGRESS_ENV = "MEDTUNE_PROGRESS"
 #: Away from a terminal, the least time between two progress lines.
 LOG_INTERVAL_S = 10.0
@@ -79,10 +81,10 @@ class EpochProgress:
                                  delay=0.0, stream=self.stream, mininterval=0.0, miniters=1,
                                  # away from a terminal every epoch has its line already
                                  leave=_is_terminal(self.stream or sys.stderr),
-                                 initial=int(metrics["epoch"]), postfix=postfix)
+                                 initial=int(metrics[EPOCH]), postfix=postfix)
         else:
             self._bar.set_postfix(postfix, refresh=False)
-            self._bar.update(int(metrics["epoch"]) - self._bar.n)
+            self._bar.update(int(metrics[EPOCH]) - self._bar.n)
         if self._bar.total is not None and self._bar.n >= self._bar.total:
             self.close()
 
@@ -91,16 +93,9 @@ class EpochProgress:
             self._bar.close()
             self._bar = None
 
-    def restored_checkpoint(self) -> Any:
-        return self.reporter.restored_checkpoint()
-
-    def cpus(self) -> int | None:
-        return self.reporter.cpus()
-
-    def checkpoint_interval_s(self) -> float:
-        return self.reporter.checkpoint_interval_s()
-
-    def __getattr__(self, name: str) -> Any:  # the wrapped reporter's own fields (history, best, ...)
+    def __getattr__(self, name: str) -> Any:
+        """Everything else of the ``Reporter`` protocol (``restored_checkpoint``, ``cpus``,
+        ``checkpoint_interval_s``) and the wrapped reporter's own fields (history, best, ...)."""
         return getattr(self.reporter, name)
 
 

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
+from medtune.trainables.objective import Objective
+
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
@@ -112,13 +114,11 @@ class LocalReporter:
         _replace_dir(checkpoint_dir, self.last_checkpoint, copy=False)
 
     def _is_better(self, metrics: dict[str, Any]) -> bool:
-        value = metrics.get(self.metric)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return self.best is None
+        """The first epoch is the best so far; later ones must beat it (a missing or NaN value never does,
+        and any finite value beats a NaN best)."""
         if self.best is None:
             return True
-        best = self.best[self.metric]
-        return value < best if self.mode == "min" else value > best
+        return Objective(self.metric, self.mode).better(metrics.get(self.metric), self.best.get(self.metric))
 
     @contextmanager
     def restored_checkpoint(self) -> Iterator[Path | None]:

@@ -1,0 +1,43 @@
+"""The one metrics table and ``Objective``: the direction is applied once, the same way everywhere."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from medtune.trainables.objective import (EPOCH, LOGGED_METRICS, METRICS, PROGRESS_METRICS, REPORTED_METRICS,
+                                          SHOWN_METRICS, Objective)
+
+
+def test_the_table_derives_every_list():
+    names = [m.name for m in METRICS]
+    assert len(names) == len(set(names))
+    assert set(REPORTED_METRICS) <= set(LOGGED_METRICS) == set(names)
+    assert set(SHOWN_METRICS) <= set(REPORTED_METRICS)
+    assert PROGRESS_METRICS[0] == EPOCH and set(PROGRESS_METRICS[1:]) <= set(REPORTED_METRICS)
+    assert REPORTED_METRICS["val_auc"] == "max" and REPORTED_METRICS["val_loss"] == "min"
+    assert "lr" in LOGGED_METRICS and "lr" not in REPORTED_METRICS  # bookkeeping, never an objective
+
+
+@pytest.mark.parametrize("mode, better, worse", [("max", 0.9, 0.8), ("min", 0.2, 0.3)])
+def test_better_best_and_sorted_follow_the_mode(mode, better, worse):
+    objective = Objective("m", mode)
+    assert objective.better(better, worse) and not objective.better(worse, better)
+    assert not objective.better(better, better)  # strictly better: the first of ties is kept
+    assert objective.better(worse, None) and objective.better(worse, math.nan)
+    assert not objective.better(math.nan, worse) and not objective.better(None, worse)
+    items = [("a", worse), ("b", None), ("c", better), ("d", better)]
+    assert objective.best(items, key=lambda item: item[1]) == ("c", better)
+    assert [name for name, _ in objective.sorted(items, key=lambda item: item[1])] == ["c", "d", "a", "b"]
+    assert objective.best([], key=lambda item: item) is None
+
+
+def test_directions_for_optuna_and_tables():
+    assert Objective("val_auc", "max").optuna_direction == "maximize"
+    assert Objective("val_loss", "min").optuna_direction == "minimize"
+    assert Objective("val_loss", "min").order_ascending and not Objective("val_auc").order_ascending
+    assert Objective.of("val_loss") == Objective("val_loss", "min")
+    assert Objective.of("val_loss", "max").mode == "max"
+    with pytest.raises(ValueError, match="mode must be one of"):
+        Objective("val_auc", "maximize")
