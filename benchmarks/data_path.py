@@ -41,7 +41,7 @@ CONFIGS = {
 def _trials_in_one_process(config: dict, cache_dir: str, epochs: int, runs: int) -> list[dict]:
     """``runs`` trials one after another in this (new) process, as a reused Ray actor would run them."""
     from medtune.trainables.config import TrialConfig
-    from medtune.trainables.reporting import LocalReporter
+    from medtune.trainables.reporters import LocalReporter
     from medtune.trainables.train import run_training
 
     out = []

@@ -25,7 +25,7 @@ from scipy.stats import spearmanr
 from medtune.trainables.config import TrialConfig
 from medtune.trainables.evaluate import model_from_checkpoint, predict_split
 from medtune.trainables.metrics import classification_metrics
-from medtune.trainables.reporting import LocalReporter
+from medtune.trainables.reporters import LocalReporter
 from medtune.trainables.train import run_training
 
 CANDIDATES = {"val_loss": "min", "val_auc": "max", "val_balanced_acc": "max"}

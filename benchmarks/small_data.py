@@ -93,7 +93,7 @@ def class_counts(path: Path) -> dict[str, list[int]]:
 
 
 def _metrics_row(report: Any) -> dict[str, Any]:
-    """The test numbers of one ``medtune.trainables.report.TestReport``."""
+    """The test numbers of one ``medtune.trainables.binary_report.TestReport``."""
     half = report.metrics_at_half
     return {
         "test_auc": report.metrics["roc_auc"], "auc_ci95": list(report.intervals["roc_auc"]),
@@ -181,7 +181,7 @@ def search_row(set_name: str, npz: Path, seed: int, args: argparse.Namespace, wo
 def _selecting_reporter(out: Path) -> Any:
     """A ``LocalReporter`` whose best checkpoint is the best-val-AUC epoch among those that came with
     a checkpoint (so the kept checkpoint and the recorded best epoch always agree)."""
-    from medtune.trainables.reporting import LocalReporter
+    from medtune.trainables.reporters import LocalReporter
 
     class SelectingReporter(LocalReporter):
         _with_checkpoint = False
@@ -204,7 +204,7 @@ def baseline_row(set_name: str, npz: Path, seed: int, epochs: int, work: Path) -
     from medtune.search.spec.loader import read_yaml
     from medtune.trainables.data import DataConfig, load_splits
     from medtune.trainables.evaluate import model_from_checkpoint, predict_split
-    from medtune.trainables.report import bootstrap_intervals, build_report
+    from medtune.trainables.binary_report import bootstrap_intervals, build_report
     from medtune.trainables.train import run_training
 
     fixed = read_yaml(DEMO).get("fixed") or {}

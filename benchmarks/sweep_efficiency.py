@@ -29,7 +29,7 @@ from demo_sweeps import EPOCH_BUDGET
 from medtune.search.run.sweep import run_sweep
 from medtune.search.spec.loader import load_spec
 from medtune.trainables.config import TrialConfig
-from medtune.trainables.reporting import LocalReporter
+from medtune.trainables.reporters import LocalReporter
 from medtune.trainables.train import run_training
 
 CONFIG = {"architecture": "mobilenetv2_100", "pretrained": "imagenet", "frozen_depth": 0, "dropout": 0.3,

@@ -1,6 +1,6 @@
 """Which threshold rule should ``medtune final`` use when validation is small or nearly separated?
 
-The rules of ``medtune.trainables.report.choose_threshold`` are compared on synthetic tasks where the
+The rules of ``medtune.trainables.binary_report.choose_threshold`` are compared on synthetic tasks where the
 truth is known, so the answer does not come from one data set's test split: validation scores
 are drawn from two normal distributions in logit space (negatives around -d/2, positives around
 +d/2, each with its own spread), at the validation sizes medtune meets (a BreastMNIST-like 21/57
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import norm
 
-from medtune.trainables.report import THRESHOLD_RULES, choose_threshold
+from medtune.trainables.binary_report import THRESHOLD_RULES, choose_threshold
 
 SIZES = {"21/57 (BreastMNIST val)": (21, 57), "67/194 (half PneumoniaMNIST val)": (67, 194),
          "168/456 (out-of-fold, 624 images)": (168, 456)}

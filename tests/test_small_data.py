@@ -17,7 +17,7 @@ from medtune.search.spec.sweep_spec import SpecError, resolve_cv, validate_spec
 from medtune.trainables.budget import epochs_for_budget, images_per_epoch, steps_per_epoch, stopped_early, units_per_epoch
 from medtune.trainables.data.errors import DataError
 from medtune.trainables.data.splits import kfold_indices
-from medtune.trainables.reporting import LocalReporter
+from medtune.trainables.reporters import LocalReporter
 from medtune.trainables.train import checkpoint_due, load_checkpoint, run_training
 
 TINY = {

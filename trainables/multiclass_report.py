@@ -4,7 +4,7 @@ There is no decision threshold to choose: the predicted class is the most probab
 headline metrics are accuracy, balanced accuracy (the mean of the per-class recalls, which a
 majority class cannot inflate) and the macro one-vs-rest ROC AUC (the same number trials report
 as ``val_auc``), each with a 95% percentile bootstrap interval over test images, as in the
-two-class report (``medtune.trainables.report``). Per class: sensitivity (its recall), specificity (the
+two-class report (``medtune.trainables.binary_report``). Per class: sensitivity (its recall), specificity (the
 recall of "not this class") and its one-vs-rest AUC, plus the K x K confusion matrix (rows: true
 class, columns: predicted).
 """
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from medtune.trainables.report import BOOTSTRAP_SAMPLES, CI_LEVEL, percentile_bootstrap
+from medtune.trainables.binary_report import BOOTSTRAP_SAMPLES, CI_LEVEL, percentile_bootstrap
 
 HEADLINE = ("accuracy", "balanced_accuracy", "roc_auc")
 ARGMAX_RULE = "argmax"

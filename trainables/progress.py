@@ -62,7 +62,7 @@ def progress(iterable: Iterable[Any] | None = None, *, total: float | None = Non
 
 
 class EpochProgress:
-    """Wraps a ``Reporter`` (``medtune.trainables.reporting``) and shows each reported epoch: epoch of
+    """Wraps a ``Reporter`` (``medtune.trainables.reporters``) and shows each reported epoch: epoch of
     total, train loss, the watched validation metric, and tqdm's estimate of the time left.
 
     Every epoch is shown away from a terminal too (an epoch is worth a line).

@@ -40,7 +40,7 @@ from medtune.trainables.data.splits import kfold_pairs, pooled
 from medtune.trainables.loop import Precision, TimedBatches, predict_proba, train_one_epoch
 from medtune.trainables.metrics import classification_metrics
 from medtune.trainables.models import TransferModel, build_model, get_architecture, resolve_frozen_depth
-from medtune.trainables.reporting import CHECKPOINT_FILE, Reporter, TuneReporter
+from medtune.trainables.reporters import CHECKPOINT_FILE, Reporter, TuneReporter
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """The numbers of ``medtune final``: the test report of the best model and of the ensemble's mean.
 
 Two classes: the decision threshold is chosen on the held-out (or out-of-fold) scores by a rule
-(``medtune.trainables.report.choose_threshold``), then applied to test once
-(``medtune.trainables.report``). More classes: the most probable class is predicted and there is no
+(``medtune.trainables.binary_report.choose_threshold``), then applied to test once
+(``medtune.trainables.binary_report``). More classes: the most probable class is predicted and there is no
 threshold (``medtune.trainables.multiclass_report``). Either way every metric carries a 95%
 bootstrap interval over test images, and an ensemble averages its members' probabilities.
 """
@@ -34,7 +34,7 @@ def default_threshold_rule(config: dict[str, Any]) -> str:
 
 def check_threshold_rule(rule: str, source: str) -> None:
     """An unknown threshold rule is bad input, found before anything trains (``auto`` always passes)."""
-    from medtune.trainables.report import choose_threshold
+    from medtune.trainables.binary_report import choose_threshold
 
     if rule == "auto":
         return
@@ -64,7 +64,7 @@ def build_reports(members: list[FinalMember], data: Any, rule: str, threshold_so
 
 
 def binary_reports(members: list[FinalMember], data: Any, rule: str) -> list[Any]:
-    from medtune.trainables.report import build_report
+    from medtune.trainables.binary_report import build_report
 
     val_labels, test_labels = members[0].val_labels, data.test.labels
     reports = [build_report("best model", members[0].val_scores, val_labels, members[0].test_scores, test_labels,
@@ -91,7 +91,7 @@ def multiclass_reports(members: list[FinalMember], data: Any) -> list[Any]:
 def report_markdown(reports: list[Any], title: str) -> str:
     """``report.md``'s table (also printed): the two-class or the multi-class layout."""
     from medtune.trainables.multiclass_report import MulticlassReport, multiclass_markdown
-    from medtune.trainables.report import report_markdown as binary_markdown
+    from medtune.trainables.binary_report import report_markdown as binary_markdown
 
     if isinstance(reports[0], MulticlassReport):
         return multiclass_markdown(reports, title)

@@ -132,7 +132,7 @@ def member_configs(spec: SweepSpec, ensemble: int) -> list[dict[str, Any]]:
 def _train(cfg: Any, data: Any, workdir: Path, label: str) -> Any:
     """``run_training`` with a progress bar, the best checkpoint kept by ``MONITOR`` in ``workdir``."""
     from medtune.trainables.progress import EpochProgress
-    from medtune.trainables.reporting import LocalReporter
+    from medtune.trainables.reporters import LocalReporter
     from medtune.trainables.train import run_training
 
     reporter = EpochProgress(LocalReporter(workdir, metric=MONITOR.name, mode=MONITOR.mode), label, MONITOR.name)

@@ -74,7 +74,7 @@ def _metrics_table(index: int, report: dict[str, Any]) -> str:
 
 
 def _operating_point(index: int, report: dict[str, Any]) -> str:
-    from medtune.trainables.report import describe_threshold_rule
+    from medtune.trainables.binary_report import describe_threshold_rule
 
     rule = str(report.get("threshold_rule", ""))
     low, high = (report.get("tied_interval") or [None, None])[:2]

@@ -20,7 +20,7 @@ from medtune.trainables.config import TrialConfig
 from medtune.trainables.data import DatasetSplits, SplitArrays
 from medtune.trainables.gradcam import MIN_CELLS, choose_layer, gradcam, gradcam_with_layer
 from medtune.trainables.models import build_model, get_architecture, list_architectures
-from medtune.trainables.reporting import LocalReporter
+from medtune.trainables.reporters import LocalReporter
 from medtune.trainables.train import make_batches, run_training
 
 

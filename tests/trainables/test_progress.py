@@ -14,7 +14,7 @@ import pytest
 from helpers import REPO, subprocess_env
 from medtune.search.cli import main
 from medtune.trainables.progress import PROGRESS_ENV, EpochProgress, progress
-from medtune.trainables.reporting import LocalReporter
+from medtune.trainables.reporters import LocalReporter
 
 DEMO = str(REPO / "spaces" / "demo.yaml")
 

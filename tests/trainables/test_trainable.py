@@ -9,7 +9,7 @@ import pytest
 
 from medtune.trainables.config import REPORTED_METRICS, TrialConfig, check_value
 from medtune.trainables.metrics import classification_metrics
-from medtune.trainables.reporting import LocalReporter
+from medtune.trainables.reporters import LocalReporter
 from medtune.trainables.train import class_weights, load_checkpoint, run_training
 
 SMALL = {
@@ -178,7 +178,7 @@ def test_training_never_reads_the_test_split(tmp_path, pneumoniamnist_path):
 
 
 def test_report_threshold_comes_from_validation_and_intervals_bracket_the_value():
-    from medtune.trainables.report import build_report, choose_threshold, point_metrics, youden_threshold
+    from medtune.trainables.binary_report import build_report, choose_threshold, point_metrics, youden_threshold
 
     rng = np.random.default_rng(0)
     val_labels = np.repeat([0, 1], 200)

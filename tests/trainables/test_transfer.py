@@ -12,7 +12,7 @@ import pytest
 
 from medtune.trainables.data import DataConfig, load_splits
 from medtune.trainables.evaluate import evaluate_checkpoint
-from medtune.trainables.reporting import LocalReporter
+from medtune.trainables.reporters import LocalReporter
 from medtune.trainables.train import run_training
 from medtune.trainables.config import TrialConfig
 

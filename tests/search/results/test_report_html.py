@@ -55,7 +55,7 @@ def build_report_folder(out: Path, title: str = "Final test report: synthetic", 
     """report.json, report.md, the plots and calibration.png as ``medtune final`` writes them,
     from real ``TestReport`` objects over synthetic scores (200 validation, 300 test images)."""
     from medtune.search.results.final_artifacts import write_artifacts
-    from medtune.trainables.report import build_report
+    from medtune.trainables.binary_report import build_report
 
     rng = np.random.default_rng(7)
     val_labels = (rng.random(200) < 0.4).astype(np.int64)

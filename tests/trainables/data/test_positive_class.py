@@ -16,7 +16,7 @@ from medtune.trainables.data import DataConfig, load_splits
 from medtune.trainables.data.classes import order_with_positive_last, positive_index
 from medtune.trainables.data.errors import DataError
 from medtune.trainables.metrics import classification_metrics
-from medtune.trainables.report import build_report, report_markdown
+from medtune.trainables.binary_report import build_report, report_markdown
 
 
 @pytest.mark.parametrize("names, expected", [

@@ -14,8 +14,8 @@ import math
 import numpy as np
 import pytest
 
-from medtune.trainables import report as report_module
-from medtune.trainables.report import (
+from medtune.trainables import binary_report as report_module
+from medtune.trainables.binary_report import (
     ThresholdChoice,
     build_report,
     choose_threshold,

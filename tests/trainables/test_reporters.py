@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from medtune.trainables.reporting import LocalReporter
+from medtune.trainables.reporters import LocalReporter
 
 
 def _epochs(reporter: LocalReporter, values: list[float | None]) -> dict:

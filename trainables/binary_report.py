@@ -1,4 +1,4 @@
-"""The final model's test report: a threshold chosen on validation data, metrics with 95% CIs.
+"""The final model's test report on a two-class task: a threshold chosen on validation data, metrics with 95% CIs.
 
 Clinicians read sensitivity and specificity at one operating point, not an AUC at 0.5. The
 threshold is chosen on validation predictions and only then applied to the test predictions,
