@@ -28,8 +28,17 @@ from typing import Any
 
 import numpy as np
 
-from medtune.search.spec.sweep_spec import SpecError, SweepSpec
+from medtune.search.run.tuner import trial_fixed_values
+from medtune.search.spec.sweep_spec import SpecError, SweepSpec, budget_fields
+from medtune.trainables.budget import units_per_epoch
+from medtune.trainables.config import TrialConfig
+from medtune.trainables.data import DatasetSplits, SplitArrays
+from medtune.trainables.data.splits import carve_val, kfold_indices, pooled, stratified_subset, take
+from medtune.trainables.evaluate import predict_split
 from medtune.trainables.objective import Objective
+from medtune.trainables.progress import EpochProgress
+from medtune.trainables.reporters import LocalReporter
+from medtune.trainables.train import run_training
 
 #: Share of val held out of a two-class final training to choose the threshold on.
 CALIBRATION_FRACTION = 0.5
@@ -89,9 +98,6 @@ def train_members(spec: SweepSpec, configs: list[dict[str, Any]], splits: Any, b
 
 def final_splits(splits: Any, calibration_fraction: float, seed: int) -> Any:
     """Train on train + (1 - fraction) of val; keep ``fraction`` of val to pick the threshold."""
-    from medtune.trainables.data import DatasetSplits, SplitArrays
-    from medtune.trainables.data.splits import carve_val, take
-
     keep_idx, calibration_idx = carve_val(splits.val.labels, calibration_fraction, seed, len(splits.class_names))
     train = SplitArrays(images=np.concatenate([np.asarray(splits.train.images), np.asarray(splits.val.images[keep_idx])]),
                         labels=np.concatenate([splits.train.labels, splits.val.labels[keep_idx]]))
@@ -103,9 +109,6 @@ def final_splits(splits: Any, calibration_fraction: float, seed: int) -> Any:
 def cv_final_splits(splits: Any, monitor: int = MONITOR_IMAGES, seed: int = 0) -> Any:
     """All of train + val to train on; a stratified sample of it (at most ``monitor`` images) as the
     per-epoch 'val' the training loop reports on, since no image is left out to report on."""
-    from medtune.trainables.data import DatasetSplits
-    from medtune.trainables.data.splits import pooled, stratified_subset, take
-
     pool = pooled(splits.train, splits.val)
     idx = stratified_subset(pool.labels, monitor, seed, len(splits.class_names))
     return DatasetSplits(train=pool, val=take(pool.images, pool.labels, idx), test=splits.test,
@@ -114,8 +117,6 @@ def cv_final_splits(splits: Any, monitor: int = MONITOR_IMAGES, seed: int = 0) -
 
 def member_configs(spec: SweepSpec, ensemble: int) -> list[dict[str, Any]]:
     """The best configuration, then the next ones the sweep ranked (``provenance.top_configs``)."""
-    from medtune.search.run.tuner import trial_fixed_values
-
     base = trial_fixed_values(spec)
     configs = [base]
     if ensemble > 1:
@@ -131,10 +132,6 @@ def member_configs(spec: SweepSpec, ensemble: int) -> list[dict[str, Any]]:
 
 def _train(cfg: Any, data: Any, workdir: Path, label: str) -> Any:
     """``run_training`` with a progress bar, the best checkpoint kept by ``MONITOR`` in ``workdir``."""
-    from medtune.trainables.progress import EpochProgress
-    from medtune.trainables.reporters import LocalReporter
-    from medtune.trainables.train import run_training
-
     reporter = EpochProgress(LocalReporter(workdir, metric=MONITOR.name, mode=MONITOR.mode), label, MONITOR.name)
     try:
         return run_training(cfg, reporter, data=data)
@@ -144,9 +141,6 @@ def _train(cfg: Any, data: Any, workdir: Path, label: str) -> Any:
 
 def train_member(config: dict[str, Any], data: Any, budget: dict[str, Any], workdir: Path) -> FinalMember:
     """Train one configuration for ``budget`` on ``data.train``; threshold scores from ``data.val``."""
-    from medtune.trainables.config import TrialConfig
-    from medtune.trainables.evaluate import predict_split
-
     cfg = TrialConfig.from_dict({**config, **budget, "cv_folds": None})
     outcome = _train(cfg, data, workdir, f"final {cfg.architecture}")
     val_probs, _ = predict_split(outcome.model, cfg, data.val)
@@ -164,8 +158,6 @@ def member_scores(probs: np.ndarray) -> np.ndarray:
 def train_cv_member(config: dict[str, Any], splits: Any, folds: int, budget: dict[str, Any],
                     workdir: Path) -> FinalMember:
     """k fold models for out-of-fold threshold scores, then one model on all of train + val."""
-    from medtune.trainables.config import TrialConfig
-
     cfg = TrialConfig.from_dict({**config, **budget, "cv_folds": folds})
     cv = _train(cfg, splits, workdir / "folds", f"final {cfg.architecture}, {folds} folds")
     member = train_member(config, cv_final_splits(splits), budget, workdir / "all")
@@ -175,8 +167,6 @@ def train_cv_member(config: dict[str, Any], splits: Any, folds: int, budget: dic
 
 def trial_train_images(spec: SweepSpec, splits: Any) -> int:
     """How many images each trial of the sweep trained on (a fold's share under cross-validation)."""
-    from medtune.trainables.data.splits import kfold_indices, pooled
-
     if not isinstance(spec.search.cv, int):
         return len(splits.train.labels)
     pool = pooled(splits.train, splits.val)
@@ -196,9 +186,6 @@ def final_budget(spec: SweepSpec, mode: str, config: dict[str, Any], trial_image
     """The trial-config budget of the final run: the sweep's (``budget``), or the best trial's
     budget up to its best epoch (``best``), in the sweep's unit so it means the same amount of
     training on the final run's larger training set."""
-    from medtune.search.spec.sweep_spec import budget_fields
-    from medtune.trainables.budget import units_per_epoch
-
     scheduler = spec.search.scheduler
     if mode != "best":
         return budget_fields(scheduler)

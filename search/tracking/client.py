@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import base64
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from medtune.search.credentials import redact_uri, tracking_uri_for_mlflow
+from medtune.search.spec.sweep_spec import SpecError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -21,7 +25,10 @@ if TYPE_CHECKING:
 #: Tune's event loop); medtune's own queue does the retrying. Users' settings win.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
+
 def mlflow_client(tracking_uri: str) -> "MlflowClient":
+    """The driver's client. MLflow reads its telemetry and HTTP settings when it is first imported,
+    so they are set before the import, which is why mlflow is imported here and not at the top."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     for name, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
@@ -41,12 +48,6 @@ def check_tracking_server(uri: str, where: str, key: str = "mlflow.tracking_uri"
     or a server that is down costs seconds, before data is decoded or Ray starts. The message
     names the URI without its credentials. Other stores (sqlite, files, Databricks) are not probed.
     """
-    import urllib.error
-    import urllib.request
-    from urllib.parse import urlsplit, urlunsplit
-
-    from medtune.search.spec.sweep_spec import SpecError
-
     if not uri.startswith(("http://", "https://")):
         return
     parts = urlsplit(uri)
@@ -56,8 +57,6 @@ def check_tracking_server(uri: str, where: str, key: str = "mlflow.tracking_uri"
     user = parts.username or os.environ.get("MLFLOW_TRACKING_USERNAME")
     password = parts.password or os.environ.get("MLFLOW_TRACKING_PASSWORD")
     if user and password:  # the same Basic credentials MLflow's client will send
-        from urllib.parse import unquote
-
         token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
