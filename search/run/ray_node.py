@@ -6,7 +6,8 @@ Ray's daemons share a few cores with the trials, so its periodic timers are slow
 defaults the raylet syncs its resource view every 100 ms, checks for GC every 100 ms and reads
 memory usage every 250 ms, and on 2 cores each of those wake-ups preempts one of torch's OpenMP
 threads while the other waits at the next barrier. ``benchmarks/ray_daemons.py`` measured the bare
-training loop 1.115x slower beside an idle stock node and 1.028x beside one with these timers.
+training loop 1.08-1.12x slower beside an idle stock node and 1.00-1.03x beside one with these
+timers (two runs on 2 cores).
 """
 
 from __future__ import annotations
