@@ -22,6 +22,7 @@ BUDGET = {
     "architecture": "mobilenetv2_100",
     "data_source": "pneumoniamnist",
     "image_size": 64,
+    "data_train_subset": 2000,
     "epochs": 3,
     "batch_size": 64,
     "lr": 1e-3,
