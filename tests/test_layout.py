@@ -141,3 +141,20 @@ def test_every_package_folder_is_installed_and_shipped_in_the_image():
     dockerfile = (REPO / "cluster" / "Dockerfile").read_text()
     for folder in roots.values():
         assert f" {folder.name} ./{folder.name}" in dockerfile, folder.name
+
+
+#: What each sub-package of search/ may import of the others (their docstrings say why).
+MAY_IMPORT = {"spec": set(), "tracking": {"spec"}, "run": {"spec", "tracking", "results"},
+              "results": {"spec", "tracking", "run"}}
+
+
+def test_search_sub_packages_import_only_what_their_docstrings_allow():
+    for package, allowed in MAY_IMPORT.items():
+        for path in (REPO / "search" / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+                for name in names:
+                    parts = name.split(".")
+                    if parts[:2] == ["medtune", "search"] and len(parts) > 2 and parts[2] in MAY_IMPORT:
+                        assert parts[2] in allowed | {package}, f"{path.relative_to(REPO)} imports {name}"
