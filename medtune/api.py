@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from medtune.search.results.final import FinalOutcome
+from medtune.search.results.final_outcome import FinalOutcome
 from medtune.search.results.leaderboard import LeaderboardEntry
 from medtune.search.run.outcome import SweepOutcome
 from medtune.search.spec.loader import Overrides, dump_yaml, load_space
@@ -27,7 +27,7 @@ def sweep(space: Space, overrides: Overrides = (), *, name: str | None = None,
 
     Returns the ranked leaderboard (``.entries``, ``.leaderboard_frame()``), the best configuration
     file (``.best_config_path``, ``.best_config()``), the MLflow parent run and Tune's ResultGrid.
-    Bad input raises ``search.spec.SpecError`` before any trial starts.
+    Bad input raises ``medtune.search.spec.sweep_spec.SpecError`` before any trial starts.
     """
     spec = load_space(space, overrides)  # a bad space file fails here, before Ray and torch are imported
     from medtune.search.run.sweep import run_sweep
@@ -101,7 +101,7 @@ class Validation:
 def validate(space: Space, overrides: Overrides = ()) -> Validation:
     """Check a space, its data and its storage without running anything (``medtune validate``).
     The data is decoded into the node's cache, which the sweep then reuses; bad input raises
-    ``search.spec.SpecError``."""
+    ``medtune.search.spec.sweep_spec.SpecError``."""
     spec = load_space(space, overrides)  # a bad space file fails here, before Ray and torch are imported
     from medtune.search.run.preflight import prepare_data, resolved_spec
     from medtune.search.run.storage import check_storage

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +82,20 @@ def test_the_cli_prints_what_the_api_returns(pneumoniamnist_path, capsys):
     checked = medtune.validate(DEMO, overrides)  # --set strings work in the API too
     assert f"-> {checked.data_summary}" in printed
     assert all(f"warning: {w}" in printed for w in checked.warnings)
+
+
+def test_the_cli_and_validate_paths_load_no_ray_torch_or_mlflow_at_import():
+    """``medtune --help`` and ``medtune validate`` answer in a fraction of a second: the modules on
+    their path leave Ray, torch and MLflow to the commands that need them."""
+    code = ("import sys, medtune.search.cli, medtune.search.run.preflight, medtune.search.results.final_outcome; "
+            "print([m for m in ('torch', 'ray', 'mlflow', 'optuna') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_final_outcome_never_shows_the_tracking_uris_credentials():
+    from medtune.search.results.final_outcome import FinalOutcome
+
+    outcome = FinalOutcome("r1", [], Path("final"), None, 3, 1.0, [], tracking_uri="http://alice:s3cret@mlflow:5000",
+                           experiment_id="1")
+    assert "s3cret" not in repr(outcome) and "alice" not in repr(outcome)

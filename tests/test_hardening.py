@@ -175,13 +175,14 @@ def test_a_sweep_that_ends_early_leaves_its_parent_run_failed_with_the_reason(tm
     from mlflow import MlflowClient
 
     import medtune.search.run.preflight
+    import medtune.search.run.ray_node
     import medtune.search.run.sweep
 
     def broken_tuner(*args, **kwargs):
         raise failure("stopped by the test")
 
     monkeypatch.setattr(medtune.search.run.sweep, "sweep_tuner", broken_tuner)
-    monkeypatch.setattr(medtune.search.run.preflight, "init_ray", lambda: None)  # no Ray needed to fail here
+    monkeypatch.setattr(medtune.search.run.ray_node, "init_ray", lambda: None)  # no Ray needed to fail here
     monkeypatch.setattr(medtune.search.run.preflight, "check_cluster_resources", lambda spec: None)
     spec = load_spec(DEMO, ["name=ends-early", "data.train_subset=100", "data.val_subset=300",
                             f"mlflow.tracking_uri=sqlite:///{tmp_path}/m.db", f"storage={tmp_path / 'results'}",

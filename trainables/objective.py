@@ -92,10 +92,6 @@ class Objective:
         return 1 if self.mode == "min" else -1
 
     @property
-    def optuna_direction(self) -> str:
-        return "minimize" if self.mode == "min" else "maximize"
-
-    @property
     def order_ascending(self) -> bool:
         """Sort ascending to put the best first."""
         return self.mode == "min"

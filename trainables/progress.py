@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Iterable, Iterator, TextIO
+from typing import Any, Iterable, TextIO
 
 from tqdm import tqdm
 
@@ -97,11 +97,3 @@ class EpochProgress:
         """Everything else of the ``Reporter`` protocol (``restored_checkpoint``, ``cpus``,
         ``checkpoint_interval_s``) and the wrapped reporter's own fields (history, best, ...)."""
         return getattr(self.reporter, name)
-
-
-def iterate_with_progress(items: Iterable[Any], total: int, desc: str, unit: str = "it") -> Iterator[Any]:
-    """``items`` unchanged, with a bar while they are consumed."""
-    with progress(total=total, desc=desc, unit=unit) as bar:
-        for item in items:
-            yield item
-            bar.update(1)

@@ -16,14 +16,13 @@ list of steps, each owned by a module of its own:
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medtune.search.results.final_artifacts import report_title, write_artifacts, write_report_page
+from medtune.search.results.final_outcome import FinalOutcome
 from medtune.search.results.final_reports import (build_reports, check_threshold_applies, check_threshold_rule,
                                                   report_markdown)
 from medtune.search.results.final_training import (CALIBRATION_FRACTION, FinalMember, FinalTraining, best_trial_epoch,
@@ -33,41 +32,6 @@ from medtune.search.spec.sweep_spec import SpecError, SweepSpec
 __all__ = ["CALIBRATION_FRACTION", "FinalMember", "FinalOutcome", "final_budget", "run_final"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FinalOutcome:
-    """What a final run produced; the same facts ``report.json`` records, for callers in Python.
-
-    With MLflow: the run, the model, the resolved ``tracking_uri`` and ``experiment_id``, and
-    ``sweep_link`` (the sweep's experiment id, parent run id, metric and mode) when the sweep's run
-    was found; all None without MLflow.
-    """
-
-    run_id: str | None
-    reports: list[Any]
-    out_dir: Path
-    model_uri: str | None
-    epochs: int
-    train_seconds: float
-    member_configs: list[dict[str, Any]]
-    tracking_uri: str | None = None
-    experiment_id: str | None = None
-    sweep_link: tuple[str, str, str, str] | None = None
-
-    @property
-    def html(self) -> Path:
-        """The self-contained page (``report.html``): ``IPython.display.IFrame`` shows it in a notebook."""
-        return self.out_dir / "report.html"
-
-    def report(self) -> dict[str, Any]:
-        """Everything ``report.json`` records (metrics, intervals, thresholds, calibration, configs)."""
-        return json.loads((self.out_dir / "report.json").read_text())
-
-    def metrics(self) -> dict[str, tuple[float, float, float]]:
-        """The best model's test metrics: name -> (value, 95% CI low, 95% CI high)."""
-        first = self.reports[0]
-        return {name: (value, *first.intervals[name]) for name, value in first.metrics.items()}
 
 
 def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, register: str | None = None,

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from medtune.search.run.tuner import trial_fixed_values
+from medtune.search.run.trial_values import trial_fixed_values
 from medtune.search.spec.sweep_spec import SpecError, SweepSpec, budget_fields
 from medtune.trainables.budget import units_per_epoch
 from medtune.trainables.config import TrialConfig

@@ -16,11 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import ray
-
-from medtune.search.run.ray_node import init_ray
 from medtune.search.run.storage import check_storage
-from medtune.search.run.tuner import trial_fixed_values
+from medtune.search.run.trial_values import trial_fixed_values
 from medtune.search.spec.advice import small_data_warnings
 from medtune.search.spec.sweep_spec import SpecError, SweepSpec, resolve_cv
 from medtune.search.tracking.client import check_tracking_server
@@ -41,6 +38,8 @@ def prepare_sweep(spec: SweepSpec) -> tuple[SweepSpec, str]:
         log.warning(warning)
     check_storage(spec)
     fingerprint = prepare_data(spec)
+    from medtune.search.run.ray_node import init_ray  # Ray loads only once the input is known to be good
+
     init_ray()
     check_cluster_resources(spec)
     return spec, fingerprint
@@ -157,6 +156,8 @@ def check_not_in_job_copy(spec: SweepSpec, cwd: str | Path | None = None) -> Non
 
 def check_cluster_resources(spec: SweepSpec) -> None:
     """A GPU request on a cluster without GPUs would leave every trial pending forever."""
+    import ray
+
     available = ray.cluster_resources()
     problems = []
     if spec.resources.gpu > available.get("GPU", 0):

@@ -13,9 +13,7 @@ the fail-fast stopper, the Optuna study): ``SweepTuner`` keeps them next to the 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from ray import tune
@@ -27,9 +25,9 @@ from medtune.search.run.fail_fast import FailFast
 from medtune.search.run.searcher import build_searcher
 from medtune.search.run.storage import run_path_of, storage_path
 from medtune.search.run.study import study_location
+from medtune.search.run.trial_values import trial_fixed_values
 from medtune.search.spec.sweep_spec import SpecError, SweepSpec
 from medtune.trainables.budget import TIME_ATTR
-from medtune.trainables.data.loading import absolute_source
 from medtune.trainables.objective import PROGRESS_METRICS
 from medtune.trainables.progress import progress_enabled
 from medtune.trainables.train import tune_trainable
@@ -38,32 +36,6 @@ from medtune.trainables.train import tune_trainable
 PROGRESS_PARAMS = ("architecture", "frozen_depth", "frozen_fraction", "dropout", "batch_size", "lr")
 
 C = TypeVar("C", bound=tune.Callback)
-
-
-def driver_environment_keys() -> dict[str, Any]:
-    """Trial-config keys taken from the driver's environment: where data, cache and weights live.
-
-    Made absolute here: trials run in their own working directories, where a relative path such
-    as ``../shared/data`` points somewhere else.
-    """
-    names = {"data_dir": "MEDTUNE_DATA_DIR", "cache_dir": "MEDTUNE_CACHE_DIR", "weights_dir": "MEDTUNE_WEIGHTS_DIR"}
-    out: dict[str, Any] = {}
-    for key, variable in names.items():
-        value = os.environ.get(variable)
-        out[key] = str(Path(value).expanduser().resolve()) if value and "://" not in value else value
-    return out
-
-
-def trial_fixed_values(spec: SweepSpec) -> dict[str, Any]:
-    """What every trial shares, with relative paths made absolute where the driver runs: a trial's
-    working directory is Ray's, so ``../chest_xray`` must not be resolved there."""
-    base = spec.trial_base()
-    base.update({k: v for k, v in driver_environment_keys().items() if v is not None})
-    if "data_source" in base:
-        base["data_source"] = absolute_source(base["data_source"])
-    if base.get("pretrained") not in (None, "none", "imagenet"):
-        base["pretrained"] = str(Path(base["pretrained"]).expanduser().absolute())
-    return base
 
 
 def trial_dirname(trial: Any) -> str:

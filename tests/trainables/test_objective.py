@@ -33,9 +33,7 @@ def test_better_best_and_sorted_follow_the_mode(mode, better, worse):
     assert objective.best([], key=lambda item: item) is None
 
 
-def test_directions_for_optuna_and_tables():
-    assert Objective("val_auc", "max").optuna_direction == "maximize"
-    assert Objective("val_loss", "min").optuna_direction == "minimize"
+def test_directions_for_tables_and_defaults():
     assert Objective("val_loss", "min").order_ascending and not Objective("val_auc").order_ascending
     assert Objective.of("val_loss") == Objective("val_loss", "min")
     assert Objective.of("val_loss", "max").mode == "max"

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from medtune.search.run.searcher import build_searcher
 from medtune.search.spec.sweep_spec import validate_spec
-from medtune.search.run.tuner import trial_fixed_values
+from medtune.search.run.trial_values import trial_fixed_values
 
 MAX_T = 3
 
