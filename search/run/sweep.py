@@ -155,5 +155,5 @@ def _finish_parent_run(parent: SweepRun, spec: SweepSpec, entries: list[Leaderbo
         plots = Path(tmp) / "plots"
         plots.mkdir()
         files = [csv_path, *(p for p in written if p is not None and p.exists())]
-        return parent.finish(spec, entries, files, sweep_plots(results, study, spec, plots), results)
+        return parent.finish(spec, entries, files, lambda: sweep_plots(results, study, spec, plots), results)
 

@@ -21,7 +21,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import optuna
 import ray
@@ -153,15 +153,17 @@ class SweepRun:
         except Exception as mlflow_exc:  # the original error matters more
             log.warning("could not mark the parent run as failed: %s", mlflow_exc)
 
-    def finish(self, spec: SweepSpec, entries: Sequence[Any], files: Sequence[Path], plots: Sequence[Path],
-               results: Any) -> str | None:
+    def finish(self, spec: SweepSpec, entries: Sequence[Any], files: Sequence[Path],
+               draw_plots: Callable[[], Sequence[Path]], results: Any) -> str | None:
         """The end of the sweep: its files (``leaderboard.csv``, ``best_config.yaml``, ``asha_rungs.json``),
         its ``plots/``, the best trial's model, the totals, the shared view and the note; then FINISHED.
-        ``entries`` are the leaderboard's, best first. Returns the shared view's route, or None."""
+        ``entries`` are the leaderboard's, best first. The plots are drawn only once the files are
+        logged, so a figure that fails cannot cost the results. Returns the shared view's route, or None."""
         logged = []
         for path in files:
             self.client.log_artifact(self.run_id, str(path))
             logged.append(path.name)
+        plots = draw_plots()
         if plots:
             self.client.log_artifacts(self.run_id, str(plots[0].parent), artifact_path="plots")
             logged += [f"plots/{p.name}" for p in plots]
