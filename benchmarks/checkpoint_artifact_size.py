@@ -27,7 +27,8 @@ import torch
 from medtune.trainables.config import TrialConfig
 from medtune.trainables.data import SplitArrays
 from medtune.trainables.models import get_architecture, list_architectures
-from medtune.trainables.train import build_fold_run, save_checkpoint
+from medtune.trainables.checkpoints import save_checkpoint
+from medtune.trainables.folds import build_fold_run
 from medtune.trainables.weights_export import export_weights
 
 RESULTS = Path(__file__).resolve().parent / "results"

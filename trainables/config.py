@@ -81,6 +81,9 @@ class TrialConfig:
                             "epochs")
     budget: int | None = _key(int, _positive, "budget in budget_unit (steps, images); epochs when null")
     cv_folds: int | None = _key(int, at_least(2), "k-fold cross-validation over train + val (null: the val split)")
+    cv_race_until: int | None = _key(int, _positive, "racing over folds: one fold model trains until the budget "
+                                     "counter reaches this (ASHA's last rung), then all cv_folds (null: all from "
+                                     "the start)")
     image_size: int = _data_key("image_size")
     augment_rotation: float = _key(float, _non_negative, "degrees", 0.0)
     augment_shift: float = _key(float, _fraction, "share of size", 0.0)

@@ -18,8 +18,8 @@ from medtune.trainables.data import SplitArrays
 from medtune.trainables.loop import Precision, predict_proba
 from medtune.trainables.metrics import classification_metrics
 from medtune.trainables.models import TransferModel
-from medtune.trainables.train import (build_trial_model, checkpoint_model_state, input_channels, load_checkpoint, make_batches,
-                              pick_device)
+from medtune.trainables.checkpoints import checkpoint_model_state, load_checkpoint
+from medtune.trainables.factories import build_trial_model, input_channels, make_batches, pick_device
 
 
 def predict_split(model: TransferModel, cfg: TrialConfig, split: SplitArrays,

@@ -35,7 +35,7 @@ class Metric:
     progress: bool = False
 
 
-METRICS: tuple[Metric, ...] = (
+_MEASURED: tuple[Metric, ...] = (
     Metric("val_loss", "min", shown=True, progress=True),
     Metric("val_auc", "max", shown=True, progress=True),
     Metric("val_acc", "max", shown=True, progress=True),
@@ -55,6 +55,15 @@ METRICS: tuple[Metric, ...] = (
     Metric("val_acc_sem", "min", objective=False),
     Metric("val_balanced_acc_sem", "min", objective=False),
 )
+#: Suffix of a racing trial's estimate over the folds trained so far (``val_auc_race``): ASHA's
+#: rungs compare it, while the objective itself waits for every fold (``race_metric``).
+RACE_SUFFIX = "_race"
+#: Metrics a cross-validated trial averages over its folds (each also reported as ``<name>_race``
+#: when the trial races over folds).
+FOLD_MEAN_METRICS: tuple[str, ...] = tuple(m.name for m in _MEASURED if m.name.startswith("val_")
+                                           and not m.name.endswith("_sem"))
+METRICS: tuple[Metric, ...] = _MEASURED + tuple(
+    Metric(f"{m.name}{RACE_SUFFIX}", m.mode, objective=False) for m in _MEASURED if m.name in FOLD_MEAN_METRICS)
 
 #: Metrics a sweep may optimise, with the direction that is better.
 REPORTED_METRICS: dict[str, str] = {m.name: m.mode for m in METRICS if m.objective}
@@ -64,6 +73,11 @@ LOGGED_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.logged)
 SHOWN_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.shown)
 #: Tune's console table: the epoch, then these (the objective is appended where it is not one of them).
 PROGRESS_METRICS: tuple[str, ...] = (EPOCH, *(m.name for m in METRICS if m.progress))
+
+
+def race_metric(name: str) -> str:
+    """The key a racing trial reports ``name``'s estimate over the folds trained so far under."""
+    return f"{name}{RACE_SUFFIX}"
 
 
 def _finite(value: Any) -> bool:

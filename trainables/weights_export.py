@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from medtune.trainables.train import checkpoint_model_state, load_checkpoint
+from medtune.trainables.checkpoints import checkpoint_model_state, load_checkpoint
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "checkpoint.json"

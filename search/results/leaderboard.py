@@ -50,11 +50,19 @@ def leaderboard(results: Any, spec: SweepSpec) -> list[LeaderboardEntry]:
         history = result.metrics_dataframe
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
         error = str(result.error).strip().splitlines()[-1][:300] if result.error else None
-        if history is not None and metric in history:
+        reported = history is not None and not history.empty
+        if reported and metric in history:
             history = history.dropna(subset=[metric])
         if history is None or history.empty or metric not in history:
-            entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), math.nan, 0, 0, {}, error,
-                                            "failed" if error else ""))
+            # No value of the objective: failed, or stopped while racing on one fold (its objective
+            # waits for every fold). Either way it ranks after every trial with a value.
+            outcome = "failed" if error else ""
+            if reported:
+                last = {k: v for k, v in result.metrics_dataframe.iloc[-1].to_dict().items() if v == v}
+                outcome = TrialOutcome.of(last, epoch_plan(spec), error).kind
+            epochs = int(result.metrics_dataframe[EPOCH].max()) if reported and EPOCH in result.metrics_dataframe else 0
+            entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), math.nan, 0, epochs, {}, error,
+                                            outcome))
             continue
         # The first best epoch: smallest of the values turned "smaller is better" by the sign.
         row = history.loc[(objective.sign * history[metric]).idxmin()]

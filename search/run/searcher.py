@@ -9,6 +9,10 @@ instead: Optuna's TPE ranks pruned trials by how far they got and their last int
 own pruners feed TPE. Trials that ran their full budget are told as COMPLETE with their best
 value over epochs, the same number the best checkpoint is chosen by. Whether a trial stopped early
 is ``medtune.trainables.budget.stopped_early``, the test the leaderboard and the plots use too.
+
+A cross-validated trial that races over folds reports its objective only once every fold trains
+(NaN before); its intermediate values are then its estimate over the folds trained so far
+(``<objective>_race``), which is what ASHA compared it by at every rung.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from ray.tune.search.optuna import OptunaSearch
 from medtune.search.spec.space import DefineByRunSpace
 from medtune.search.spec.sweep_spec import SweepSpec, epoch_plan, trial_stage_counts
 from medtune.trainables.budget import stopped_early
-from medtune.trainables.objective import EPOCH, Objective
+from medtune.trainables.objective import EPOCH, Objective, race_metric
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +65,9 @@ class MedtuneOptunaSearch(OptunaSearch):
                 self._best_values[trial_id] = float(value)
         self._last_results[trial_id] = {k: result.get(k) for k in (EPOCH, "epochs_total", TRAINING_ITERATION)
                                         if k in result}
-        super().on_trial_result(trial_id, result)
+        intermediate = result.get(race_metric(self._metric), value)
+        if isinstance(intermediate, (int, float)) and math.isfinite(intermediate):
+            super().on_trial_result(trial_id, {**result, self._metric: intermediate})
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:

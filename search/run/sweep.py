@@ -30,7 +30,8 @@ from medtune.search.run.storage import is_remote, run_path_of, upload
 from medtune.search.run.study import dashboard_command, searcher_study, study_location
 from medtune.search.run.tuner import SweepTuner, restored_tuner, sweep_tuner
 from medtune.search.spec.loader import dump_yaml
-from medtune.search.spec.sweep_spec import SpecError, SweepSpec, epoch_plan, folder_name_problem, validate_spec
+from medtune.search.spec.sweep_spec import (SpecError, SweepSpec, epoch_plan, folder_name_problem, scheduler_metric,
+                                             validate_spec)
 from medtune.search.tracking.callback import MlflowTrialCallback
 from medtune.search.tracking.sweep_run import SweepRun, failed_on_exit, report_unlogged, shared_view
 from medtune.trainables.budget import TIME_ATTR
@@ -114,7 +115,8 @@ def _fit_and_finish(tuned: SweepTuner, spec: SweepSpec, run_name: str, run_path:
         print(f"medtune: {fail_fast.reason}", file=sys.stderr, flush=True)
     best_path = _write_best_config(spec, entries, run_name, run_path, parent, best_config_out)
     rungs = tuned.callback(AshaRungs)
-    rungs_path = write_rungs(rungs, spec.metric.name, TIME_ATTR[spec.search.scheduler.unit], run_path) if rungs else None
+    rungs_path = (write_rungs(rungs, scheduler_metric(spec), TIME_ATTR[spec.search.scheduler.unit], run_path)
+                  if rungs else None)
     view_route = None
     if parent is not None:
         try:

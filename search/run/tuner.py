@@ -26,7 +26,7 @@ from medtune.search.run.searcher import build_searcher
 from medtune.search.run.storage import run_path_of, storage_path
 from medtune.search.run.study import study_location
 from medtune.search.run.trial_values import trial_fixed_values
-from medtune.search.spec.sweep_spec import SpecError, SweepSpec
+from medtune.search.spec.sweep_spec import SpecError, SweepSpec, scheduler_metric
 from medtune.trainables.budget import TIME_ATTR
 from medtune.trainables.objective import PROGRESS_METRICS
 from medtune.trainables.progress import progress_enabled
@@ -49,7 +49,8 @@ def build_scheduler(spec: SweepSpec) -> TrialScheduler:
         return FIFOScheduler()
     # Keyed on the counter the budget is in (epoch, step, images_seen), as every report carries it.
     return ASHAScheduler(time_attr=TIME_ATTR[sched.unit], max_t=sched.max_t, grace_period=sched.grace_period,
-                         reduction_factor=sched.reduction_factor)
+                         reduction_factor=sched.reduction_factor, metric=scheduler_metric(spec),
+                         mode=spec.metric.mode)
 
 
 def trial_trainable(spec: SweepSpec, trainable: Callable[[dict[str, Any]], None] = tune_trainable) -> Any:
@@ -83,6 +84,8 @@ def sweep_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] |
         metric_columns.insert(1, TIME_ATTR[spec.search.scheduler.unit])
     if spec.search.cv:
         metric_columns.append(f"{spec.metric.name}_sem")
+    if scheduler_metric(spec) != spec.metric.name:
+        metric_columns.append(scheduler_metric(spec))
     parameter_columns = [p for p in PROGRESS_PARAMS if p in spec.space]
     scheduler = build_scheduler(spec)
     callbacks = list(callbacks or [])
@@ -90,9 +93,9 @@ def sweep_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] |
         callbacks.append(AshaRungs(scheduler))  # Tune saves callbacks, not the scheduler (medtune resume)
     tuner = tune.Tuner(
         trial_trainable(spec, trainable),
+        # No metric here: the searcher and the scheduler are given theirs (they differ for trials
+        # that race over folds), and Tune refuses a metric given twice.
         tune_config=tune.TuneConfig(
-            metric=spec.metric.name,
-            mode=spec.metric.mode,
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=spec.search.num_samples,
@@ -113,6 +116,8 @@ def sweep_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] |
             ),
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
             progress_reporter=tune.CLIReporter(
+                metric=spec.metric.name,
+                mode=spec.metric.mode,
                 metric_columns=metric_columns,
                 parameter_columns=parameter_columns,
                 max_report_frequency=30,

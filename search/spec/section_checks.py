@@ -98,6 +98,7 @@ def read_search(raw: dict[str, Any], problems: Problems) -> tuple[dict[str, Any]
         "checkpoints_to_keep": Field(int, 2, at_least(1)),
         "time_budget_s": Field(float, None, at_least(0, inclusive=False)),
         "cv": Field((int, str), None, _cv_setting),
+        "cv_racing": Field(bool, True),
     }, problems)
     sampler = read_section(nested.get("sampler", {}), "search.sampler", {
         "name": Field(str, "tpe", one_of(SAMPLERS)),

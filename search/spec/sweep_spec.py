@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,11 +27,12 @@ from medtune.search.spec.space import Distribution, architectures_of
 from medtune.search.spec.trial_keys import DRIVER_KEYS, check_combinations, check_grid, read_space_and_fixed
 from medtune.trainables.checks import Problems
 from medtune.trainables.config import TrialConfig
+from medtune.trainables.objective import race_metric
 
 __all__ = [
     "CV_AUTO_FOLDS", "CV_AUTO_MIN_VAL_PER_CLASS", "DRIVER_KEYS", "SAMPLERS", "SCHEDULERS", "TOP_LEVEL",
     "DataSpec", "MetricSpec", "MlflowSpec", "ResourcesSpec", "SamplerSpec", "SchedulerSpec", "SearchSpec",
-    "SpecError", "SweepSpec", "budget_fields", "epoch_plan", "folder_name_problem", "resolve_cv", "trial_stage_counts",
+    "SpecError", "SweepSpec", "asha_milestones", "budget_fields", "epoch_plan", "folder_name_problem", "race_until", "resolve_cv", "scheduler_metric", "trial_stage_counts",
     "validate_spec",
 ]
 
@@ -78,6 +80,9 @@ class SweepSpec:
         base.update(budget_fields(self.search.scheduler))
         if isinstance(self.search.cv, int):
             base["cv_folds"] = self.search.cv
+            until = race_until(self.search)
+            if until is not None:
+                base["cv_race_until"] = until
         base.update(self.fixed)
         return {k: v for k, v in base.items() if k not in self.space}
 
@@ -92,6 +97,32 @@ def budget_fields(scheduler: SchedulerSpec) -> dict[str, Any]:
     if scheduler.unit == "epochs":
         return {"epochs": scheduler.max_t}
     return {"budget_unit": scheduler.unit, "budget": scheduler.max_t}
+
+
+def asha_milestones(scheduler: SchedulerSpec) -> list[int]:
+    """The budget counters at which ASHA compares trials, lowest first, as Ray's ``ASHAScheduler``
+    places its rungs (``grace_period * reduction_factor ** k``); none below ``max_t`` under FIFO."""
+    if scheduler.name != "asha":
+        return []
+    rungs = int(math.log(scheduler.max_t / scheduler.grace_period) / math.log(scheduler.reduction_factor) + 1)
+    return [int(math.ceil(scheduler.grace_period * scheduler.reduction_factor ** k)) for k in range(rungs)
+            if scheduler.grace_period * scheduler.reduction_factor ** k < scheduler.max_t]
+
+
+def race_until(search: SearchSpec) -> int | None:
+    """Where a cross-validated trial stops racing on one fold: ASHA's last rung below ``max_t``
+    (None without racing: no folds, ``cv_racing: false``, or a scheduler with no rungs)."""
+    if not isinstance(search.cv, int) or not search.cv_racing:
+        return None
+    milestones = asha_milestones(search.scheduler)
+    return milestones[-1] if milestones else None
+
+
+def scheduler_metric(spec: SweepSpec) -> str:
+    """What ASHA compares at its rungs (and the learning curves draw): the objective, or for trials
+    that race over folds its estimate over the folds trained so far, ``<objective>_race`` (the
+    objective itself is NaN until every fold trains)."""
+    return race_metric(spec.metric.name) if race_until(spec.search) is not None else spec.metric.name
 
 
 def epoch_plan(spec: SweepSpec) -> int | None:

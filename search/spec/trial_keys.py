@@ -18,7 +18,7 @@ from medtune.trainables.data.config import DATA_TRIAL_KEYS
 
 #: Trial-config keys the sweep driver owns (from the environment or other sections).
 #: ``image_size`` is the exception: the data section sets the default and the space may search it.
-DRIVER_KEYS = {"epochs", "budget_unit", "budget", "cv_folds", "weights_dir", *DATA_TRIAL_KEYS} - {"image_size"}
+DRIVER_KEYS = {"epochs", "budget_unit", "budget", "cv_folds", "cv_race_until", "weights_dir", *DATA_TRIAL_KEYS} - {"image_size"}
 
 
 def read_space_and_fixed(raw: dict[str, Any], problems: Problems) -> tuple[dict[str, Distribution], dict[str, Any]]:

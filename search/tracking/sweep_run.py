@@ -39,7 +39,7 @@ from medtune.search.tracking.ui_links import shared_view_tag, sweep_view_columns
 from medtune.trainables.data import DataConfig, load_splits
 from medtune.trainables.evaluate import model_from_checkpoint
 from medtune.trainables.objective import EPOCH
-from medtune.trainables.train import load_checkpoint
+from medtune.trainables.checkpoints import load_checkpoint
 
 if TYPE_CHECKING:  # mlflow itself is imported in the functions, after ``mlflow_client`` has set its
     from mlflow import MlflowClient  # environment defaults (telemetry off, fast-failing HTTP): MLflow reads them on import

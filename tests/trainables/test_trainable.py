@@ -206,11 +206,12 @@ def test_checkpoints_carry_and_restore_every_gpus_random_state(tmp_path, monkeyp
     """CUDA's generators are saved and restored like the CPU's; tested through fakes, CI has no GPU."""
     import torch
 
+    import medtune.trainables.checkpoints
     import medtune.trainables.train
 
     saved = [torch.tensor([1, 2, 3], dtype=torch.uint8), torch.tensor([4, 5, 6], dtype=torch.uint8)]
     restored = []
-    monkeypatch.setattr(medtune.trainables.train, "cuda_rng_state", lambda: saved)
+    monkeypatch.setattr(medtune.trainables.checkpoints, "cuda_rng_state", lambda: saved)
     monkeypatch.setattr(medtune.trainables.train, "restore_cuda_rng", lambda states: restored.append(states))
     first = LocalReporter(tmp_path / "run", metric="val_loss", mode="min", num_threads=1)
     run_training({**SMALL, "epochs": 1}, first)

@@ -1,5 +1,8 @@
 """``learning_curves.png``: the objective per epoch of every trial, from Tune's results.
 
+Trials that race over folds are drawn by what ASHA compared them on, their estimate over the
+folds trained so far (``<objective>_race``; ``scheduler_metric``): their objective waits for every fold.
+
 Each curve ends where its trial ended: a cross where it was stopped early (ASHA, or the time
 limit; ``medtune.trainables.budget.stopped_early`` decides), a dot where it ran the whole budget.
 Trials are numbered as the Optuna study numbers them, so the legend matches the study's plots.
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from medtune.search.results.plots._style import (FIGSIZE, architecture_colours, default_architecture,
                                                  known_architectures, number_digits, pyplot, save, stopped_label,
                                                  trial_label, wrap)
-from medtune.search.spec.sweep_spec import SweepSpec, epoch_plan
+from medtune.search.spec.sweep_spec import SweepSpec, epoch_plan, scheduler_metric
 from medtune.search.tracking.trial_runs import study_number
 from medtune.trainables.budget import stopped_early
 from medtune.trainables.objective import EPOCH, Objective
@@ -61,7 +64,7 @@ def trial_number(result: Any, position: int) -> int:
 
 def curves(results: Any, spec: SweepSpec) -> list[Curve]:
     """The curves of every result that reported the objective per epoch, by trial number."""
-    metric = spec.metric.name
+    metric = scheduler_metric(spec)
     objective = Objective(metric, spec.metric.mode)
     plan = epoch_plan(spec)
     out = []
@@ -90,7 +93,7 @@ def learning_curves_figure(results: Any, spec: SweepSpec) -> "Figure":
     from matplotlib.ticker import MaxNLocator
 
     plt = pyplot()
-    metric, scheduler = spec.metric.name, spec.search.scheduler
+    metric, scheduler = scheduler_metric(spec), spec.search.scheduler
     objective = Objective(metric, spec.metric.mode)
     drawn = curves(results, spec)
     colours = architecture_colours(known_architectures(spec, (c.architecture for c in drawn)))

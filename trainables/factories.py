@@ -1,0 +1,102 @@
+"""What a trial builds from its config: the device, the model, the batches, the optimizer and its schedule.
+
+Shared by the training function (``medtune.trainables.train``), the scoring of a saved model
+(``medtune.trainables.evaluate``) and the driver's Grad-CAM and model export, so a model is always
+built and fed the way it trained.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from medtune.trainables.config import TrialConfig
+from medtune.trainables.data import AugmentConfig, BatchIterator, SplitArrays
+from medtune.trainables.models import TransferModel, build_model, get_architecture, resolve_frozen_depth
+
+#: Evaluation batches are larger than training ones: no gradients, so memory allows it.
+EVAL_BATCH_SIZE = 256
+
+
+def effective_pretrained(cfg: TrialConfig) -> str:
+    """``imagenet`` means "ImageNet weights where the architecture has any": the plain CNN has none."""
+    info = get_architecture(cfg.architecture)
+    if cfg.pretrained == "imagenet" and not info.has_imagenet_weights:
+        return "none"
+    return cfg.pretrained
+
+
+def input_channels(cfg: TrialConfig) -> int:
+    """Gray X-rays are repeated to three channels for pretrained RGB stems, kept as one otherwise."""
+    if cfg.channels != "auto":
+        return int(cfg.channels)
+    return 1 if effective_pretrained(cfg) == "none" else 3
+
+
+def pick_device() -> torch.device:
+    # Ray hides GPUs a trial was not given (CUDA_VISIBLE_DEVICES), so availability is the answer.
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights (N / (K * n_k)): the minority NORMAL class counts as much as PNEUMONIA."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = len(labels) / (num_classes * np.maximum(counts, 1))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def make_batches(cfg: TrialConfig, split: SplitArrays, *, train: bool, device: torch.device) -> BatchIterator:
+    """Batches shaped for the model: channels, minimum input size, normalisation, augmentation."""
+    info = get_architecture(cfg.architecture)
+    input_size = info.min_input_size if cfg.image_size < info.min_input_size else None
+    augment = AugmentConfig(rotation=cfg.augment_rotation, shift=cfg.augment_shift,
+                            scale=cfg.augment_scale, hflip=cfg.augment_hflip)
+    return BatchIterator(
+        split,
+        cfg.batch_size if train else max(cfg.batch_size, EVAL_BATCH_SIZE),
+        shuffle=train,
+        seed=cfg.seed,
+        device=device,
+        channels=input_channels(cfg),
+        input_size=input_size,
+        mean=info.mean,
+        std=info.std,
+        augment=augment if train else None,
+        channels_last=cfg.channels_last,
+        # A last batch of one image breaks BatchNorm in train mode.
+        drop_last=train and len(split.labels) > cfg.batch_size,
+    )
+
+
+def build_optimizer(cfg: TrialConfig, model: TransferModel) -> torch.optim.Optimizer:
+    params = model.trainable_parameters()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_lr_schedule(cfg: TrialConfig, optimizer: torch.optim.Optimizer,
+                      epochs: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    if cfg.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    return None
+
+
+def build_trial_model(cfg: TrialConfig, num_classes: int) -> TransferModel:
+    return build_model(
+        cfg.architecture,
+        num_classes=num_classes,
+        in_chans=input_channels(cfg),
+        dropout=cfg.dropout,
+        frozen_depth=resolve_frozen_depth(cfg.architecture, cfg.frozen_depth, cfg.frozen_fraction),
+        pretrained=effective_pretrained(cfg),
+        weights_dir=cfg.weights_dir,
+    )
