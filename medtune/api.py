@@ -72,20 +72,24 @@ def best(experiment: str, tracking_uri: str | None = None, *, metric: str | None
     return BestConfig(document, entries, path)
 
 
-def final(space: "Space | BestConfig", overrides: Overrides = (), *, epochs: str = "budget", threshold: str = "auto",
-          ensemble: int = 1, register: str | None = None, out: str | Path | None = None) -> FinalOutcome:
+def final(space: "Space | BestConfig", overrides: Overrides = (), *, epochs: str = "budget",
+          operating_point: str = "auto", threshold: str | None = None, ensemble: int = 1,
+          register: str | None = None, out: str | Path | None = None) -> FinalOutcome:
     """Train a configuration on train + val, evaluate it once on test, report (``medtune final``).
 
-    ``space`` is usually a best_config.yaml (or ``BestConfig.document``). The result holds the
-    reports (``.metrics()``, ``.report()``: report.json), the output folder with report.html,
-    and the MLflow run and model.
+    ``space`` is usually a best_config.yaml (or ``BestConfig.document``). ``operating_point`` is the
+    decision rule (``medtune final --operating-point``: ``auto``, ``balanced``, ``prior``,
+    ``youden-mid``, ``sensitivity:0.90``, ``cost:FN/FP=5``, a number, ...; see
+    ``medtune.trainables.operating_point``); ``threshold`` is its old name, still accepted. The
+    result holds the reports (``.metrics()``, ``.report()``: report.json), the output folder with
+    report.html, and the MLflow run and model.
     """
     from medtune.search.results.final import run_final
 
     if isinstance(space, BestConfig):
         space = space.document
     return run_final(load_space(space, overrides), epochs=epochs, ensemble=ensemble, register=register,
-                     out_dir=out, threshold=threshold)
+                     out_dir=out, operating_point=operating_point, threshold=threshold)
 
 
 @dataclass

@@ -15,12 +15,13 @@ import sys
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from medtune.search.credentials import redact_text, redact_uri
-from medtune.search.spec.sweep_spec import SpecError
+from medtune.search.spec.sweep_spec import SpecError, race_until
 from medtune.search.tracking.client import resolved_tracking_uri
 from medtune.search.tracking.run_tags import medtune_version
 from medtune.search.tracking.sweep_reader import experiment_of
 from medtune.search.tracking.ui_links import final_link_lines, sweep_link_lines
 from medtune.trainables.objective import Objective
+from medtune.trainables.operating_point import DEFAULT_MULTICLASS_OPERATING_POINT, DEFAULT_OPERATING_POINT
 from medtune.trainables.progress import PROGRESS_ENV
 
 if TYPE_CHECKING:
@@ -72,10 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spec_arguments(final)
     final.add_argument("--epochs", choices=("budget", "best"), default="budget",
                        help="the sweep's full budget (max_t, in its unit), or the best trial's budget up to its best epoch")
-    final.add_argument("--threshold", default="auto", metavar="RULE",
-                       help="decision threshold: auto (0.5 for class-weighted models, else youden-mid), youden-mid "
-                            "(middle, in logit space, of the thresholds tying for the best Youden's J on held-out "
-                            "scores), youden (scikit-learn's first best point), calibrated, or a number such as 0.5")
+    final.add_argument("--operating-point", "--threshold", dest="operating_point", default="auto", metavar="RULE",
+                       help="the decision rule, chosen on held-out scores after they are calibrated (Platt scaling); "
+                            "--threshold is its old name. Two classes: auto (%(auto)s), balanced (the held-out "
+                            "positive share: aims at balanced accuracy; alias calibrated), prior (0.5: aims at "
+                            "accuracy), youden-mid (middle, in logit space, of the thresholds tying for the best "
+                            "Youden's J), youden (scikit-learn's best-J point), sensitivity:T or specificity:T (meet "
+                            "T on held-out images, e.g. sensitivity:0.90), cost:FN/FP=R (a missed positive costs R "
+                            "false alarms: threshold 1/(1+R)), or a threshold on the calibrated scale such as 0.5. "
+                            "More classes: auto (%(auto_multi)s), balanced or prior. Default: auto"
+                       % {"auto": DEFAULT_OPERATING_POINT, "auto_multi": DEFAULT_MULTICLASS_OPERATING_POINT})
     final.add_argument("--ensemble", type=int, default=1, metavar="K",
                        help="also retrain the sweep's top-K configurations and average their probabilities")
     final.add_argument("--register", metavar="NAME", help="register the model in MLflow's model registry")
@@ -100,7 +107,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"  objective: {spec.metric.name} ({spec.metric.mode}); {spec.search.num_samples} samples, "
           f"{spec.search.max_concurrent} at a time; {spec.search.sampler.name} sampler, "
           f"{spec.search.scheduler.name} scheduler, budget {spec.search.scheduler.max_t} {spec.search.scheduler.unit}"
-          + (f"; {spec.search.cv}-fold cross-validated trials over train + val" if spec.search.cv else ""))
+          + (f"; {spec.search.cv}-fold cross-validated trials over train + val" if spec.search.cv else "")
+          + (f", racing on one fold up to ASHA's last rung ({until} {spec.search.scheduler.unit})"
+             if (until := race_until(spec.search)) is not None else ""))
     for warning in checked.warnings:
         print(f"  warning: {warning}")
     return 0
@@ -148,7 +157,7 @@ def cmd_final(args: argparse.Namespace) -> int:
     from medtune import api
 
     outcome = api.final(args.space, args.overrides, epochs=args.epochs, ensemble=args.ensemble,
-                        register=args.register, out=args.out, threshold=args.threshold)
+                        register=args.register, out=args.out, operating_point=args.operating_point)
     print(f"Report, plots and predictions: {outcome.out_dir}")
     if outcome.run_id:
         print(f"MLflow: final run {outcome.run_id}" + (f", model {outcome.model_uri}" if outcome.model_uri else ""))

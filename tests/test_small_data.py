@@ -169,9 +169,9 @@ def test_trials_get_the_budget_in_its_unit_and_the_folds():
 
 def test_cv_auto_cross_validates_only_when_val_is_small():
     spec = validate_spec(_raw(cv="auto"), "s.yaml")
-    assert resolve_cv(spec, {"normal": 20, "pneumonia": 58}).search.cv == 5
+    assert resolve_cv(spec, {"normal": 20, "pneumonia": 58}).search.cv == 3
     assert resolve_cv(spec, {"normal": 135, "pneumonia": 389}).search.cv is None
-    assert resolve_cv(spec, {"normal": 20, "pneumonia": 58}).trial_base()["cv_folds"] == 5
+    assert resolve_cv(spec, {"normal": 20, "pneumonia": 58}).trial_base()["cv_folds"] == 3
 
 
 def test_tuner_keys_asha_on_the_budgets_counter():
@@ -228,7 +228,8 @@ def test_the_validate_command_prints_the_warnings(pneumoniamnist_path, capsys):
     assert "warning: search.cv: the val split has only 20 images" in out
     assert main(["validate", "spaces/demo.yaml", "--set", "data.train_subset=546", "--set", "data.val_subset=78"]) == 0
     out = capsys.readouterr().out
-    assert "5-fold cross-validated trials" in out and "warning: search" not in out
+    assert "3-fold cross-validated trials" in out and "racing on one fold up to ASHA's last rung (12000 images)" in out
+    assert "warning: search" not in out
 
 
 # --- final -------------------------------------------------------------------------------------
@@ -277,11 +278,18 @@ def test_a_sweep_cross_validates_small_data_and_counts_its_budget_in_steps(cv_sw
     assert len(outcome.entries) == 3 and all(e.error is None for e in outcome.entries)
     for result in outcome.results:
         frame = result.metrics_dataframe
-        assert set(frame["cv_folds"]) == {5}  # 40 val images: auto chose 5 folds over 200
-        assert (frame["val_auc_sem"] >= 0).all()
-        # 200 pooled, 160 per fold model: 5 steps an epoch; a full trial reaches the 30 steps in 6 epochs.
-        assert list(frame["step"]) == [5 * e for e in frame["epoch"]]
-        assert frame["step"].iloc[-1] <= 30 and frame["epochs_total"].iloc[-1] == 6
+        assert set(frame["cv_folds"]) == {3}  # 40 val images: auto chose 3 folds over 200
+        # ASHA's one rung is at 10 steps (epoch 3): the trial races on one fold until then, and its
+        # objective (with its standard error) is there from the epoch every fold trains.
+        assert list(frame["cv_folds_active"]) == [1 if e <= 3 else 3 for e in frame["epoch"]]
+        full = frame[frame["cv_folds_active"] == 3]
+        assert frame.loc[frame["cv_folds_active"] == 1, "val_auc"].isna().all()
+        if not full.empty:  # a trial ASHA stopped at its rung never reported the 3-fold estimate
+            assert (full["val_auc_sem"] >= 0).all() and (full["val_auc"] == full["val_auc_race"]).all()
+        # 200 pooled, 133 per fold model: 4 steps an epoch; a full trial reaches the 30 steps in 8 epochs.
+        assert list(frame["step"]) == [4 * e for e in frame["epoch"]]
+        assert frame["step"].iloc[-1] <= 32 and frame["epochs_total"].iloc[-1] == 8
+    assert any((r.metrics_dataframe["cv_folds_active"] == 3).any() for r in outcome.results)  # one passed the rung
 
 
 def test_final_after_a_cross_validated_sweep_takes_its_threshold_out_of_fold(cv_sweep, tmp_path):
@@ -291,18 +299,22 @@ def test_final_after_a_cross_validated_sweep_takes_its_threshold_out_of_fold(cv_
     outcome, root = cv_sweep
     final = run_final(load_spec(outcome.best_config_path), out_dir=tmp_path / "final", gradcam_samples=0)
     report = json.loads((tmp_path / "final" / "report.json").read_text())
-    assert report["cv_folds"] == 5 and report["budget_unit"] == "steps"
+    assert report["cv_folds"] == 3 and report["budget_unit"] == "steps"
     assert report["train_images"] == 200 and report["calibration_images"] == 200  # every image, out of fold
-    assert report["threshold_source"].startswith("out-of-fold predictions of 5-fold cross-validation")
+    assert report["threshold_source"].startswith("out-of-fold predictions of 3-fold cross-validation")
     # 30 steps on all 200 images at batch 32 (6 steps an epoch): 5 epochs.
     assert final.epochs == 5
     single = report["reports"][0]
-    # auto: the model was trained with class weights, so 0.5; every rule's numbers are reported too
-    assert single["threshold_rule"] == "fixed" and single["threshold"] == 0.5 and "accuracy_at_0.5" in single
-    assert "class weights" in report["threshold_source"] and "youden-mid" in single["by_rule"]
+    # auto: the balanced operating point on the out-of-fold scores once calibrated; every rule's numbers too
+    assert single["threshold_rule"] == "balanced" and "accuracy_at_0.5" in single
+    assert single["threshold"] == pytest.approx(single["by_rule"]["balanced"]["threshold"])
+    assert single["calibration_map"]["fitted_on"] == 200 and "raw_threshold" in single
+    assert report["threshold_source"].endswith("rule auto: balanced") and "youden-mid" in single["by_rule"]
     assert "out-of-fold predictions" in (tmp_path / "final" / "report.md").read_text()
     from mlflow import MlflowClient
 
     run = MlflowClient(tracking_uri=f"sqlite:///{root}/mlruns.db").get_run(final.run_id)
-    assert run.data.tags["medtune.cv_folds"] == "5" and run.data.tags["medtune.threshold_rule"] == "fixed"
+    assert run.data.tags["medtune.cv_folds"] == "3" and run.data.tags["medtune.threshold_rule"] == "balanced"
+    assert float(run.data.tags["medtune.threshold"]) == single["threshold"]
+    assert json.loads(run.data.tags["medtune.calibration"]) == single["calibration_map"]
     assert run.data.tags["medtune.version"] and run.data.tags["mlflow.source.name"]  # MLflow's context tags

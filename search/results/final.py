@@ -8,10 +8,12 @@ list of steps, each owned by a module of its own:
    two-class model trains on train + half of val and the other half chooses the threshold; after a
    cross-validated sweep, out-of-fold predictions choose it and the model trains on all of train +
    val; with more than two classes there is no threshold and the model trains on all of train + val);
-3. score the test split once: the reports with 95% bootstrap intervals (``final_reports``);
-4. write the output folder: ``report.json``, ``report.md``, predictions, figures, Grad-CAM and
+3. calibrate each two-class member's scores on its held-out scores (``final_calibration``), so the
+   operating point (``--operating-point``) is chosen on, and applied to, calibrated probabilities;
+4. score the test split once: the reports with 95% bootstrap intervals (``final_reports``);
+5. write the output folder: ``report.json``, ``report.md``, predictions, figures, Grad-CAM and
    ``report.html`` (``final_artifacts``, ``final_figures``, ``final_gradcam``, ``report_html``);
-5. log it all to one MLflow run linked to its sweep (``medtune.search.tracking.final_run``).
+6. log it all to one MLflow run linked to its sweep (``medtune.search.tracking.final_run``).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from medtune.search.results.final_artifacts import report_title, write_artifacts, write_report_page
+from medtune.search.results.final_calibration import calibrated_training
 from medtune.search.results.final_outcome import FinalOutcome
-from medtune.search.results.final_reports import (build_reports, check_threshold_applies, check_threshold_rule,
+from medtune.search.results.final_reports import (build_reports, check_operating_point, check_threshold_applies,
                                                   report_markdown)
 from medtune.search.results.final_training import (CALIBRATION_FRACTION, FinalMember, FinalTraining, best_trial_epoch,
                                                    final_budget, member_configs, train_members, trial_train_images)
@@ -36,21 +39,25 @@ log = logging.getLogger(__name__)
 
 def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, register: str | None = None,
               out_dir: str | Path | None = None, calibration_fraction: float = CALIBRATION_FRACTION,
-              gradcam_samples: int = 8, threshold: str = "auto") -> FinalOutcome:
-    """Train, evaluate once on test, write the report, log it all to MLflow."""
+              gradcam_samples: int = 8, operating_point: str = "auto", threshold: str | None = None) -> FinalOutcome:
+    """Train, evaluate once on test, write the report, log it all to MLflow.
+
+    ``operating_point`` is the decision rule (``medtune.trainables.operating_point``; ``auto`` is its
+    default); ``threshold`` is its old name, still accepted."""
     from medtune.search.run.preflight import resolved_spec
 
-    _check_before_reading_data(spec, out_dir, threshold, epochs)
+    rule = _one_rule(operating_point, threshold)
+    _check_before_reading_data(spec, out_dir, rule, epochs)
     spec, _ = resolved_spec(spec)
     configs = member_configs(spec, ensemble)
     out = Path(out_dir or tempfile.mkdtemp(prefix="medtune-final-"))
     out.mkdir(parents=True, exist_ok=True)
     splits = _load_splits(configs[0])
-    check_threshold_applies(threshold, tuple(splits.class_names), spec.source)
+    check_threshold_applies(rule, tuple(splits.class_names), spec.source)
 
     budget = final_budget(spec, epochs, configs[0], trial_train_images(spec, splits))
-    trained = train_members(spec, configs, splits, budget, out, calibration_fraction)
-    reports, threshold_source = build_reports(trained.members, trained.data, threshold, trained.threshold_source)
+    trained = calibrated_training(train_members(spec, configs, splits, budget, out, calibration_fraction))
+    reports, threshold_source = build_reports(trained.members, trained.data, rule, trained.threshold_source)
     n_epochs = trained.members[0].epochs
 
     write_artifacts(out, spec, trained.members, reports, trained.data, n_epochs, trained.seconds, threshold_source)
@@ -65,7 +72,17 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
     return outcome
 
 
-def _check_before_reading_data(spec: SweepSpec, out_dir: str | Path | None, threshold: str, epochs: str) -> None:
+def _one_rule(operating_point: str, threshold: str | None) -> str:
+    """The rule, given as ``operating_point`` or by its old name ``threshold`` (not two different ones)."""
+    if threshold is None or str(threshold) in ("auto", str(operating_point)):  # "auto": its default, not a choice
+        return operating_point
+    if str(operating_point) == "auto":
+        return threshold
+    raise ValueError(f"operating_point={operating_point!r} and threshold={threshold!r}: threshold is the old name of "
+                     "operating_point; give one")
+
+
+def _check_before_reading_data(spec: SweepSpec, out_dir: str | Path | None, rule: str, epochs: str) -> None:
     """Bad input found in seconds, before data is read or anything trains."""
     if spec.space:
         raise SpecError(spec.source, [("space", "final trains one configuration: expected an empty space with every "
@@ -78,7 +95,7 @@ def _check_before_reading_data(spec: SweepSpec, out_dir: str | Path | None, thre
         from medtune.search.tracking.client import check_tracking_server
 
         check_tracking_server(spec.mlflow.tracking_uri, spec.source)
-    check_threshold_rule(threshold, spec.source)
+    check_operating_point(rule, spec.source)
     if epochs == "best":
         best_trial_epoch(spec)
 
@@ -95,8 +112,9 @@ def _draw_gradcam(trained: FinalTraining, reports: list[Any], out: Path, samples
     from medtune.search.results.final_gradcam import gradcam_figure
 
     try:
+        offsets = reports[0].log_offsets() if hasattr(reports[0], "log_offsets") else None  # more than two classes
         gradcam_figure(trained.members[0], reports[0].threshold, trained.data, out / "gradcam.png",
-                       per_group=max(1, samples // 4))
+                       per_group=max(1, samples // 4), offsets=offsets)
     except Exception as exc:
         log.warning("Grad-CAM failed: %s", exc)
 
@@ -106,13 +124,14 @@ def _log_to_mlflow(spec: SweepSpec, trained: FinalTraining, reports: list[Any], 
     """One MLflow run with the report, the model and the links to its sweep; fills ``outcome``'s
     MLflow fields. ``report.html`` is written again first, now with the run's link."""
     from medtune.search.results.report_html import mlflow_run_ref
-    from medtune.search.tracking.final_run import FinalRun
+    from medtune.search.tracking.final_run import FinalRun, model_metadata
 
     best = trained.members[0]
     run = FinalRun.start(spec, best.config, len(trained.members), outcome.epochs, reports[0].threshold_rule)
     write_report_page(out, report_title(spec), mlflow_run_ref(run.tracking_uri, run.experiment_id, run.run_id))
     run.log_report(reports, best.config, out)
-    outcome.model_uri = run.log_model(best.model, best.config, trained.data.test, register, reports[0].metrics)
+    outcome.model_uri = run.log_model(best.model, best.config, trained.data.test, register, reports[0].metrics,
+                                      metadata=model_metadata(reports[0], tuple(trained.data.class_names)))
     run.link_sweep(spec, reports[0])
     outcome.sweep_link = run.sweep_link(spec)
     run.finish()

@@ -2,8 +2,8 @@
 
 ``report.json`` is the machine-readable record and the source of every number the other files
 show; ``report.md`` (readable in MLflow's artifact view), ``test_predictions.csv`` (every test
-image's label and scores, so each number can be recomputed), the figures (``final_figures``,
-``calibration``) and ``report.html`` (``report_html``, rendered from ``report.json``).
+image's label and scores, calibrated and raw, so each number can be recomputed), the figures
+(``final_figures``, ``calibration``) and ``report.html`` (``report_html``, rendered from ``report.json``).
 """
 
 from __future__ import annotations
@@ -47,8 +47,11 @@ def write_artifacts(out: Path, spec: SweepSpec, members: list[FinalMember], repo
         "reports": [r.to_dict() for r in reports],
         "class_names": list(data.class_names),
     }
-    if not multiclass:  # a reliability diagram of the positive class's probability
-        summary["calibration"] = write_calibration(out, members[0].test_scores, data.test.labels)
+    if not multiclass:  # reliability diagrams of the positive class's probability, before and after calibration
+        best = members[0]
+        calibration = getattr(best, "calibration", None)
+        summary["calibration"] = write_calibration(out, _raw_test_scores(best), best.test_scores, data.test.labels,
+                                                   None if calibration is None else calibration.to_dict())
     (out / "report.json").write_text(json.dumps(summary, indent=1, default=str))
     markdown = report_markdown(reports, report_title(spec))
     (out / "report.md").write_text(f"{markdown}\nThreshold chosen on {threshold_source}.\n")
@@ -59,21 +62,30 @@ def write_artifacts(out: Path, spec: SweepSpec, members: list[FinalMember], repo
         plot_binary(out, reports, members, data)
 
 
+def _raw_test_scores(member: Any) -> Any:
+    """A member's uncalibrated test scores (its test scores when it was never calibrated)."""
+    raw = getattr(member, "raw_test_scores", None)
+    return member.test_scores if raw is None else raw
+
+
 def predictions_csv(members: list[FinalMember], data: Any) -> str:
-    """One row per test image: its label, then each member's score (binary: the positive class's
-    probability; multi-class: one column per class)."""
+    """One row per test image: its label, then each member's scores. Two classes: the calibrated
+    positive-class probability the report decides on (``<member>_score``) and the model's own,
+    uncalibrated one (``<member>_raw_score``); more: one probability column per class."""
     multiclass = members[0].test_scores.ndim == 2
     header = ["label"]
     for i in range(len(members)):
         prefix = "best_model" if i == 0 else f"member{i}"
-        header += [f"{prefix}_{name}" for name in data.class_names] if multiclass else [f"{prefix}_score"]
+        header += [f"{prefix}_{name}" for name in data.class_names] if multiclass else [f"{prefix}_score",
+                                                                                       f"{prefix}_raw_score"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
+    raws = [_raw_test_scores(m) for m in members]
     for i, label in enumerate(data.test.labels):
         row: list[Any] = [int(label)]
-        for m in members:
-            row += [repr(float(v)) for v in (m.test_scores[i] if multiclass else [m.test_scores[i]])]
+        for m, raw in zip(members, raws):
+            row += [repr(float(v)) for v in (m.test_scores[i] if multiclass else [m.test_scores[i], raw[i]])]
         writer.writerow(row)
     return buffer.getvalue()
 

@@ -5,10 +5,11 @@ least 7x7 cells, bilinear to the image) on the grey image, on one 0..1 colour sc
 says what the image is and what the model said (red when it was wrong), and a note under the
 panels names the feature map, so a coarse map is never mistaken for a sharp one.
 
-* Two classes: both classes, right and wrong predictions at the chosen threshold, most confident
-  first, each with the Grad-CAM of the positive class's score.
-* More classes: per true class, its most confident right and wrong predictions, each with the
-  Grad-CAM of the class the model predicted.
+* Two classes: both classes, right and wrong predictions at the chosen threshold (on the
+  calibrated scores the report decides on), most confident first, each with the Grad-CAM of the
+  positive class's score.
+* More classes: per true class, its most confident right and wrong predictions (the predicted
+  class read at the report's operating point), each with the Grad-CAM of the class the model predicted.
 
 Both figures are drawn by one ``_draw_cam_grid``.
 """
@@ -34,10 +35,12 @@ class Caption:
     correct: bool
 
 
-def gradcam_figure(member: FinalMember, threshold: float, data: Any, path: Path, per_group: int) -> None:
-    """The Grad-CAM figure of ``member``'s test predictions (two classes at ``threshold``, or more)."""
+def gradcam_figure(member: FinalMember, threshold: float, data: Any, path: Path, per_group: int,
+                   offsets: np.ndarray | None = None) -> None:
+    """The Grad-CAM figure of ``member``'s test predictions (two classes at ``threshold``; more at the
+    operating point's log-probability ``offsets``, None for the plain argmax)."""
     if member.test_scores.ndim == 2:
-        _multiclass_figure(member, data, path, per_group)
+        _multiclass_figure(member, data, path, per_group, offsets)
     else:
         _binary_figure(member, threshold, data, path, per_group)
 
@@ -47,7 +50,7 @@ def _cams(member: FinalMember, data: Any, rows: list[int], target: int) -> tuple
     from medtune.trainables.config import TrialConfig
     from medtune.trainables.data import SplitArrays
     from medtune.trainables.gradcam import gradcam_with_layer
-    from medtune.trainables.train import make_batches
+    from medtune.trainables.factories import make_batches
 
     cfg = TrialConfig.from_dict({**member.config, "channels_last": False})
     sample = SplitArrays(images=np.asarray(data.test.images[rows]), labels=data.test.labels[rows])
@@ -75,14 +78,18 @@ def _binary_figure(member: FinalMember, threshold: float, data: Any, path: Path,
     fig = _draw_cam_grid([data.test.images[i] for i in idx], list(maps), captions, fontsize=11,
                          ticks=[0, 0.25, 0.5, 0.75, 1],
                          title=f"Grad-CAM for the {names[-1]!r} score, the positive class (test images)",
-                         note=f"score = P({names[-1]}), predicted {names[-1]} at score >= {threshold:.2f}; each map "
+                         note=f"score = {'calibrated ' if member.calibration is not None else ''}P({names[-1]}), "
+                              f"predicted {names[-1]} at score >= {threshold:.2f}; each map "
                               f"scaled to its own maximum\nfeature map: {layer.describe()}, bilinear to the image")
     _save_palette_png(fig, path)
 
 
-def _multiclass_figure(member: FinalMember, data: Any, path: Path, per_class: int) -> None:
+def _multiclass_figure(member: FinalMember, data: Any, path: Path, per_class: int,
+                       offsets: np.ndarray | None = None) -> None:
+    from medtune.trainables.operating_point import predict_classes
+
     probs, labels, names = member.test_scores, data.test.labels, tuple(data.class_names)
-    predicted = probs.argmax(axis=1)
+    predicted = predict_classes(probs, offsets)
     chosen: list[int] = []
     for k in range(len(names)):
         for correct in (True, False):

@@ -1,7 +1,8 @@
 """The training half of ``medtune final``: which images train, for how long, and which choose the threshold.
 
 The model trains with the same training function the trials use. The decision threshold of a
-two-class task is chosen on predictions of images the model did not train on:
+two-class task is chosen on predictions of images the model did not train on (and the same
+predictions calibrate the scores first: ``final_calibration``):
 
 * a sweep that selected on val: train on train plus half of val (stratified, seeded); the other
   half of val chooses the threshold (``final_splits``);
@@ -54,7 +55,11 @@ MONITOR_IMAGES = 256
 class FinalMember:
     """One trained model of the final run: its config, the scores that choose the threshold (with
     their labels) and its test scores (two classes: the positive class's probability; more: every
-    class's)."""
+    class's).
+
+    Two classes, once ``final_calibration.calibrate_members`` has run: ``val_scores`` and
+    ``test_scores`` are calibrated (every decision is taken on them), ``raw_val_scores`` and
+    ``raw_test_scores`` the model's own, and ``calibration`` the map between them."""
 
     config: dict[str, Any]
     model: Any
@@ -62,6 +67,14 @@ class FinalMember:
     test_scores: np.ndarray
     val_labels: np.ndarray | None = None
     epochs: int = 0  # the epochs the model trained (its budget on its training set)
+    raw_val_scores: np.ndarray | None = None
+    raw_test_scores: np.ndarray | None = None
+    calibration: Any = None  # a medtune.trainables.calibration.ScoreCalibration
+
+    @property
+    def uncalibrated_test_scores(self) -> np.ndarray:
+        """The model's own test scores (the same as ``test_scores`` before calibration)."""
+        return self.test_scores if self.raw_test_scores is None else self.raw_test_scores
 
 
 @dataclass

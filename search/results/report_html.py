@@ -2,8 +2,9 @@
 
 ``report.md`` reads well in MLflow's artifact view but leaves the plots as separate files; a
 clinician or reviewer who is sent the report needs one file that opens anywhere, offline, and shows
-everything: the metrics with their intervals, the operating point, the ROC curve, the confusion
-matrix, the Grad-CAM sample, how well the scores are calibrated (``calibration``), the
+everything: the metrics with their intervals, the operating point (its rule, the threshold on the
+calibrated and on the raw scale, the calibration map and the ECE before and after it), the ROC
+curve, the confusion matrix, the Grad-CAM sample, how well the scores are calibrated (``calibration``), the
 configuration and where the MLflow run is. So the page carries its images as ``data:`` URIs and its
 CSS inline, loads nothing (a Content-Security-Policy forbids it), and escapes every piece of text
 (``_html``), since configuration values and names come from user-written space files.
@@ -27,7 +28,7 @@ from medtune.search.results._html import (CSP, CSS, count_cell, escape, format_n
 FIGURES = (
     ("roc_curve.png", "ROC curve on the test split, with the chosen operating point"),
     ("confusion_matrix.png", "Confusion matrix at the chosen threshold (rows: true class, columns: predicted)"),
-    ("calibration.png", "Reliability diagram of the best model's test scores"),
+    ("calibration.png", "Reliability diagram of the best model's test scores, before and after calibration"),
     ("gradcam.png", "Grad-CAM heat maps over a fixed sample of test images"),
 )
 
@@ -73,18 +74,39 @@ def _metrics_table(index: int, report: dict[str, Any]) -> str:
     return table(rows)
 
 
+def _before_after(values: Any) -> str:
+    """``before -> after`` of an ECE or Brier pair (each number with its exact value kept)."""
+    if not isinstance(values, dict) or not values:
+        return "<td>n/a</td>"
+    before, after = values.get("before"), values.get("after")
+    return (f'<td><span class="num" data-value="{escape(repr(float(before)) if before is not None else "")}">'
+            f"{escape(format_number(before))}</span> &rarr; "
+            f'<span class="num" data-value="{escape(repr(float(after)) if after is not None else "")}">'
+            f"{escape(format_number(after))}</span></td>")
+
+
 def _operating_point(index: int, report: dict[str, Any]) -> str:
-    from medtune.trainables.binary_report import describe_threshold_rule
+    from medtune.trainables.binary_report import describe_calibration, describe_threshold_rule
 
     rule = str(report.get("threshold_rule", ""))
     low, high = (report.get("tied_interval") or [None, None])[:2]
     described = escape(describe_threshold_rule(rule, report["threshold"]))
-    return table([row("threshold", [num_cell(report["threshold"], threshold=str(index))]),
-                  row("rule", [f"<td><code>{escape(rule)}</code> ({described})</td>"]),
-                  row("tied interval on validation", [
-                      f"<td>({escape(format_number(low))}, {escape(format_number(high))}], "
-                      f"logit width {escape(format_number(report.get('tied_logit_width')))}</td>"]),
-                  row("accuracy at 0.5", [num_cell(report.get("accuracy_at_0.5"))])], "kv")
+    rows = [row("threshold (calibrated score)", [num_cell(report["threshold"], threshold=str(index))]),
+            row("rule", [f"<td><code>{escape(rule)}</code> ({described})</td>"])]
+    if "raw_threshold" in report:
+        raw = report.get("raw_threshold")
+        rows.append(row("threshold on the uncalibrated score",
+                        [num_cell(raw) if raw is not None and format_number(raw) != "n/a"
+                         else "<td>n/a (each member has its own map)</td>"]))
+    if "calibration_map" in report:
+        rows.append(row("calibration map", [f"<td>{escape(describe_calibration(report['calibration_map']))}</td>"]))
+        rows.append(row("ECE on test, before → after", [_before_after(report.get("ece"))]))
+        rows.append(row("Brier on test, before → after", [_before_after(report.get("brier"))]))
+    rows += [row("tied interval on validation", [
+                 f"<td>({escape(format_number(low))}, {escape(format_number(high))}], "
+                 f"logit width {escape(format_number(report.get('tied_logit_width')))}</td>"]),
+             row("accuracy at 0.5 (uncalibrated)", [num_cell(report.get("accuracy_at_0.5"))])]
+    return table(rows, "kv")
 
 
 def _values_table(first: str, columns: tuple[str, ...], values: dict[str, dict[str, Any]]) -> str:
@@ -97,8 +119,12 @@ def _by_rule_table(report: dict[str, Any]) -> str:
     by_rule = report.get("by_rule") or {}
     if not by_rule:
         return ""
-    return ("<h3>Every threshold rule on the same validation scores (read, not used to choose)</h3>"
-            + _values_table("rule", ("threshold", "accuracy", "sensitivity", "specificity"), by_rule))
+    if report.get("kind") == "multiclass":
+        return ("<h3>Each operating point (the probabilities and AUCs are the same)</h3>"
+                + _values_table("operating point", ("accuracy", "balanced_accuracy"), by_rule))
+    return ("<h3>Every threshold rule on the same held-out scores (read, not used to choose)</h3>"
+            + _values_table("rule", ("threshold", "accuracy", "balanced_accuracy", "sensitivity", "specificity"),
+                            by_rule))
 
 
 def _per_class_table(report: dict[str, Any]) -> str:
@@ -136,9 +162,14 @@ def _section(index: int, report: dict[str, Any], metrics_note: str, side: str, t
 
 def _report_section(index: int, report: dict[str, Any]) -> str:
     if report.get("kind") == "multiclass":
-        return _section(index, report, "<p>roc_auc: macro one-vs-rest. The predicted class is the most probable "
-                                       "one (no threshold).</p>", _per_class_table(report),
-                        _multiclass_matrix_table(index, report))
+        from medtune.trainables.operating_point import describe_multiclass_rule
+
+        rule = str(report.get("threshold_rule", "argmax"))
+        how = ("the most probable one" if rule == "argmax" else
+               f"{describe_multiclass_rule(rule)}, operating point <code>{escape(rule)}</code>")
+        return _section(index, report, f"<p>roc_auc: macro one-vs-rest. The predicted class is {how} (no "
+                                       "threshold).</p>", _per_class_table(report),
+                        _multiclass_matrix_table(index, report) + _by_rule_table(report))
     return _section(index, report, "", f"<h3>Operating point</h3>{_operating_point(index, report)}",
                     _confusion_table(index, report) + _by_rule_table(report))
 
@@ -154,14 +185,29 @@ def _figures_section(out: Path, summary: dict[str, Any]) -> str:
             continue
         extra = ""
         if name == "calibration.png" and summary.get("calibration"):
-            brier = summary["calibration"]["brier"]
-            extra = (f' Brier score <span class="num" data-brier="0" data-value="{escape(repr(float(brier)))}">'
-                     f"{escape(format_number(brier))}</span> (mean squared error of the scores against the labels; "
-                     "0 is perfect, 0.25 is a constant 0.5).")
+            extra = _calibration_caption(summary["calibration"])
         wide = ' class="wide"' if name == "gradcam.png" else ""
         figures.append(f"<figure{wide}>{image_tag(path, caption)}<figcaption>{escape(caption)}.{extra}</figcaption>"
                        "</figure>")
     return '<h2>Figures</h2><div class="figures">' + "".join(figures) + "</div>" if figures else ""
+
+
+def _calibration_caption(calibration: dict[str, Any]) -> str:
+    """The Brier score and ECE of the calibrated test scores (with the raw scores' before them) and the map."""
+    from medtune.trainables.binary_report import describe_calibration
+
+    brier = calibration["brier"]
+    text = (f' Brier score <span class="num" data-brier="0" data-value="{escape(repr(float(brier)))}">'
+            f"{escape(format_number(brier))}</span> (mean squared error of the scores against the labels; "
+            "0 is perfect, 0.25 is a constant 0.5)")
+    before, after = calibration.get("before"), calibration.get("after")
+    if before and after:
+        text += (f"; before calibration {escape(format_number(before['brier']))}. ECE (expected calibration error, "
+                 f"10 bins) {escape(format_number(before['ece']))} before, "
+                 f"{escape(format_number(after['ece']))} after calibration")
+    if calibration.get("map"):
+        text += f". Map: {escape(describe_calibration(calibration['map']))}"
+    return text + "."
 
 
 def _config_value(value: Any) -> str:

@@ -4,9 +4,12 @@ The run is named ``final <sweep> <architecture> fd<frozen depth>`` (``final_run_
 ``medtune.kind=final`` with the sweep, parent run, trial and space hash it retrained. It holds the
 test metrics with their interval ends (``test_*``, the ensemble's as ``ensemble_test_*``, a
 multi-class task's per-class rates as ``test_<rate>_<class>``), the best member's configuration
-as params, the output folder under ``report/``, and the model in ``pt2`` form (registered under
-``--register`` with the alias ``champion``). Its note links back to the sweep, whose note lists
-it (``run_notes``).
+as params, the operating point as tags (``operating_point_tags``: the rule, the threshold on the
+calibrated scale, the raw threshold and the calibration map), the output folder under ``report/``,
+and the model in ``pt2`` form (registered under ``--register`` with the alias ``champion``), whose
+MLflow metadata carries the same operating point (``model_metadata``): the model outputs
+uncalibrated logits, so whoever loads it needs the map and the threshold to decide as the report
+did. Its note links back to the sweep, whose note lists it (``run_notes``).
 
 A thin writer over ``client``, ``models``, ``run_tags`` and ``run_notes``: the final run's steps
 call ``FinalRun``'s methods in order, and everything after the report is logged (the model, the
@@ -15,6 +18,7 @@ links) is a convenience whose failure is a warning, never a lost run.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -79,6 +83,59 @@ def report_metrics(reports: list[Any]) -> dict[str, float]:
     return metrics
 
 
+def _number(value: Any) -> float | None:
+    """A JSON-able number: NaN and infinities (an ensemble's raw threshold, a 0 or 1 threshold's logit) as None."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def model_metadata(report: Any, class_names: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """The operating point of the best model's report as the logged model's metadata (JSON-able).
+
+    Two classes: the rule, the threshold on the calibrated scale, the same threshold on the raw
+    positive-class probability and on the raw logit difference (what the logged model outputs:
+    logit[1] - logit[0]), and the calibration map (p_cal = sigmoid(slope * that difference +
+    intercept)). More classes: the rule, the training class priors and the per-class offsets added to
+    the log-probabilities before the argmax.
+    """
+    rule = str(report.threshold_rule)
+    names = [str(c) for c in class_names]
+    priors = getattr(report, "class_priors", None)
+    if hasattr(report, "per_class"):  # more than two classes
+        offsets = report.log_offsets()
+        return {"medtune_operating_point": {
+            "rule": rule, "class_names": names, "class_priors": priors, "class_weighted": report.class_weighted,
+            "log_probability_offsets": None if offsets is None else [float(v) for v in offsets],
+            "decision": "argmax over classes of log(softmax(logits)) + log_probability_offsets (none: plain argmax)"}}
+    from medtune.trainables.calibration import ScoreCalibration
+
+    calibration = report.calibration_map if isinstance(report.calibration_map, dict) else None
+    raw_logit = ScoreCalibration.from_dict(calibration).raw_logit_threshold(report.threshold) if calibration else None
+    return {"medtune_operating_point": {
+        "rule": rule, "class_names": names, "positive_class": names[-1],
+        "threshold": _number(report.threshold), "raw_threshold": _number(report.raw_threshold),
+        "raw_logit_threshold": _number(raw_logit), "calibration": calibration,
+        "decision": "positive when sigmoid(slope * (logits[1] - logits[0]) + intercept) >= threshold, i.e. when "
+                    "logits[1] - logits[0] >= raw_logit_threshold (the model outputs uncalibrated logits)"}}
+
+
+def operating_point_tags(report: Any) -> dict[str, str]:
+    """The final run's tags for the best model's operating point (what ``model_metadata`` holds, flat)."""
+    tags = {"medtune.operating_point": str(report.threshold_rule)}
+    if hasattr(report, "per_class"):
+        if getattr(report, "class_priors", None) is not None:
+            tags["medtune.class_priors"] = json.dumps(report.class_priors)
+            tags["medtune.class_weighted"] = str(report.class_weighted).lower()
+        return tags
+    tags["medtune.threshold"] = repr(float(report.threshold))
+    tags["medtune.raw_threshold"] = repr(float(report.raw_threshold))
+    if report.calibration_map is not None:
+        tags["medtune.calibration"] = json.dumps(report.calibration_map, sort_keys=True)
+    return tags
+
+
 @dataclass
 class FinalRun:
     """The final run in MLflow, open from ``start`` until ``finish``."""
@@ -104,21 +161,24 @@ class FinalRun:
         return cls(client, tracking_uri, experiment_id, run.info.run_id)
 
     def log_report(self, reports: list[Any], config: dict[str, Any], out: Path) -> None:
-        """The test metrics, the best member's configuration as params, and ``out`` under ``report/``."""
-        from mlflow.entities import Metric, Param
+        """The test metrics, the best member's configuration as params, its operating point as tags,
+        and ``out`` under ``report/``."""
+        from mlflow.entities import Metric, Param, RunTag
 
         from medtune.search.tracking.trial_runs import trial_params
 
         now = int(time.time() * 1000)
         metrics = [Metric(key, value, now, 0) for key, value in report_metrics(reports).items()]
         params = [Param(k, v) for k, v in trial_params(config).items()]
-        self.client.log_batch(self.run_id, metrics=metrics, params=params)
+        tags = [RunTag(k, v) for k, v in operating_point_tags(reports[0]).items()]
+        self.client.log_batch(self.run_id, metrics=metrics, params=params, tags=tags)
         self.client.log_artifacts(self.run_id, str(out), artifact_path="report")
 
     def log_model(self, model: Any, config: dict[str, Any], test_split: Any, register: str | None,
-                  test_metrics: dict[str, float]) -> str | None:
-        """The model as an MLflow model (``final-<architecture>``); its URI, or None when it could
-        not be logged (the report is logged already; a model-format problem must not lose it)."""
+                  test_metrics: dict[str, float], metadata: dict[str, Any] | None = None) -> str | None:
+        """The model as an MLflow model (``final-<architecture>``) with ``metadata`` (``model_metadata``:
+        its operating point); its URI, or None when it could not be logged (the report is logged
+        already; a model-format problem must not lose it)."""
         from medtune.search.tracking.models import log_pt2_model
         from medtune.search.tracking.trial_runs import trial_params
         from medtune.trainables.config import TrialConfig
@@ -127,7 +187,8 @@ class FinalRun:
             cfg = TrialConfig.from_dict(config)
             return log_pt2_model(self.tracking_uri, self.experiment_id, self.run_id, model, cfg, test_split, register,
                                  name=f"final-{cfg.architecture}", params=trial_params(config),
-                                 metrics={f"test_{k}": v for k, v in test_metrics.items()}, alias=CHAMPION_ALIAS).uri
+                                 metrics={f"test_{k}": v for k, v in test_metrics.items()}, alias=CHAMPION_ALIAS,
+                                 metadata=metadata).uri
         except Exception as exc:
             log.warning("could not log the final model as an MLflow model: %s", exc)
             return None

@@ -18,18 +18,21 @@ class LoggedModel:
 
 def log_pt2_model(tracking_uri: str, experiment_id: str, run_id: str, model: Any, cfg: Any, split: Any,
                   register: str | None, *, name: str = "model", params: dict[str, Any] | None = None,
-                  metrics: dict[str, float] | None = None, alias: str | None = None) -> LoggedModel:
+                  metrics: dict[str, float] | None = None, alias: str | None = None,
+                  metadata: dict[str, Any] | None = None) -> LoggedModel:
     """A model as an MLflow PyTorch model in ``pt2`` form (torch.export: loads without pickled code),
     with an input example and signature from two preprocessed images of ``split``.
 
     ``params`` (the model's hyperparameters) and ``metrics`` (linked to the model through its
-    model id) are what MLflow's Models tab shows for it. Registered under ``register`` when given,
-    and the new version gets ``alias`` (MLflow's replacement for the deprecated stages)."""
+    model id) are what MLflow's Models tab shows for it; ``metadata`` (JSON-able) is written into the
+    model's MLmodel file, so it travels with the model (the final model's operating point).
+    Registered under ``register`` when given, and the new version gets ``alias`` (MLflow's
+    replacement for the deprecated stages)."""
     import mlflow
     import torch
     from mlflow.models import infer_signature
 
-    from medtune.trainables.train import make_batches
+    from medtune.trainables.factories import make_batches
 
     model = model.to("cpu").eval()
     images, _ = next(iter(make_batches(cfg, split, train=False, device=torch.device("cpu"))))
@@ -44,7 +47,7 @@ def log_pt2_model(tracking_uri: str, experiment_id: str, run_id: str, model: Any
                                                  params={k: str(v) for k, v in (params or {}).items()})
         info = mlflow.pytorch.log_model(model, name=name, serialization_format="pt2", input_example=example,
                                         signature=infer_signature(example, output), registered_model_name=register,
-                                        model_id=created.model_id)
+                                        model_id=created.model_id, metadata=metadata)
         if metrics:
             mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, model_id=info.model_id)
     version = getattr(info, "registered_model_version", None)

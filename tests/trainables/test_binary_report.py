@@ -219,18 +219,27 @@ def test_reports_built_the_old_way_still_render():
     assert "| accuracy at 0.5 | n/a |" in md and "| tied interval (logit width) | n/a |" in md
 
 
-def test_calibrated_rule_is_where_a_balanced_logistic_fit_crosses_one_half():
+def test_calibrated_is_the_old_name_of_balanced_whose_raw_threshold_is_where_a_balanced_fit_crosses_one_half():
+    from medtune.trainables.calibration import fit_platt
+
     rng = np.random.default_rng(5)
-    labels = np.repeat([0, 1], [60, 140])  # unbalanced: the balanced fit must not follow the prevalence
+    labels = np.repeat([0, 1], [60, 140])  # unbalanced: the balanced point must not follow the prevalence
     logits = np.where(labels == 1, 1.5, -1.5) + rng.normal(0, 1.0, 200)
     scores = 1 / (1 + np.exp(-logits))
-    choice = choose_threshold(scores, labels, "calibrated")
-    assert choice.rule == "calibrated"
-    assert 0.35 < choice.value < 0.65  # the two classes' centres are symmetric about logit 0
+    calibration = fit_platt(scores, labels)
+    calibrated = calibration.apply(scores)
+    choice = choose_threshold(calibrated, labels, "calibrated")
+    assert choice.rule == "balanced"  # the old name is accepted and recorded under the new one
+    assert choice == choose_threshold(calibrated, labels, "balanced")
+    assert choice.value == pytest.approx(140 / 200)  # the held-out positive share, on the calibrated scale
+    # Posterior odds = prior odds is where a class-balanced logistic fit crosses 0.5 (what the old
+    # rule computed): on the raw scale the two agree up to the fits' differences.
     from sklearn.linear_model import LogisticRegression
 
     fit = LogisticRegression(class_weight="balanced").fit(np.log(scores / (1 - scores)).reshape(-1, 1), labels)
-    assert fit.predict_proba([[logit(choice.value)]])[0, 1] == pytest.approx(0.5, abs=1e-6)
+    old = -fit.intercept_[0] / fit.coef_[0, 0]
+    assert logit(calibration.raw_threshold(choice.value)) == pytest.approx(old, abs=0.15)
+    assert 0.35 < calibration.raw_threshold(choice.value) < 0.65  # the classes' centres are symmetric about 0
 
 
 def test_report_gives_every_rules_threshold_and_test_metrics():
@@ -240,7 +249,17 @@ def test_report_gives_every_rules_threshold_and_test_metrics():
     test_labels = np.array([0, 0, 1, 1])
     report = build_report("m", val_scores, val_labels, test_scores, test_labels, ("neg", "pos"))
     by_rule = report.to_dict()["by_rule"]
-    assert set(by_rule) == {"youden-mid", "youden", "calibrated", "0.5"}
+    assert set(by_rule) == {"balanced-1se", "youden-mid", "youden", "balanced", "prior", "sensitivity:0.90",
+                            "specificity:0.90", "cost:FN/FP=5"}
+    for row in by_rule.values():
+        assert set(row) == {"threshold", "accuracy", "balanced_accuracy", "sensitivity", "specificity"}
+        assert row["balanced_accuracy"] == pytest.approx((row["sensitivity"] + row["specificity"]) / 2)
     assert by_rule["youden-mid"]["threshold"] == report.threshold
-    assert by_rule["0.5"]["accuracy"] == report.metrics_at_half["accuracy"] == 0.5
+    assert by_rule["prior"]["threshold"] == 0.5 and by_rule["prior"]["accuracy"] == report.metrics_at_half["accuracy"]
+    assert by_rule["balanced"]["threshold"] == 0.5  # half the held-out images are positive
+    assert by_rule["cost:FN/FP=5"]["threshold"] == pytest.approx(1 / 6)
     assert by_rule["youden"]["threshold"] == pytest.approx(0.9)
+    chosen = build_report("m", val_scores, val_labels, test_scores, test_labels, ("neg", "pos"),
+                          threshold_rule="sensitivity:0.75")
+    assert "sensitivity:0.75" in chosen.by_rule  # the chosen rule gets its row too
+    assert chosen.by_rule["sensitivity:0.75"]["threshold"] == chosen.threshold

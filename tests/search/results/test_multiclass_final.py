@@ -62,6 +62,10 @@ def test_the_report_is_multi_class_with_intervals_per_class_rates_and_a_k_by_k_m
     matrix = np.array(best["confusion_matrix"])
     assert matrix.shape == (CLASSES, CLASSES) and matrix.sum() == 90 and (matrix.sum(axis=1) == 30).all()
     assert set(best["per_class"]) == {"0", "1", "2"}
+    # auto: the balanced operating point (a class-weighted model's argmax); both points' numbers are shown
+    assert best["threshold_rule"] == "balanced" and set(best["by_rule"]) == {"balanced", "prior"}
+    assert best["class_weighted"] is True and best["class_priors"] == pytest.approx([1 / 3] * 3)
+    assert report["threshold_source"].endswith("rule auto: balanced")
     assert "calibration" not in report  # a reliability diagram of one class's probability would mislead here
     # no threshold to choose, so nothing is held out: every image of train (240) and val (90) trains
     assert report["train_images"] == 240 + 90 and report["calibration_images"] is None
@@ -92,6 +96,13 @@ def test_mlflow_gets_the_headline_and_per_class_metrics(final):
     assert metrics["test_balanced_accuracy"] == pytest.approx(outcome.metrics()["balanced_accuracy"][0])
     assert {"test_sensitivity_0", "test_specificity_2", "test_roc_auc_1"} <= set(metrics)
     assert "test_threshold" not in metrics
+    assert run.data.tags["medtune.operating_point"] == "balanced"
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    point = mlflow.models.get_model_info(outcome.model_uri).metadata["medtune_operating_point"]
+    assert point["rule"] == "balanced" and point["log_probability_offsets"] is None  # the plain argmax
+    assert point["class_priors"] == pytest.approx([1 / 3] * 3)
     assert (outcome.tracking_uri, outcome.experiment_id) == (uri, run.info.experiment_id)
     assert outcome.sweep_link is None  # no sweep: the space names no parent run
 

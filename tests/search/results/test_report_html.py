@@ -52,37 +52,35 @@ def _scores(rng: np.random.Generator, labels: np.ndarray, separation: float) -> 
 
 def build_report_folder(out: Path, title: str = "Final test report: synthetic", *, members: int = 2,
                         config_value: str = "adamw", gradcam: bool = True) -> dict[str, Any]:
-    """report.json, report.md, the plots and calibration.png as ``medtune final`` writes them,
-    from real ``TestReport`` objects over synthetic scores (200 validation, 300 test images)."""
+    """report.json, report.md, the plots and calibration.png as ``medtune final`` writes them: real
+    members' scores (synthetic: 200 held-out, 300 test images) calibrated and reported by the final
+    run's own steps, at its default operating point."""
     from medtune.search.results.final_artifacts import write_artifacts
-    from medtune.trainables.binary_report import build_report
+    from medtune.search.results.final_calibration import calibrate_members
+    from medtune.search.results.final_reports import build_reports
+    from medtune.search.results.final_training import FinalMember
 
     rng = np.random.default_rng(7)
     val_labels = (rng.random(200) < 0.4).astype(np.int64)
     test_labels = (rng.random(300) < 0.6).astype(np.int64)
-    fake_members = [SimpleNamespace(config={"architecture": "simple_cnn", "lr": 10.0 ** -(3 + i), "batch_size": 32,
-                                            "optimizer": config_value, "dropout": None, "pretrained": "imagenet"},
-                                    val_scores=_scores(rng, val_labels, 2.5 + i), val_labels=val_labels,
-                                    test_scores=_scores(rng, test_labels, 2.0 + i))
-                    for i in range(members)]
+    raw_members = [FinalMember(config={"architecture": "simple_cnn", "lr": 10.0 ** -(3 + i), "batch_size": 32,
+                                       "optimizer": config_value, "dropout": None, "pretrained": "imagenet"},
+                               model=None, val_scores=_scores(rng, val_labels, 2.5 + i), val_labels=val_labels,
+                               test_scores=_scores(rng, test_labels, 2.0 + i))
+                   for i in range(members)]
+    fake_members = calibrate_members(raw_members)
     class_names = ("normal", "pneumonia")
-    reports = [build_report("best model", fake_members[0].val_scores, val_labels, fake_members[0].test_scores,
-                            test_labels, class_names, threshold_rule="youden-mid")]
-    if members > 1:
-        reports.append(build_report(f"ensemble of {members}", np.mean([m.val_scores for m in fake_members], axis=0),
-                                    val_labels, np.mean([m.test_scores for m in fake_members], axis=0), test_labels,
-                                    class_names, threshold_rule="youden-mid"))
     spec = SimpleNamespace(name=title, provenance={"sweep": "synthetic-sweep", "trial_id": "t0001"},
                            search=SimpleNamespace(scheduler=SimpleNamespace(unit="epochs"), cv=None))
     data = SimpleNamespace(train=SimpleNamespace(labels=np.zeros(1000, dtype=np.int64)),
                            test=SimpleNamespace(labels=test_labels), class_names=class_names)
+    reports, source = build_reports(fake_members, data, "auto", "held-out 0.5 of val (200 images)")
     out.mkdir(parents=True, exist_ok=True)
-    write_artifacts(out, spec, fake_members, reports, data, n_epochs=3, train_seconds=12.5,
-                     threshold_source="held-out 0.5 of val (200 images)")
+    write_artifacts(out, spec, fake_members, reports, data, n_epochs=3, train_seconds=12.5, threshold_source=source)
     if gradcam:
         _fake_gradcam(out / "gradcam.png")
     return {"summary": json.loads((out / "report.json").read_text()), "members": fake_members,
-            "test_labels": test_labels}
+            "test_labels": test_labels, "reports": reports}
 
 
 def _fake_gradcam(path: Path) -> None:
@@ -117,17 +115,27 @@ def assert_png(path: Path, width: int) -> None:
 # --- tests -----------------------------------------------------------------------------------------
 
 
-def test_report_json_holds_the_calibration_of_the_best_models_test_scores(tmp_path):
+def test_report_json_holds_the_calibration_of_the_best_models_test_scores_before_and_after(tmp_path):
     built = build_report_folder(tmp_path / "final")
     calibration = built["summary"]["calibration"]
-    scores, labels = built["members"][0].test_scores, built["test_labels"]
-    assert calibration["brier"] == pytest.approx(float(np.mean((scores - labels) ** 2)), abs=1e-12)
-    assert sum(b["count"] for b in calibration["bins"]) == len(labels) == calibration["n"]
-    for b in calibration["bins"]:
-        inside = (scores >= b["low"]) & ((scores < b["high"]) | (b["high"] == 1.0))
-        assert b["count"] == int(inside.sum())
-        if b["count"]:
-            assert b["fraction_positive"] == pytest.approx(float(labels[inside].mean()))
+    best, labels = built["members"][0], built["test_labels"]
+    assert calibration["map"] == best.calibration.to_dict() and calibration["map"]["method"] == "platt"
+    for side, scores in (("before", best.raw_test_scores), ("after", best.test_scores)):
+        numbers = calibration[side]
+        assert numbers["brier"] == pytest.approx(float(np.mean((scores - labels) ** 2)), abs=1e-12), side
+        assert sum(b["count"] for b in numbers["bins"]) == len(labels) == calibration["n"]
+        gaps = 0.0
+        for b in numbers["bins"]:
+            inside = (scores >= b["low"]) & ((scores < b["high"]) | (b["high"] == 1.0))
+            assert b["count"] == int(inside.sum())
+            if b["count"]:
+                assert b["fraction_positive"] == pytest.approx(float(labels[inside].mean()))
+                gaps += b["count"] * abs(b["mean_score"] - b["fraction_positive"])
+        assert numbers["ece"] == pytest.approx(gaps / len(labels)), side
+    assert (calibration["brier"], calibration["ece"]) == (calibration["after"]["brier"], calibration["after"]["ece"])
+    report = built["summary"]["reports"][0]
+    assert report["ece"] == {"before": calibration["before"]["ece"], "after": calibration["after"]["ece"]}
+    assert report["brier"]["after"] == pytest.approx(calibration["after"]["brier"])
     assert (tmp_path / "final" / "calibration.png").read_bytes()[:8] == PNG_SIGNATURE
 
 

@@ -312,6 +312,8 @@ def test_final_reports_on_test_with_intervals_and_logs_a_linked_run(sweep, final
 
 
 def test_final_model_loads_as_an_mlflow_model_and_predicts(sweep, final_run):
+    import json
+
     import mlflow
     import numpy as np
 
@@ -325,6 +327,11 @@ def test_final_model_loads_as_an_mlflow_model_and_predicts(sweep, final_run):
 
     out = model(torch.from_numpy(batch))
     assert tuple(out.shape) == (2, 2)
+    # the operating point travels with the model: the raw logit difference decides as the report did
+    point = info.metadata["medtune_operating_point"]
+    report = json.loads((final_run / "report.json").read_text())["reports"][0]
+    assert point["rule"] == report["threshold_rule"] and point["threshold"] == report["threshold"]
+    assert point["calibration"] == report["calibration_map"] and point["raw_threshold"] == report["raw_threshold"]
 
 
 def test_report_numbers_agree_with_the_saved_predictions(final_run):

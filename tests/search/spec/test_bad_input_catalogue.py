@@ -190,6 +190,10 @@ def _final_bad_threshold(tmp: Path) -> list[str]:
     return ["final", DEMO, "--set", "space={}", "--set", "mlflow.enabled=false", "--threshold", "median"]
 
 
+def _final_bad_operating_point(tmp: Path) -> list[str]:
+    return ["final", DEMO, "--set", "space={}", "--set", "mlflow.enabled=false", "--operating-point", "sensitivity:2"]
+
+
 def _final_out_is_a_file(tmp: Path) -> list[str]:
     (tmp / "out").write_text("x")
     return ["final", DEMO, "--set", "space={}", "--set", "mlflow.enabled=false", "--out", str(tmp / "out")]
@@ -249,7 +253,8 @@ OTHER_CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("cli: final with a space", _final_with_a_space, "space"),
     ("cli: final --ensemble without top configs", _final_ensemble_without_top, "provenance.top_configs"),
     ("cli: final --epochs best without best epoch", _final_best_without_epoch, "provenance.best_epoch"),
-    ("cli: final --threshold median", _final_bad_threshold, "--threshold"),
+    ("cli: final --threshold median", _final_bad_threshold, "--operating-point"),  # --threshold: its old name
+    ("cli: final --operating-point sensitivity:2", _final_bad_operating_point, "--operating-point"),
     ("cli: final --out is a file", _final_out_is_a_file, "--out"),
     ("file: missing", _missing_file, "<file>"),
     ("file: not UTF-8", _not_utf8, "<file>"),
