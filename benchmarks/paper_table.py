@@ -1,6 +1,6 @@
 """The seed paper side by side: its Table 5 setting vs a timed search.
 
-Both sides end the same way, with ``medtune final`` (``medtune.search.results.final.run_final``): the configuration
+Both sides end the same way, with ``medtune final`` (``medtune.search.run.final.run_final``): the configuration
 is trained on train + half of val, the other half of val picks the decision threshold, and the
 PneumoniaMNIST test split is scored once (accuracy and ROC AUC with 95% bootstrap intervals).
 
@@ -37,7 +37,7 @@ ANCHORS = {
 
 
 def _final(spec: Any, out: Path) -> dict[str, Any]:
-    from medtune.search.results.final import run_final
+    from medtune.search.run.final import run_final
 
     started = time.perf_counter()
     outcome = run_final(spec, out_dir=out, gradcam_samples=0)

@@ -11,10 +11,13 @@
 Importing this package is cheap: torch, Ray and MLflow load when a function is called.
 """
 
-from medtune.search.tracking.run_tags import medtune_version as _medtune_version
+from importlib.metadata import PackageNotFoundError, version
 
 from medtune.api import BestConfig, FinalOutcome, SweepOutcome, Validation, best, final, resume, sweep, validate
 
-__version__ = _medtune_version()
+try:
+    __version__ = version("medtune")  # the installed distribution's (pip show medtune)
+except PackageNotFoundError:  # a bare checkout, never installed
+    __version__ = "unknown"
 __all__ = ["sweep", "resume", "best", "final", "validate", "SweepOutcome", "BestConfig", "FinalOutcome", "Validation",
            "__version__"]

@@ -2,6 +2,6 @@
 
 import sys
 
-from medtune.search.cli import main
+from medtune.cli import main
 
 sys.exit(main())

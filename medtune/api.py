@@ -84,7 +84,7 @@ def final(space: "Space | BestConfig", overrides: Overrides = (), *, epochs: str
     result holds the reports (``.metrics()``, ``.report()``: report.json), the output folder with
     report.html, and the MLflow run and model.
     """
-    from medtune.search.results.final import run_final
+    from medtune.search.run.final import run_final
 
     if isinstance(space, BestConfig):
         space = space.document

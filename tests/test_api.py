@@ -74,7 +74,7 @@ def test_validate_returns_the_resolved_spec_and_the_warnings(pneumoniamnist_path
 
 
 def test_the_cli_prints_what_the_api_returns(pneumoniamnist_path, capsys):
-    from medtune.search.cli import main
+    from medtune.cli import main
 
     overrides = ["data.source=" + str(pneumoniamnist_path), "data.train_subset=300", "data.val_subset=40"]
     assert main(["validate", str(DEMO), *[a for o in overrides for a in ("--set", o)]]) == 0
@@ -87,7 +87,7 @@ def test_the_cli_prints_what_the_api_returns(pneumoniamnist_path, capsys):
 def test_the_cli_and_validate_paths_load_no_ray_torch_or_mlflow_at_import():
     """``medtune --help`` and ``medtune validate`` answer in a fraction of a second: the modules on
     their path leave Ray, torch and MLflow to the commands that need them."""
-    code = ("import sys, medtune.search.cli, medtune.search.run.preflight, medtune.search.results.final_outcome; "
+    code = ("import sys, medtune.cli, medtune.search.run.preflight, medtune.search.results.final_outcome; "
             "print([m for m in ('torch', 'ray', 'mlflow', 'optuna') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), check=True)
     assert out.stdout.strip() == "[]", out.stdout

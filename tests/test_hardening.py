@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medtune.search.cli import EXIT_BAD_INPUT, main
+from medtune.cli import EXIT_BAD_INPUT, main
 from medtune.search.spec.loader import load_spec
 from medtune.search.spec.sweep_spec import SpecError
 
@@ -205,7 +205,7 @@ def test_mlflow_environment_variables_come_after_the_space_file_and_before_the_d
     assert spec.mlflow.tracking_uri == "http://127.0.0.1:5999" and spec.experiment_name == "from-env"
     spec = validate_spec({**raw, "mlflow": {"tracking_uri": "sqlite:///x.db", "experiment": "mine"}}, "s.yaml")
     assert spec.mlflow.tracking_uri == "sqlite:///x.db" and spec.experiment_name == "mine"
-    from medtune.search.cli import build_parser
+    from medtune.cli import build_parser
 
     assert build_parser().parse_args(["best", "e"]).tracking_uri == "http://127.0.0.1:5999"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")

@@ -121,7 +121,7 @@ def test_every_third_party_import_is_a_declared_dependency():
 def test_installed_names_are_under_medtune(tmp_path):
     """``search`` and ``trainables`` are folders here but are installed as ``medtune.search`` and
     ``medtune.trainables``, so they cannot collide with another installed package of that name."""
-    probe = ("import importlib.util as u; import medtune.search.cli, medtune.trainables.train; "
+    probe = ("import importlib.util as u; import medtune.cli, medtune.trainables.train; "
              "print(u.find_spec('search'), u.find_spec('trainables'))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -143,18 +143,114 @@ def test_every_package_folder_is_installed_and_shipped_in_the_image():
         assert f" {folder.name} ./{folder.name}" in dockerfile, folder.name
 
 
-#: What each sub-package of search/ may import of the others (their docstrings say why).
-MAY_IMPORT = {"spec": set(), "tracking": {"spec"}, "run": {"spec", "tracking", "results"},
-              "results": {"spec", "tracking", "run"}}
+#: What each sub-package of search/ may import of the others: one order, spec <- tracking <- results
+#: <- run (docs/architecture.md says why), so no two of them import each other.
+MAY_IMPORT = {"spec": set(), "tracking": {"spec"}, "results": {"spec", "tracking"}, "run": {"spec", "tracking", "results"}}
+#: The installed packages and the folders they come from.
+PACKAGE_ROOTS = {"medtune": REPO / "medtune", "medtune.search": REPO / "search", "medtune.trainables": REPO / "trainables"}
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the three packages by its installed name (a package by its ``__init__``)."""
+    modules = {}
+    for root, folder in PACKAGE_ROOTS.items():
+        for path in folder.rglob("*.py"):
+            parts = [root, *path.relative_to(folder).with_suffix("").parts]
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """ids of the import nodes inside ``if TYPE_CHECKING:`` blocks (never run)."""
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING":
+            skipped |= {id(n) for child in node.body for n in ast.walk(child)}
+    return skipped
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports when its code runs: at the top or inside a function
+    (an import moved into a function still makes a cycle), not under ``TYPE_CHECKING``.
+    ``from package import name`` counts as an import of ``package.name`` when that is a module."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text())
+        skipped = _type_checking_only(tree)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join([*package.split(".")[: len(package.split(".")) - node.level + 1], *filter(None, [base])])
+                names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            else:
+                continue
+            for name in names:
+                while name and name not in modules:
+                    name = name.rpartition(".")[0]
+                if name and name != module and not module.startswith(name + "."):  # a package's own init
+                    targets.add(name)
+        graph[module] = targets
+    return graph
+
+
+def test_no_module_imports_itself_through_others():
+    """No import cycle between modules, counting the imports inside functions that used to hide them."""
+    graph = import_graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    assert not cycles, f"import cycles: {cycles}"
 
 
 def test_search_sub_packages_import_only_what_their_docstrings_allow():
-    for package, allowed in MAY_IMPORT.items():
-        for path in (REPO / "search" / package).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                    [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
-                for name in names:
-                    parts = name.split(".")
-                    if parts[:2] == ["medtune", "search"] and len(parts) > 2 and parts[2] in MAY_IMPORT:
-                        assert parts[2] in allowed | {package}, f"{path.relative_to(REPO)} imports {name}"
+    graph = import_graph()
+    for module, targets in graph.items():
+        parts = module.split(".")
+        if parts[:2] != ["medtune", "search"] or len(parts) < 3 or parts[2] not in MAY_IMPORT:
+            continue
+        for target in targets:
+            other = target.split(".")
+            if other[:2] == ["medtune", "search"] and len(other) > 2 and other[2] in MAY_IMPORT:
+                assert other[2] in MAY_IMPORT[parts[2]] | {parts[2]}, f"{module} imports {target}"
+
+
+def test_the_packages_import_in_one_direction():
+    """trainables never imports search or the API; search never imports the API (``medtune``)."""
+    for module, targets in import_graph().items():
+        for target in targets:
+            if module.startswith("medtune.trainables"):
+                assert target.startswith("medtune.trainables"), f"{module} imports {target}"
+            if module.startswith("medtune.search") and not module.endswith("__main__"):
+                assert target.startswith(("medtune.search", "medtune.trainables")), f"{module} imports {target}"

@@ -11,6 +11,7 @@ is measured by (what ASHA's ``time_attr`` reads from every report).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from medtune.trainables.objective import EPOCH
@@ -67,3 +68,29 @@ def stopped_early(last_result: Mapping[str, Any] | None, planned_epochs: int | N
     epoch = int(last_result.get(EPOCH, 0) or 0)
     planned = last_result.get("epochs_total", planned_epochs)
     return planned is not None and epoch < int(planned)
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How a trial ended, decided once when it ends: ``completed``, ``stopped_early`` (by ASHA or
+    the time budget, before its planned epochs) or ``failed`` (with ``error``)."""
+
+    kind: str
+    last_epoch: int
+    error: str = ""
+
+    @classmethod
+    def of(cls, last_result: Mapping[str, Any] | None, planned_epochs: int | None,
+           error: str | None = None) -> "TrialOutcome":
+        """The outcome of a trial whose last result is ``last_result``; ``error`` when it failed."""
+        last_epoch = int((last_result or {}).get(EPOCH, 0))
+        if error is not None:
+            return cls("failed", last_epoch, error)
+        if stopped_early(last_result, planned_epochs):
+            return cls("stopped_early", last_epoch)
+        return cls("completed", last_epoch)
+
+    @property
+    def label(self) -> str:
+        """What the runs table adds to the run's name: ``done``, ``stopped@3`` or ``failed``."""
+        return {"failed": "failed", "stopped_early": f"stopped@{self.last_epoch}"}.get(self.kind, "done")

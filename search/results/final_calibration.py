@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from medtune.search.results.final_training import FinalMember, FinalTraining
+from medtune.search.results.final_members import FinalMember, FinalTraining
 
 log = logging.getLogger(__name__)
 

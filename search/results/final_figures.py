@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from medtune.search.results.final_training import FinalMember
+from medtune.search.results.final_members import FinalMember
 
 
 def _pyplot() -> Any:

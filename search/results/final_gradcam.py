@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from medtune.search.results.final_training import FinalMember
+from medtune.search.results.final_members import FinalMember
 
 #: At most this many panels in the multi-class figure.
 MAX_PANELS = 16

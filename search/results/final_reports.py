@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from medtune.search.results.final_training import FinalMember
+from medtune.search.results.final_members import FinalMember
 from medtune.search.spec.sweep_spec import SpecError
 
 #: ``threshold_source`` of a multi-class report, which has no threshold.

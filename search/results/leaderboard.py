@@ -19,7 +19,7 @@ from typing import Any
 
 from medtune.search.credentials import redact_document
 from medtune.search.spec.sweep_spec import SweepSpec, epoch_plan
-from medtune.search.tracking.trial_runs import TrialOutcome
+from medtune.trainables.budget import TrialOutcome
 from medtune.trainables.objective import EPOCH, SHOWN_METRICS, Objective
 
 #: The metrics ``format_leaderboard`` prints (the CSV has every one of ``SHOWN_METRICS``).

@@ -1,6 +1,8 @@
-"""Running a sweep: pre-flight checks, Ray, the Tuner, the Optuna searcher and ASHA.
+"""Running a sweep and a final training: pre-flight checks, Ray, the Tuner, the Optuna searcher and ASHA.
 
 - ``sweep``: ``run_sweep`` and ``resume_sweep``, the orchestration read as a list of steps;
+- ``final`` and ``final_training``: ``medtune final``, one more training of the best configuration
+  (the same training function the trials run) and one test evaluation, as a list of steps;
 - ``preflight``: every check of the input that can fail, before a trial starts;
 - ``storage`` and ``record``: the run folder (local or a URI, through pyarrow) and its ``medtune_sweep.json``;
 - ``outcome``: ``SweepOutcome``, what a sweep returns (light: ``import medtune`` loads it);

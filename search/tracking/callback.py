@@ -31,7 +31,8 @@ from medtune.search.tracking._best import BestEpochs
 from medtune.search.tracking._child_runs import ChildRuns
 from medtune.search.tracking._queue import RetryingQueue
 from medtune.search.tracking.run_tags import run_tags
-from medtune.search.tracking.trial_runs import (TrialOutcome, best_metrics, closing_tags, metric_batch, study_number,
+from medtune.search.tracking.trial_runs import (TrialOutcome, best_metrics, closing_tags, metric_batch, run_status,
+                                                study_number,
                                                 trial_error_message, trial_params, trial_run_name)
 from medtune.trainables.objective import EPOCH, Objective
 
@@ -145,4 +146,4 @@ class MlflowTrialCallback(tune.Callback):
         tags = closing_tags(outcome, name, self.metric, best, self._best.checkpoint_epoch(trial_id))
         self._queue.put(f"checkpoint, outcome and end of trial {trial_id}", partial(
             self._runs.close, trial_id, self._best.pop_checkpoint(trial_id), tags, best_metrics(self.metric, best),
-            outcome.status))
+            run_status(outcome)))

@@ -13,17 +13,11 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from medtune.search.tracking.ui_links import artifact_link, run_link, sweep_runs_route  # noqa: F401  (links' old home)
+
 NOTE_TAG = "mlflow.note.content"
 FINALS_HEADING = "### Final runs"
 NO_FINAL_YET = "None yet: `medtune final best_config.yaml` retrains the best configuration and adds itself here."
-
-
-def run_link(experiment_id: str, run_id: str) -> str:
-    return f"#/experiments/{experiment_id}/runs/{run_id}"
-
-
-def artifact_link(experiment_id: str, run_id: str, path: str) -> str:
-    return f"{run_link(experiment_id, run_id)}/artifacts/{path}"
 
 
 def _best_child(client: Any, experiment_id: str, parent_run_id: str, trial_id: str) -> Any:
@@ -46,8 +40,6 @@ def sweep_note(client: Any, experiment_id: str, parent_run_id: str, run_name: st
     def item(label: str, path: str, extra: str = "") -> None:
         if path in present:
             lines.append(f"- {label}: [{path}]({artifact_link(experiment_id, parent_run_id, path)}){extra}")
-
-    from medtune.search.tracking.ui_links import sweep_runs_route  # it builds on this module's links
 
     # First: every trial in the runs table, best first (this sweep's only; a URL MLflow's UI reads).
     lines.append(f"- All {len(entries)} trials, best first: [the runs table, by `best_{metric}`]"

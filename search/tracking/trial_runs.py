@@ -10,11 +10,10 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from medtune.trainables.budget import stopped_early
+from medtune.trainables.budget import TrialOutcome
 from medtune.trainables.objective import EPOCH, LOGGED_METRICS
 
 #: Trial-config keys that describe the machine rather than the model; not logged as params.
@@ -74,50 +73,26 @@ def trial_error_message(trial: Any) -> str:
     return (text or "trial failed (see the Ray trial log)")[:500]
 
 
-@dataclass(frozen=True)
-class TrialOutcome:
-    """How a trial ended, decided once when it ends: ``completed``, ``stopped_early`` (by ASHA or
-    the time budget, before its planned epochs) or ``failed`` (with ``error``)."""
+def run_status(outcome: TrialOutcome) -> str:
+    """The MLflow run status a trial's run ends with."""
+    return "FAILED" if outcome.kind == "failed" else "FINISHED"
 
-    kind: str
-    last_epoch: int
-    error: str = ""
 
-    @classmethod
-    def of(cls, last_result: Mapping[str, Any] | None, planned_epochs: int | None,
-           error: str | None = None) -> "TrialOutcome":
-        """The outcome of a trial whose last result is ``last_result``; ``error`` when it failed."""
-        last_epoch = int((last_result or {}).get(EPOCH, 0))
-        if error is not None:
-            return cls("failed", last_epoch, error)
-        if stopped_early(last_result, planned_epochs):
-            return cls("stopped_early", last_epoch)
-        return cls("completed", last_epoch)
-
-    @property
-    def status(self) -> str:
-        """The MLflow run status it ends with."""
-        return "FAILED" if self.kind == "failed" else "FINISHED"
-
-    @property
-    def label(self) -> str:
-        """What the runs table adds to the run's name: ``done``, ``stopped@3`` or ``failed``."""
-        return {"failed": "failed", "stopped_early": f"stopped@{self.last_epoch}"}.get(self.kind, "done")
-
-    def tags(self) -> dict[str, str]:
-        tags = {"medtune.last_epoch": str(self.last_epoch), "medtune.outcome": self.kind}
-        if self.kind == "failed":
-            tags["medtune.error"] = self.error
-        elif self.kind == "stopped_early":
-            tags["medtune.stopped_at_epoch"] = str(self.last_epoch)
-        return tags
+def outcome_tags(outcome: TrialOutcome) -> dict[str, str]:
+    """``medtune.outcome`` and what goes with it: the last epoch, the error, where it stopped."""
+    tags = {"medtune.last_epoch": str(outcome.last_epoch), "medtune.outcome": outcome.kind}
+    if outcome.kind == "failed":
+        tags["medtune.error"] = outcome.error
+    elif outcome.kind == "stopped_early":
+        tags["medtune.stopped_at_epoch"] = str(outcome.last_epoch)
+    return tags
 
 
 def closing_tags(outcome: TrialOutcome, run_name: str, metric: str, best: tuple[float, int] | None,
                  checkpoint_epoch: int | None) -> dict[str, str]:
     """The tags a child run ends with: its outcome, its best epoch and value (what the leaderboard
     ranks by and ``medtune best`` reads), its name with the outcome, and the logged checkpoint's epoch."""
-    tags = outcome.tags()
+    tags = outcome_tags(outcome)
     if best is not None:
         value, epoch = best
         tags["medtune.best_epoch"] = str(epoch)

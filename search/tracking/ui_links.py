@@ -33,7 +33,7 @@ keeps as an experiment tag; ``shared_view_tag`` builds such a tag for a caller t
 By default the table shows run name, creation time, dataset, duration, source and models: the
 names (``03 mobilenetv2_100 fd1 done``) say which trial is which, and the order says which is best.
 
-Links to a run or an artifact (``search/tracking/run_notes.py``) stay bare hash routes. MLflow shows a run
+Links to a run or an artifact (``run_link``, ``artifact_link``) stay bare hash routes. MLflow shows a run
 page in its GenAI layout (even when reached from the model-training runs table) unless it is
 given ``?workflowType=machine_learning`` too, but after an artifact path that query is read as
 part of the path and the artifact view fails ("Something went wrong").
@@ -53,7 +53,15 @@ from typing import Iterable
 from urllib.parse import quote, urlencode, urlsplit
 
 from medtune.search.credentials import has_userinfo, redact_uri
-from medtune.search.tracking.run_notes import artifact_link, run_link
+
+
+def run_link(experiment_id: str, run_id: str) -> str:
+    return f"#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def artifact_link(experiment_id: str, run_id: str, path: str) -> str:
+    return f"{run_link(experiment_id, run_id)}/artifacts/{path}"
+
 
 #: Where ``mlflow ui`` (and ``mlflow server``) listen when given no ``--host``/``--port``.
 DEFAULT_UI_URL = "http://127.0.0.1:5000"

@@ -119,7 +119,7 @@ def test_gradcam_points_at_the_blob(blob_run):
 @pytest.mark.slow
 def test_final_figure_renders_the_blob_run(blob_run, tmp_path: Path):
     from medtune.search.results.final_gradcam import gradcam_figure
-    from medtune.search.results.final_training import FinalMember
+    from medtune.search.results.final_members import FinalMember
 
     outcome, data = blob_run
     batches = make_batches(TrialConfig.from_dict(BLOB_CONFIG), data.test, train=False, device=torch.device("cpu"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from helpers import REPO, subprocess_env
-from medtune.search.cli import main
+from medtune.cli import main
 from medtune.trainables.progress import PROGRESS_ENV, EpochProgress, progress
 from medtune.trainables.reporters import LocalReporter
 
@@ -62,7 +62,7 @@ def test_quick_work_shows_no_bar(monkeypatch):
 def test_version_flag():
     from importlib.metadata import version
 
-    out = subprocess.run([sys.executable, "-m", "medtune.search.cli", "--version"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "medtune.cli", "--version"], capture_output=True, text=True,
                          env=subprocess_env(), check=True)
     assert out.stdout.strip() == f"medtune {version('medtune')}"
 

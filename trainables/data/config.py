@@ -125,15 +125,21 @@ class DataConfig:
 
     @classmethod
     def from_trial_values(cls, values: Mapping[str, Any]) -> DataConfig:
-        """The data of a trial config given as a dict (other keys ignored), checked as
-        ``TrialConfig.from_dict`` checks it (``ValueError`` naming the key)."""
-        from medtune.trainables.config import TrialConfig
-
-        return cls.from_trial(TrialConfig.from_dict({k: v for k, v in values.items() if k in DATA_TRIAL_KEYS}))
+        """The data of a trial config given as a dict (other keys ignored), checked by the same
+        table a ``TrialConfig`` is (``DataError``, a ``ValueError``, naming the setting)."""
+        settings = {s.name: _stored(s, values[s.trial_key]) for s in DATA_SETTINGS if s.trial_key in values}
+        return cls(**settings, **{key: values.get(key) for key in LOCATION_KEYS})
 
     def trial_values(self) -> dict[str, Any]:
         """The data settings as trial-config keys (the locations are the machine's, not included)."""
         return {s.trial_key: getattr(self, s.name) for s in DATA_SETTINGS}
+
+
+def _stored(setting: DataSetting, value: Any) -> Any:
+    """An integer given for a float setting is kept as the float a trial config holds."""
+    if setting.type is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def _user_cache_root() -> Path:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .colour import LUMA_WEIGHTS
+
 DICOM_EXTS = frozenset({".dcm", ".dicom"})
 
 
@@ -58,8 +60,6 @@ def read_dicom_gray(path: str | Path) -> np.ndarray:
     if frames > 1:
         pixels = pixels[frames // 2]
     if int(getattr(ds, "SamplesPerPixel", 1)) == 3:
-        from .imaging import LUMA_WEIGHTS
-
         if str(getattr(ds, "PhotometricInterpretation", "RGB")).startswith("YBR"):
             from pydicom.pixels import convert_color_space
 

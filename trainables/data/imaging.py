@@ -24,8 +24,6 @@ from .dicom import is_dicom, read_dicom_gray
 
 RESAMPLE = Image.Resampling.BILINEAR
 REDUCING_GAP = 3.0
-# ITU-R 601-2 luma, the weights Pillow's convert("L") and JPEG's Y channel use.
-LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 _HIGH_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
@@ -68,15 +66,6 @@ def decode_file(path: str, size: int) -> tuple[np.ndarray, tuple[int, int]]:
             img.draft("L", (2 * size, 2 * size))
         img.load()
         return square_resize(img, size), native
-
-
-def rgb_to_gray(images: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> (N, H, W) uint8 by luma weights; chunked to bound float memory."""
-    out = np.empty(images.shape[:3], dtype=np.uint8)
-    for start in range(0, len(images), chunk):
-        block = images[start : start + chunk].astype(np.float32) @ LUMA_WEIGHTS
-        out[start : start + chunk] = np.clip(np.rint(block), 0, 255).astype(np.uint8)
-    return out
 
 
 def resize_stack(images: np.ndarray, size: int) -> np.ndarray:

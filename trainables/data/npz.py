@@ -11,7 +11,8 @@ import numpy as np
 
 from .cache import Decoded
 from .errors import DataError
-from .imaging import resize_stack, rgb_to_gray
+from .colour import rgb_to_gray
+from .imaging import resize_stack
 from .medmnist import class_names_for_file
 
 log = logging.getLogger(__name__)

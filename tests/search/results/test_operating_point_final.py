@@ -22,7 +22,7 @@ import medtune
 from medtune.search.results.final_artifacts import write_artifacts
 from medtune.search.results.final_calibration import calibrate_members
 from medtune.search.results.final_reports import build_reports, check_threshold_applies
-from medtune.search.results.final_training import FinalMember
+from medtune.search.results.final_members import FinalMember
 from medtune.search.spec.sweep_spec import SpecError
 
 DEMO = Path(__file__).resolve().parents[3] / "spaces" / "demo.yaml"
@@ -91,9 +91,9 @@ def test_the_ensemble_averages_calibrated_probabilities_and_has_no_single_raw_th
 
 def test_by_rule_has_a_row_for_every_reported_rule(collapsed):
     by_rule = collapsed.reports[0].by_rule
-    assert list(by_rule) == ["youden-mid", "youden", "balanced", "prior", "sensitivity:0.90", "specificity:0.90",
-                             "cost:FN/FP=5"]
-    assert by_rule["balanced"]["threshold"] == collapsed.reports[0].threshold
+    assert list(by_rule) == ["balanced-1se", "youden-mid", "youden", "balanced", "prior", "sensitivity:0.90",
+                             "specificity:0.90", "cost:FN/FP=5"]
+    assert by_rule[collapsed.reports[0].threshold_rule]["threshold"] == collapsed.reports[0].threshold
     assert by_rule["prior"]["threshold"] == 0.5 and by_rule["cost:FN/FP=5"]["threshold"] == pytest.approx(1 / 6)
     val = collapsed.members[0]
     sens = ((val.val_scores >= by_rule["sensitivity:0.90"]["threshold"]) & (val.val_labels == 1)).sum()
@@ -189,7 +189,7 @@ def test_more_than_two_classes_read_the_argmax_at_an_operating_point():
 
 
 def test_the_cli_takes_operating_point_and_its_old_name_threshold():
-    from medtune.search.cli import build_parser
+    from medtune.cli import build_parser
 
     parser = build_parser()
     assert parser.parse_args(["final", "b.yaml"]).operating_point == "auto"
@@ -204,7 +204,7 @@ def test_the_cli_takes_operating_point_and_its_old_name_threshold():
 
 @pytest.mark.parametrize("option", ["--operating-point", "--threshold"])
 def test_a_bad_rule_exits_2_naming_the_option_and_the_accepted_forms(option, capsys):
-    from medtune.search.cli import EXIT_BAD_INPUT, main
+    from medtune.cli import EXIT_BAD_INPUT, main
 
     code = main(["final", str(DEMO), "--set", "space={}", "--set", "mlflow.enabled=false", option, "cost:5"])
     err = capsys.readouterr().err

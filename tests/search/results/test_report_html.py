@@ -58,7 +58,7 @@ def build_report_folder(out: Path, title: str = "Final test report: synthetic", 
     from medtune.search.results.final_artifacts import write_artifacts
     from medtune.search.results.final_calibration import calibrate_members
     from medtune.search.results.final_reports import build_reports
-    from medtune.search.results.final_training import FinalMember
+    from medtune.search.results.final_members import FinalMember
 
     rng = np.random.default_rng(7)
     val_labels = (rng.random(200) < 0.4).astype(np.int64)

@@ -178,7 +178,7 @@ def test_gpu_request_on_a_cluster_without_gpus_is_refused(sweep):
 # ------------------------------------------------------------------ best (from MLflow) and final
 @pytest.fixture(scope="module")
 def best_file(sweep, tmp_path_factory):
-    from medtune.search.cli import main
+    from medtune.cli import main
 
     spec, outcome, root = sweep
     path = tmp_path_factory.mktemp("best") / "best.yaml"
@@ -201,7 +201,7 @@ def test_best_from_mlflow_agrees_with_the_sweeps_own_leaderboard(sweep, best_fil
 
 
 def test_best_can_rank_by_another_metric(sweep, tmp_path):
-    from medtune.search.cli import main
+    from medtune.cli import main
 
     spec, outcome, _ = sweep
     best_acc = max(

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from medtune.search.cli import EXIT_BAD_INPUT, main
+from medtune.cli import EXIT_BAD_INPUT, main
 
 DEMO = str(Path(__file__).resolve().parents[3] / "spaces" / "demo.yaml")
 

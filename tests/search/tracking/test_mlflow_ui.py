@@ -166,7 +166,7 @@ def served(tmp_path_factory):
     starting = threading.Thread(target=lambda: _record_failure(server.start, failed))
     starting.start()
     import medtune.api  # noqa: F401  (the imports of build_store and the CLI, meanwhile)
-    import medtune.search.cli  # noqa: F401
+    import medtune.cli  # noqa: F401
     import medtune.search.tracking.callback  # noqa: F401
     from mlflow.tracking.context.registry import resolve_tags
 
@@ -214,7 +214,7 @@ def _run_cli(argv: list[str], fake: str, returned: Any) -> list[str]:
     import io
 
     import medtune.api
-    from medtune.search.cli import main
+    from medtune.cli import main
 
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
@@ -366,7 +366,7 @@ def test_the_sweeps_shared_view_adds_the_best_value_column_to_the_printed_link(s
     when it ends, and the link it prints then opens the table with best_val_auc as a column."""
     from mlflow import MlflowClient
 
-    from medtune.search.cli import _sweep_link_lines
+    from medtune.cli import _sweep_link_lines
     from medtune.search.spec.loader import load_spec
     from medtune.search.tracking.sweep_run import write_shared_view
 

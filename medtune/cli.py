@@ -12,12 +12,14 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from typing import TYPE_CHECKING, Callable, Sequence
 
+import medtune
+from medtune import api
 from medtune.search.credentials import redact_text, redact_uri
 from medtune.search.spec.sweep_spec import SpecError, race_until
 from medtune.search.tracking.client import resolved_tracking_uri
-from medtune.search.tracking.run_tags import medtune_version
 from medtune.search.tracking.sweep_reader import experiment_of
 from medtune.search.tracking.ui_links import final_link_lines, sweep_link_lines
 from medtune.trainables.objective import Objective
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hyperparameter search for transfer learning in medical imaging "
                     "(Ray Tune + Optuna TPE + ASHA over timm models, logged to MLflow).",
     )
-    parser.add_argument("--version", action="version", version=f"medtune {medtune_version()}")
+    parser.add_argument("--version", action="version", version=f"medtune {medtune.__version__}")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true",
                            help="warnings and results only: no progress bars or per-epoch lines, no INFO logs")
@@ -96,7 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from medtune import api
 
     checked = api.validate(args.space, args.overrides)
     spec = checked.spec
@@ -116,7 +117,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from medtune import api
 
     outcome = api.sweep(args.space, args.overrides, name=args.name, best_config=args.best_config)
     spec = outcome.spec
@@ -130,7 +130,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from medtune import api
 
     outcome = api.resume(args.run, best_config=args.best_config)
     print(f"Ray results: {outcome.run_path}")
@@ -138,7 +137,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    from medtune import api
 
     found = api.best(args.experiment, args.tracking_uri, metric=args.metric, mode=args.mode, run=args.run,
                      top=args.top, output=args.output)
@@ -154,7 +152,6 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def cmd_final(args: argparse.Namespace) -> int:
-    from medtune import api
 
     outcome = api.final(args.space, args.overrides, epochs=args.epochs, ensemble=args.ensemble,
                         register=args.register, out=args.out, operating_point=args.operating_point)
@@ -217,8 +214,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"medtune: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception:  # the traceback still helps; a URI's password in it must not be printed
-        import traceback
-
         print(redact_text(traceback.format_exc()), file=sys.stderr, end="")
         return 1
 
