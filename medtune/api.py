@@ -16,7 +16,7 @@ from medtune.search.results.final_outcome import FinalOutcome
 from medtune.search.results.leaderboard import LeaderboardEntry
 from medtune.search.run.outcome import SweepOutcome
 from medtune.search.spec.loader import Overrides, dump_yaml, load_space
-from medtune.search.spec.sweep_spec import SweepSpec
+from medtune.search.spec.sweep_spec import BEST_CONFIG_FILE, DEFAULT_TRACKING_URI, SweepSpec
 
 Space = str | Path | Mapping[str, Any] | SweepSpec
 
@@ -61,12 +61,12 @@ class BestConfig:
 
 
 def best(experiment: str, tracking_uri: str | None = None, *, metric: str | None = None, mode: str | None = None,
-         run: str | None = None, top: int = 5, output: str | Path | None = "best_config.yaml") -> BestConfig:
+         run: str | None = None, top: int = 5, output: str | Path | None = BEST_CONFIG_FILE) -> BestConfig:
     """The best configuration of the newest finished sweep of ``experiment`` (or of parent run
     ``run``), read from MLflow; written to ``output`` unless that is ``None``."""
     from medtune.search.results.best import best_from_mlflow
 
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns.db"
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     document, entries = best_from_mlflow(experiment, uri, metric=metric, mode=mode, parent_run_id=run, top=top)
     path = dump_yaml(document, output) if output is not None else None
     return BestConfig(document, entries, path)

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import medtune
 from medtune import api
 from medtune.search.credentials import redact_text, redact_uri
-from medtune.search.spec.sweep_spec import SpecError, race_until
+from medtune.search.spec.sweep_spec import BEST_CONFIG_FILE, DEFAULT_TRACKING_URI, SpecError, race_until
 from medtune.search.tracking.client import resolved_tracking_uri
 from medtune.search.tracking.sweep_reader import experiment_of
 from medtune.search.tracking.ui_links import final_link_lines, sweep_link_lines
-from medtune.trainables.objective import Objective
+from medtune.trainables.objective import DEFAULT_OBJECTIVE, Objective
 from medtune.trainables.operating_point import DEFAULT_MULTICLASS_OPERATING_POINT, DEFAULT_OPERATING_POINT
 from medtune.trainables.progress import PROGRESS_ENV
 
@@ -63,13 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     best = sub.add_parser("best", help="write the best configuration of a finished sweep, read from MLflow")
     best.add_argument("experiment", help="the sweep's MLflow experiment (its name: in the space file)")
-    best.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns.db",
+    best.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI,
                       help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns.db)")
     best.add_argument("--metric", help="rank by this reported metric instead of the sweep's objective")
     best.add_argument("--mode", choices=("min", "max"), help="with --metric; default: the metric's direction")
     best.add_argument("--run", help="the sweep's parent run id (default: the newest finished sweep)")
     best.add_argument("--top", type=int, default=5, help="keep the top K configurations for 'final --ensemble K'")
-    best.add_argument("-o", "--output", default="best_config.yaml", help="where to write it (default: %(default)s)")
+    best.add_argument("-o", "--output", default=BEST_CONFIG_FILE, help="where to write it (default: %(default)s)")
 
     final = sub.add_parser("final", help="train a configuration on train+val, evaluate once on test, report")
     _add_spec_arguments(final)
@@ -143,7 +143,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     best, prov = found.best, found.document["provenance"]
     print(f"Best of {len(found.entries)} trials of sweep {prov['sweep']} by {prov['metric']}: trial {best.trial_id}, "
           f"{prov['metric']} = {best.best_value:.4f} at epoch {best.best_epoch}; written to {found.path}")
-    objective = (found.document.get("metric") or {}).get("name") or "val_auc"  # the sweep's: its runs have best_<it>
+    objective = (found.document.get("metric") or {}).get("name") or DEFAULT_OBJECTIVE  # the sweep's: its runs have best_<it>
     if parent := prov.get("parent_run_id"):
         uri = resolved_tracking_uri(args.tracking_uri)
         _print_ui_links(lambda: sweep_link_lines(uri, experiment_of(uri, parent), parent, objective,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 T = TypeVar("T")
 
@@ -20,12 +20,16 @@ T = TypeVar("T")
 EPOCH = "epoch"
 
 MODES = ("max", "min")
+#: The objective when a space file names none (docs/objective.md: it ranked configurations as the
+#: test split did better than val_loss).
+DEFAULT_OBJECTIVE = "val_auc"
 
 
 @dataclass(frozen=True)
 class Metric:
     """One reported metric. ``objective``: a sweep may optimise it; ``logged``: an MLflow metric of
-    every trial run; ``shown``: a column of the leaderboard; ``progress``: a column of Tune's table."""
+    every trial run; ``shown``: a column of the leaderboard; ``progress``: a column of Tune's table;
+    ``printed``: a column of the leaderboard ``medtune sweep`` prints."""
 
     name: str
     mode: str
@@ -33,12 +37,13 @@ class Metric:
     logged: bool = True
     shown: bool = False
     progress: bool = False
+    printed: bool = False
 
 
 _MEASURED: tuple[Metric, ...] = (
-    Metric("val_loss", "min", shown=True, progress=True),
-    Metric("val_auc", "max", shown=True, progress=True),
-    Metric("val_acc", "max", shown=True, progress=True),
+    Metric("val_loss", "min", shown=True, progress=True, printed=True),
+    Metric("val_auc", "max", shown=True, progress=True, printed=True),
+    Metric("val_acc", "max", shown=True, progress=True, printed=True),
     Metric("val_sensitivity", "max", shown=True),
     Metric("val_specificity", "max", shown=True),
     Metric("val_balanced_acc", "max"),
@@ -71,6 +76,8 @@ REPORTED_METRICS: dict[str, str] = {m.name: m.mode for m in METRICS if m.objecti
 LOGGED_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.logged)
 #: The metrics a leaderboard shows at each trial's best epoch.
 SHOWN_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.shown)
+#: The metrics the printed leaderboard shows at each trial's best epoch.
+PRINTED_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.printed)
 #: Tune's console table: the epoch, then these (the objective is appended where it is not one of them).
 PROGRESS_METRICS: tuple[str, ...] = (EPOCH, *(m.name for m in METRICS if m.progress))
 
@@ -88,7 +95,7 @@ def _finite(value: Any) -> bool:
 class Objective:
     """A metric and its direction. ``sign`` turns every comparison into "smaller is better"."""
 
-    name: str = "val_auc"
+    name: str = DEFAULT_OBJECTIVE
     mode: str = "max"
 
     def __post_init__(self) -> None:
@@ -134,3 +141,27 @@ class Objective:
     def sorted(self, items: Iterable[T], key: Callable[[T], Any] = lambda item: item) -> list[T]:
         """``items`` best first (a stable sort: ties keep their order); missing values last."""
         return sorted(items, key=lambda item: self.rank_key(key(item)))
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    """A trial's best epoch by the objective: the value, the epoch, that epoch's whole result, and
+    how many epochs the trial reported."""
+
+    best_value: float
+    best_epoch: int
+    at_best: dict[str, Any]
+    epochs_run: int
+
+
+def trial_summary(history: Iterable[Mapping[str, Any]], objective: Objective) -> TrialSummary | None:
+    """The one computation of a trial's best epoch: the first epoch whose value of the objective is
+    the best finite one (``Objective.best``). None when no epoch has a finite value (a failed trial,
+    or one stopped while racing over folds). The streaming places (the searcher, the MLflow
+    callback, ``LocalReporter``) compare epoch by epoch with ``Objective.better``, the same rule."""
+    rows = [dict(row) for row in history]
+    best = objective.best(rows, key=lambda row: row.get(objective.name))
+    if best is None:
+        return None
+    epochs = max((int(row[EPOCH]) for row in rows if _finite(row.get(EPOCH))), default=len(rows))
+    return TrialSummary(float(best[objective.name]), int(best.get(EPOCH, 0) or 0), best, epochs)

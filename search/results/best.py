@@ -20,7 +20,7 @@ from medtune.search.spec.sweep_spec import MetricSpec, SpecError, SweepSpec, val
 from medtune.search.tracking.client import check_tracking_server, resolved_tracking_uri
 from medtune.search.tracking.sweep_reader import ParentRun, SweepReader, TrialRun
 from medtune.trainables.config import config_keys, parse_param
-from medtune.trainables.objective import REPORTED_METRICS, SHOWN_METRICS, Objective
+from medtune.trainables.objective import EPOCH, REPORTED_METRICS, SHOWN_METRICS, Objective, trial_summary
 
 
 def _objective(spec: SweepSpec) -> Objective:
@@ -35,24 +35,22 @@ def _config_of(trial: TrialRun) -> dict[str, Any]:
 def _entry_from_tags(trial: TrialRun, metric: str) -> LeaderboardEntry | None:
     """A finished trial's entry from the tags its run was closed with (``medtune.best_<metric>``,
     ``medtune.best_epoch``, the best over all its epochs): no metric history is read."""
-    tags = trial.tags
-    value, epoch = tags.get(f"medtune.best_{metric}"), tags.get("medtune.best_epoch")
-    if value is None or epoch is None:
+    best = trial.best(metric)
+    if best is None:
         return None
-    return LeaderboardEntry(trial.trial_id, _config_of(trial), float(value), int(epoch),
-                            int(tags.get("medtune.last_epoch", epoch)), {})
+    value, epoch = best
+    return LeaderboardEntry(trial.trial_id, _config_of(trial), value, epoch, trial.last_epoch(epoch), {})
 
 
 def _entry_from_history(reader: SweepReader, trial: TrialRun, objective: Objective) -> LeaderboardEntry | None:
     """An entry from the run's metric history: another metric than the sweep's, or a run not closed."""
-    history = [(step, value) for step, value in reader.history(trial.run_id, objective.name) if not math.isnan(value)]
-    pick = objective.best(history, key=lambda point: point[1])  # the first of equal values, as the sweep's ranking
-    if pick is None:
+    history = [{EPOCH: step, objective.name: value} for step, value in reader.history(trial.run_id, objective.name)]
+    summary = trial_summary(history, objective)  # the first of equal values, as the sweep's ranking
+    if summary is None:
         return None
-    step, value = pick
-    epochs = int(trial.tags.get("medtune.last_epoch", max(s for s, _ in history)))
-    return LeaderboardEntry(trial.trial_id, _config_of(trial), float(value), int(step), epochs,
-                            reader.values_at(trial.run_id, SHOWN_METRICS, int(step)))
+    return LeaderboardEntry(trial.trial_id, _config_of(trial), summary.best_value, summary.best_epoch,
+                            trial.last_epoch(summary.epochs_run),
+                            reader.values_at(trial.run_id, SHOWN_METRICS, summary.best_epoch))
 
 
 def entries_from_leaderboard(reader: SweepReader, run_id: str, spec: SweepSpec) -> list[LeaderboardEntry] | None:

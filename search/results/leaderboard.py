@@ -20,10 +20,8 @@ from typing import Any
 from medtune.search.credentials import redact_document
 from medtune.search.spec.sweep_spec import SweepSpec, epoch_plan
 from medtune.trainables.budget import TrialOutcome
-from medtune.trainables.objective import EPOCH, SHOWN_METRICS, Objective
+from medtune.trainables.objective import EPOCH, PRINTED_METRICS, SHOWN_METRICS, Objective, trial_summary
 
-#: The metrics ``format_leaderboard`` prints (the CSV has every one of ``SHOWN_METRICS``).
-PRINTED_METRICS = ("val_loss", "val_auc", "val_acc")
 
 
 @dataclass
@@ -47,31 +45,23 @@ def leaderboard(results: Any, spec: SweepSpec) -> list[LeaderboardEntry]:
     objective = Objective(metric, spec.metric.mode)
     entries: list[LeaderboardEntry] = []
     for result in results:
-        history = result.metrics_dataframe
+        frame = result.metrics_dataframe
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
         error = str(result.error).strip().splitlines()[-1][:300] if result.error else None
-        reported = history is not None and not history.empty
-        if reported and metric in history:
-            history = history.dropna(subset=[metric])
-        if history is None or history.empty or metric not in history:
+        history = [] if frame is None else [{k: v for k, v in row.items() if v == v}  # NaN: not reported
+                                            for row in frame.to_dict("records")]
+        outcome = TrialOutcome.of(history[-1], epoch_plan(spec), error).kind if history else \
+            "failed" if error else ""
+        summary = trial_summary(history, objective)
+        if summary is None:
             # No value of the objective: failed, or stopped while racing on one fold (its objective
             # waits for every fold). Either way it ranks after every trial with a value.
-            outcome = "failed" if error else ""
-            if reported:
-                last = {k: v for k, v in result.metrics_dataframe.iloc[-1].to_dict().items() if v == v}
-                outcome = TrialOutcome.of(last, epoch_plan(spec), error).kind
-            epochs = int(result.metrics_dataframe[EPOCH].max()) if reported and EPOCH in result.metrics_dataframe else 0
-            entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), math.nan, 0, epochs, {}, error,
-                                            outcome))
+            epochs = max((int(row[EPOCH]) for row in history if EPOCH in row), default=0)
+            entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), math.nan, 0, epochs, {}, error, outcome))
             continue
-        # The first best epoch: smallest of the values turned "smaller is better" by the sign.
-        row = history.loc[(objective.sign * history[metric]).idxmin()]
-        shown = {k: float(row[k]) for k in SHOWN_METRICS if k in row}
-        epochs = int(history[EPOCH].max()) if EPOCH in history else len(history)
-        last = {k: v for k, v in result.metrics_dataframe.iloc[-1].to_dict().items() if v == v}  # NaN: not reported
-        outcome = TrialOutcome.of(last, epoch_plan(spec), error).kind
-        entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), float(row[metric]),
-                                        int(row.get(EPOCH, 0)), epochs, shown, error, outcome))
+        shown = {k: float(summary.at_best[k]) for k in SHOWN_METRICS if k in summary.at_best}
+        entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), summary.best_value, summary.best_epoch,
+                                        summary.epochs_run, shown, error, outcome))
     return objective.sorted(entries, key=lambda e: e.best_value)  # stable: ties keep Tune's order
 
 

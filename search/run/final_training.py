@@ -36,7 +36,7 @@ from medtune.trainables.config import TrialConfig
 from medtune.trainables.data import DatasetSplits, SplitArrays
 from medtune.trainables.data.splits import carve_val, kfold_indices, pooled, stratified_subset, take
 from medtune.trainables.evaluate import predict_split
-from medtune.trainables.objective import Objective
+from medtune.trainables.objective import DEFAULT_OBJECTIVE, Objective
 from medtune.trainables.progress import EpochProgress
 from medtune.trainables.reporters import LocalReporter
 from medtune.trainables.train import run_training
@@ -45,7 +45,7 @@ from medtune.trainables.train import run_training
 CALIBRATION_FRACTION = 0.5
 
 #: What the training loop reports on and keeps the best checkpoint by while the final model trains.
-MONITOR = Objective("val_auc", "max")
+MONITOR = Objective(DEFAULT_OBJECTIVE, "max")
 
 #: Images of the per-epoch 'val' sample when every image of train + val trains.
 MONITOR_IMAGES = 256

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from medtune.search.locations import is_remote
 from medtune.search.run.storage import check_storage
 from medtune.search.run.trial_values import trial_fixed_values
 from medtune.search.spec.advice import small_data_warnings
@@ -139,13 +140,13 @@ def check_not_in_job_copy(spec: SweepSpec, cwd: str | Path | None = None) -> Non
     if JOB_WORKING_DIR_MARK not in folder.as_posix():
         return
     problems = []
-    if "://" not in spec.storage and Path(spec.storage).expanduser().resolve().is_relative_to(folder):
+    if not is_remote(spec.storage) and Path(spec.storage).expanduser().resolve().is_relative_to(folder):
         problems.append(("storage", f"{spec.storage!r} would be inside this Ray job's temporary copy of the working "
                                     f"directory ({folder}), which Ray deletes with the job; set an absolute path on "
                                     "shared storage or s3://bucket/prefix"))
     uri = spec.mlflow.tracking_uri
     relative_sqlite = uri.startswith("sqlite:///") and not uri.startswith("sqlite:////")
-    relative_folder = "://" not in uri and not Path(uri).is_absolute()
+    relative_folder = not is_remote(uri) and not Path(uri).is_absolute()
     if spec.mlflow.enabled and (relative_sqlite or relative_folder):
         problems.append(("mlflow.tracking_uri", f"{uri!r} is a store inside this Ray job's temporary copy of the "
                                                 "working directory; use a tracking server (http://...) or an "

@@ -15,12 +15,8 @@ from pathlib import Path
 
 import pyarrow.fs
 
+from medtune.search.locations import is_remote
 from medtune.search.spec.sweep_spec import SpecError, SweepSpec
-
-
-def is_remote(location: str) -> bool:
-    """A URI (``s3://...``) rather than a local path."""
-    return "://" in location
 
 
 def storage_path(spec: SweepSpec) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medtune.search.locations import is_remote
 from medtune.search.spec.sections import IN_MEMORY
 
 if TYPE_CHECKING:
@@ -28,8 +29,8 @@ def study_location(setting: str | None, run_path: str) -> str | None:
     if setting == IN_MEMORY:
         return None
     if setting is None:
-        return None if "://" in run_path else str(Path(run_path) / JOURNAL_NAME)
-    if "://" in setting:
+        return None if is_remote(run_path) else str(Path(run_path) / JOURNAL_NAME)
+    if is_remote(setting):
         if setting.startswith("sqlite:///") and not setting.startswith("sqlite:////"):
             return "sqlite:///" + str(Path(setting[len("sqlite:///"):]).expanduser().resolve())
         return setting
@@ -41,7 +42,7 @@ def open_storage(location: str) -> "optuna.storages.BaseStorage":
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
-    if "://" in location:
+    if is_remote(location):
         return optuna.storages.RDBStorage(location)
     Path(location).parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(location))

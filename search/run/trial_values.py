@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from medtune.search.locations import is_remote
 from medtune.search.spec.sweep_spec import SweepSpec
 from medtune.trainables.data.loading import absolute_source
 
@@ -25,7 +26,7 @@ def driver_environment_keys() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, variable in names.items():
         value = os.environ.get(variable)
-        out[key] = str(Path(value).expanduser().resolve()) if value and "://" not in value else value
+        out[key] = str(Path(value).expanduser().resolve()) if value and not is_remote(value) else value
     return out
 
 

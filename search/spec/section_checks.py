@@ -14,7 +14,8 @@ import os
 from typing import Any
 
 from medtune.search.credentials import uri_credentials_problem, with_credentials_from_environment
-from medtune.search.spec.sections import SAMPLERS, SCHEDULERS, storage_setting_problem
+from medtune.search.spec.sections import (DEFAULT_STORAGE, SAMPLERS, SCHEDULERS, MetricSpec, MlflowSpec, ResourcesSpec,
+                                          SamplerSpec, SchedulerSpec, SearchSpec, default_of, storage_setting_problem)
 from medtune.trainables.budget import BUDGET_UNITS
 from medtune.trainables.checks import Check, Field, Problems, at_least, is_blank, one_of, read_section
 from medtune.trainables.data.config import DATA_SETTING, DATA_SETTINGS
@@ -63,7 +64,7 @@ def read_data(raw: dict[str, Any], problems: Problems) -> dict[str, Any]:
 def read_metric(raw: dict[str, Any], problems: Problems) -> dict[str, Any]:
     """The ``metric:`` section: a reported metric, with the direction the trainable's table gives it."""
     metric = read_section(raw.get("metric", {}), "metric", {
-        "name": Field(str, "val_auc"),
+        "name": Field(str, default_of(MetricSpec, "name")),
         "mode": Field(str, None, one_of(("min", "max"))),
     }, problems)
     name, mode = metric["name"], metric["mode"]
@@ -92,26 +93,26 @@ def read_search(raw: dict[str, Any], problems: Problems) -> tuple[dict[str, Any]
     own = ({k: v for k, v in nested.items() if k not in ("sampler", "scheduler")}
            if isinstance(search_raw, dict) else search_raw)
     search = read_section(own, "search", {
-        "num_samples": Field(int, 12, at_least(1)),
-        "max_concurrent": Field(int, 2, at_least(1)),
-        "max_failures": Field(int, 0, at_least(0)),
-        "checkpoints_to_keep": Field(int, 2, at_least(1)),
-        "time_budget_s": Field(float, None, at_least(0, inclusive=False)),
-        "cv": Field((int, str), None, _cv_setting),
-        "cv_racing": Field(bool, True),
+        "num_samples": Field(int, default_of(SearchSpec, "num_samples"), at_least(1)),
+        "max_concurrent": Field(int, default_of(SearchSpec, "max_concurrent"), at_least(1)),
+        "max_failures": Field(int, default_of(SearchSpec, "max_failures"), at_least(0)),
+        "checkpoints_to_keep": Field(int, default_of(SearchSpec, "checkpoints_to_keep"), at_least(1)),
+        "time_budget_s": Field(float, default_of(SearchSpec, "time_budget_s"), at_least(0, inclusive=False)),
+        "cv": Field((int, str), default_of(SearchSpec, "cv"), _cv_setting),
+        "cv_racing": Field(bool, default_of(SearchSpec, "cv_racing")),
     }, problems)
     sampler = read_section(nested.get("sampler", {}), "search.sampler", {
-        "name": Field(str, "tpe", one_of(SAMPLERS)),
-        "seed": Field(int, 0),
-        "n_startup_trials": Field(int, None, at_least(0)),
-        "storage": Field(str, None, storage_setting_problem),
+        "name": Field(str, default_of(SamplerSpec, "name"), one_of(SAMPLERS)),
+        "seed": Field(int, default_of(SamplerSpec, "seed")),
+        "n_startup_trials": Field(int, default_of(SamplerSpec, "n_startup_trials"), at_least(0)),
+        "storage": Field(str, default_of(SamplerSpec, "storage"), storage_setting_problem),
     }, problems)
     scheduler = read_section(nested.get("scheduler", {}), "search.scheduler", {
-        "name": Field(str, "asha", one_of(SCHEDULERS)),
-        "max_t": Field(int, 6, at_least(1)),
-        "grace_period": Field(int, 1, at_least(1)),
-        "reduction_factor": Field(float, 3, at_least(1, inclusive=False)),
-        "unit": Field(str, "epochs", one_of(BUDGET_UNITS)),
+        "name": Field(str, default_of(SchedulerSpec, "name"), one_of(SCHEDULERS)),
+        "max_t": Field(int, default_of(SchedulerSpec, "max_t"), at_least(1)),
+        "grace_period": Field(int, default_of(SchedulerSpec, "grace_period"), at_least(1)),
+        "reduction_factor": Field(float, default_of(SchedulerSpec, "reduction_factor"), at_least(1, inclusive=False)),
+        "unit": Field(str, default_of(SchedulerSpec, "unit"), one_of(BUDGET_UNITS)),
     }, problems)
     if isinstance(scheduler["max_t"], int) and isinstance(scheduler["grace_period"], int) \
             and scheduler["grace_period"] > scheduler["max_t"]:
@@ -121,8 +122,8 @@ def read_search(raw: dict[str, Any], problems: Problems) -> tuple[dict[str, Any]
 
 def read_resources(raw: dict[str, Any], problems: Problems) -> dict[str, Any]:
     resources = read_section(raw.get("resources", {}), "resources", {
-        "cpu": Field(float, 1, at_least(0)),
-        "gpu": Field(float, 0, at_least(0)),
+        "cpu": Field(float, default_of(ResourcesSpec, "cpu"), at_least(0)),
+        "gpu": Field(float, default_of(ResourcesSpec, "gpu"), at_least(0)),
     }, problems)
     gpu = resources["gpu"]
     if isinstance(gpu, (int, float)) and gpu > 1 and gpu != int(gpu):
@@ -134,11 +135,12 @@ def read_mlflow(raw: dict[str, Any], problems: Problems) -> dict[str, Any]:
     """The ``mlflow:`` section. MLflow's own variables come after the space file and ``--set``,
     before medtune's defaults; a written (redacted) URI gets its password from the environment."""
     mlflow = read_section(raw.get("mlflow", {}), "mlflow", {
-        "tracking_uri": Field(str, os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns.db"),
-        "artifact_location": Field(str, "./mlartifacts"),
-        "experiment": Field(str, os.environ.get("MLFLOW_EXPERIMENT_NAME") or None, folder_name_problem),
-        "enabled": Field(bool, True),
-        "registered_model_name": Field(str, None),
+        "tracking_uri": Field(str, os.environ.get("MLFLOW_TRACKING_URI") or default_of(MlflowSpec, "tracking_uri")),
+        "artifact_location": Field(str, default_of(MlflowSpec, "artifact_location")),
+        "experiment": Field(str, os.environ.get("MLFLOW_EXPERIMENT_NAME") or default_of(MlflowSpec, "experiment"),
+                            folder_name_problem),
+        "enabled": Field(bool, default_of(MlflowSpec, "enabled")),
+        "registered_model_name": Field(str, default_of(MlflowSpec, "registered_model_name")),
     }, problems)
     if isinstance(mlflow["tracking_uri"], str):
         mlflow["tracking_uri"] = with_credentials_from_environment(mlflow["tracking_uri"])
@@ -146,7 +148,7 @@ def read_mlflow(raw: dict[str, Any], problems: Problems) -> dict[str, Any]:
 
 
 def read_storage(raw: dict[str, Any], problems: Problems) -> str:
-    storage = raw.get("storage", "./ray_results")
+    storage = raw.get("storage", DEFAULT_STORAGE)
     if not isinstance(storage, str) or not storage:
         problems("storage", f"expected a path or URI for Ray results, got {storage!r}")
         return "./ray_results"

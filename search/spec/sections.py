@@ -8,9 +8,12 @@ values of its objective the way every other part of medtune does.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from medtune.search.credentials import uri_credentials_problem
+from medtune.search.locations import is_remote
 from medtune.trainables.data.config import DataConfig
 from medtune.trainables.objective import Objective
 
@@ -26,6 +29,20 @@ CV_AUTO_FOLDS = 3
 
 #: The ``data:`` section: which data every trial sees (no locations: those are the machine's).
 DataSpec = DataConfig
+
+
+def default_of(section: type, key: str) -> Any:
+    """A section's default for ``key``: its dataclass's, the one place defaults are written."""
+    field_ = next(f for f in dataclasses.fields(section) if f.name == key)
+    return field_.default_factory() if field_.default_factory is not dataclasses.MISSING else field_.default
+
+
+#: Where Ray's results go when a space file names no ``storage``.
+DEFAULT_STORAGE = "./ray_results"
+#: The MLflow store when neither the space file nor ``MLFLOW_TRACKING_URI`` names one.
+DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
+#: The best configuration a sweep writes: a space file with every chosen value under ``fixed``.
+BEST_CONFIG_FILE = "best_config.yaml"
 
 
 @dataclass(frozen=True)
@@ -81,7 +98,7 @@ class ResourcesSpec:
 
 @dataclass(frozen=True)
 class MlflowSpec:
-    tracking_uri: str = "sqlite:///mlruns.db"
+    tracking_uri: str = DEFAULT_TRACKING_URI
     artifact_location: str | None = "./mlartifacts"
     experiment: str | None = None  # default: the sweep name
     enabled: bool = True
@@ -98,7 +115,7 @@ def storage_setting_problem(value: str) -> str | None:
     """Why a ``search.sampler.storage`` value is refused (it is checked before anything starts)."""
     if value == IN_MEMORY:
         return None
-    if "://" in value:
+    if is_remote(value):
         scheme = value.split("://", 1)[0].split("+", 1)[0].lower()
         if scheme not in RDB_SCHEMES:
             return (f"expected an RDB URL ({', '.join(s + '://' for s in RDB_SCHEMES)}), a journal file path "

@@ -20,7 +20,7 @@ from typing import Any
 from medtune.search.spec.section_checks import (TOP_LEVEL, folder_name_problem, read_data, read_metric,
                                                 read_mlflow, read_name, read_provenance, read_resources,
                                                 read_search, read_storage, unknown_sections)
-from medtune.search.spec.sections import (CV_AUTO_FOLDS, CV_AUTO_MIN_VAL_PER_CLASS, SAMPLERS, SCHEDULERS,
+from medtune.search.spec.sections import (BEST_CONFIG_FILE, CV_AUTO_FOLDS, DEFAULT_TRACKING_URI, CV_AUTO_MIN_VAL_PER_CLASS, SAMPLERS, SCHEDULERS,
                                           DataSpec, MetricSpec, MlflowSpec, ResourcesSpec, SamplerSpec,
                                           SchedulerSpec, SearchSpec)
 from medtune.search.spec.space import Distribution, architectures_of
@@ -30,7 +30,7 @@ from medtune.trainables.config import TrialConfig
 from medtune.trainables.objective import race_metric
 
 __all__ = [
-    "CV_AUTO_FOLDS", "CV_AUTO_MIN_VAL_PER_CLASS", "DRIVER_KEYS", "SAMPLERS", "SCHEDULERS", "TOP_LEVEL",
+    "BEST_CONFIG_FILE", "CV_AUTO_FOLDS", "DEFAULT_TRACKING_URI", "CV_AUTO_MIN_VAL_PER_CLASS", "DRIVER_KEYS", "SAMPLERS", "SCHEDULERS", "TOP_LEVEL",
     "DataSpec", "MetricSpec", "MlflowSpec", "ResourcesSpec", "SamplerSpec", "SchedulerSpec", "SearchSpec",
     "SpecError", "SweepSpec", "asha_milestones", "budget_fields", "epoch_plan", "folder_name_problem", "race_until", "resolve_cv", "scheduler_metric", "trial_stage_counts",
     "validate_spec",

@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medtune.search.locations import is_remote
 from medtune.search.credentials import redact_uri
 from medtune.search.tracking.client import mlflow_client
 from medtune.search.tracking.client_process import MlflowClientProcess, store_runs_in_process
@@ -161,7 +162,7 @@ class ChildRuns:
                     return
                 self.client.log_artifacts(run_id, lean, artifact_path="best_checkpoint")
         except (FileNotFoundError, OSError) as exc:
-            if not Path(getattr(checkpoint, "path", "")).exists() and "://" not in str(getattr(checkpoint, "path", "")):
+            if not Path(getattr(checkpoint, "path", "")).exists() and not is_remote(getattr(checkpoint, "path", "")):
                 self._log.warning("the best checkpoint of trial %s is gone (%s); not logged", trial_id, exc)
                 return
             raise  # the server is away: keep it queued

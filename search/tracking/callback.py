@@ -31,6 +31,7 @@ from medtune.search.tracking._best import BestEpochs
 from medtune.search.tracking._child_runs import ChildRuns
 from medtune.search.tracking._queue import RetryingQueue
 from medtune.search.tracking.run_tags import run_tags
+from medtune.search.tracking.run_tags import TRIAL_ID_TAG
 from medtune.search.tracking.trial_runs import (TrialOutcome, best_metrics, closing_tags, metric_batch, run_status,
                                                 study_number,
                                                 trial_error_message, trial_params, trial_run_name)
@@ -103,7 +104,7 @@ class MlflowTrialCallback(tune.Callback):
         trial_id = trial.trial_id
         tag = getattr(trial, "experiment_tag", "")
         number = self.numbers.setdefault(trial_id, study_number(tag, len(self.numbers)))
-        tags = {**self.context_tags, "mlflow.parentRunId": self._runs.parent_run_id, "medtune.trial_id": trial_id,
+        tags = {**self.context_tags, "mlflow.parentRunId": self._runs.parent_run_id, TRIAL_ID_TAG: trial_id,
                 "medtune.architecture": str(trial.config.get("architecture")), "medtune.outcome": "running"}
         self._queue.put(f"create run of trial {trial_id}", partial(
             self._runs.start, trial_id, trial_run_name(number, trial.config), tags, trial_params(trial.config)))

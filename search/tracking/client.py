@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from medtune.search.locations import is_remote
 from medtune.search.credentials import redact_uri, tracking_uri_for_mlflow
 from medtune.search.spec.sweep_spec import SpecError
 
@@ -77,7 +78,7 @@ def resolved_tracking_uri(uri: str) -> str:
     """
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).expanduser().resolve())
-    if "://" not in uri:
+    if not is_remote(uri):
         return str(Path(uri).expanduser().resolve())
     return uri
 
@@ -94,6 +95,6 @@ def ensure_experiment(client: "MlflowClient", name: str, artifact_location: str 
         return existing.experiment_id
     location = artifact_location
     server = client.tracking_uri.startswith(("http://", "https://"))
-    if location and "://" not in location:
+    if location and not is_remote(location):
         location = None if server else Path(location).expanduser().resolve().as_uri()
     return client.create_experiment(name, artifact_location=location)

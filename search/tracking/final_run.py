@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from medtune.search.spec.sweep_spec import SweepSpec
+from medtune.search.tracking.run_tags import KIND_TAG
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def metric_safe(name: str) -> str:
 
 def final_tags(spec: SweepSpec, members: int, epochs: int, threshold_rule: str) -> dict[str, str]:
     """medtune's tags of the final run: what it is, how it trained, and the sweep it came from."""
-    tags = {"medtune.kind": "final", "medtune.epochs": str(epochs), "medtune.ensemble": str(members),
+    tags = {KIND_TAG: "final", "medtune.epochs": str(epochs), "medtune.ensemble": str(members),
             "medtune.threshold_rule": threshold_rule,
             "medtune.cv_folds": str(spec.search.cv if isinstance(spec.search.cv, int) else 0)}
     for key in ("sweep", "parent_run_id", "trial_id", "space_hash"):

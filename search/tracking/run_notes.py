@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from medtune.search.spec.sweep_spec import BEST_CONFIG_FILE
 from medtune.search.tracking.ui_links import artifact_link, run_link, sweep_runs_route  # noqa: F401  (links' old home)
 
 NOTE_TAG = "mlflow.note.content"
 FINALS_HEADING = "### Final runs"
-NO_FINAL_YET = "None yet: `medtune final best_config.yaml` retrains the best configuration and adds itself here."
+NO_FINAL_YET = f"None yet: `medtune final {BEST_CONFIG_FILE}` retrains the best configuration and adds itself here."
 
 
 def _best_child(client: Any, experiment_id: str, parent_run_id: str, trial_id: str) -> Any:
@@ -52,7 +53,7 @@ def sweep_note(client: Any, experiment_id: str, parent_run_id: str, run_name: st
         target = run_link(experiment_id, child.info.run_id) if child is not None else None
         shown = f"[{name}]({target})" if target else f"`{name}`"
         lines.append(f"- Best trial: {shown}, `best_{metric}` = {best.best_value:.4f} at epoch {best.best_epoch}")
-    item("Its configuration", "best_config.yaml", " (`medtune final best_config.yaml` retrains and tests it)")
+    item("Its configuration", BEST_CONFIG_FILE, f" (`medtune final {BEST_CONFIG_FILE}` retrains and tests it)")
     item("Learning curves, with where ASHA stopped each trial", "plots/learning_curves.png")
     item("Which values mattered", "plots/param_importances.png", " (read its caveat: few trials make it noisy)")
     item("The objective against each searched value", "plots/parallel_coordinates.png")

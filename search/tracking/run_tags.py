@@ -15,6 +15,19 @@ from importlib.metadata import PackageNotFoundError, version
 
 VERSION_TAG = "medtune.version"
 
+# medtune's own tags that are written in one module and read back in another (``medtune best``,
+# the notes, the UI links): their names live here, once.
+KIND_TAG = "medtune.kind"  # sweep | trial | final
+RUN_NAME_TAG = "medtune.run_name"  # a sweep's Ray run name
+TRIAL_ID_TAG = "medtune.trial_id"
+LAST_EPOCH_TAG = "medtune.last_epoch"
+BEST_EPOCH_TAG = "medtune.best_epoch"
+
+
+def best_value_tag(metric: str) -> str:
+    """The tag a closed trial run carries its best value of ``metric`` under (``medtune.best_val_auc``)."""
+    return f"medtune.best_{metric}"
+
 
 @lru_cache(maxsize=1)
 def medtune_version() -> str:

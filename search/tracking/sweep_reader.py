@@ -16,11 +16,13 @@ from typing import Any, Iterable
 
 import yaml
 
+from medtune.search.tracking.run_tags import (BEST_EPOCH_TAG, KIND_TAG, LAST_EPOCH_TAG, RUN_NAME_TAG, TRIAL_ID_TAG,
+                                               best_value_tag)
 from medtune.search.spec.sweep_spec import SpecError
 from medtune.search.tracking.client import mlflow_client
 
 #: A sweep's parent runs that finished: ``medtune best`` skips FAILED and RUNNING ones.
-FINISHED_SWEEPS = "tags.`medtune.kind` = 'sweep' and attributes.status = 'FINISHED'"
+FINISHED_SWEEPS = f"tags.`{KIND_TAG}` = 'sweep' and attributes.status = 'FINISHED'"
 #: Child runs per search request (MLflow returns at most a few thousand at once).
 PAGE_SIZE = 1000
 
@@ -42,7 +44,16 @@ class TrialRun:
 
     @property
     def trial_id(self) -> str:
-        return self.tags.get("medtune.trial_id", self.run_id)
+        return self.tags.get(TRIAL_ID_TAG, self.run_id)
+
+    def best(self, metric: str) -> tuple[float, int] | None:
+        """(best value of ``metric``, its epoch) from the tags the run was closed with; None when not closed."""
+        value, epoch = self.tags.get(best_value_tag(metric)), self.tags.get(BEST_EPOCH_TAG)
+        return None if value is None or epoch is None else (float(value), int(epoch))
+
+    def last_epoch(self, default: int) -> int:
+        """The epoch the trial ended at (its closing tag), else ``default``."""
+        return int(self.tags.get(LAST_EPOCH_TAG, default))
 
 
 class SweepReader:
@@ -65,7 +76,7 @@ class SweepReader:
             if not runs:
                 raise SpecError(where, [("experiment", f"{experiment!r} has no finished medtune sweep (parent run) yet")])
             run = runs[0]
-        return ParentRun(run.info.run_id, run.info.experiment_id, run.data.tags.get("medtune.run_name", run.info.run_name))
+        return ParentRun(run.info.run_id, run.info.experiment_id, run.data.tags.get(RUN_NAME_TAG, run.info.run_name))
 
     def space_document(self, run_id: str, where: str) -> Any:
         """The parent run's ``space.yaml``, parsed; ``SpecError`` when the run has none."""

@@ -27,6 +27,7 @@ import optuna
 import ray
 import timm
 import torch
+from medtune.search.locations import is_remote
 from medtune.search.credentials import redact_document, redact_text, redact_uri, with_credentials_from_environment
 from medtune.search.spec.loader import dump_yaml
 from medtune.search.spec.sweep_spec import SweepSpec
@@ -34,6 +35,7 @@ from medtune.search.tracking.client import ensure_experiment, mlflow_client, res
 from medtune.search.tracking.models import log_pt2_model
 from medtune.search.tracking.run_notes import NOTE_TAG, sweep_note
 from medtune.search.tracking.run_tags import run_tags
+from medtune.search.tracking.run_tags import KIND_TAG, RUN_NAME_TAG
 from medtune.search.tracking.trial_runs import trial_params
 from medtune.search.tracking.ui_links import shared_view_tag, sweep_view_columns
 from medtune.trainables.data import DataConfig, load_splits
@@ -55,8 +57,8 @@ FAILURE_REASON_CHARS = 500
 def sweep_tags(spec: SweepSpec, data_fingerprint: str, run_name: str) -> dict[str, str]:
     """The parent run's tags: what ran, on which data, with which libraries."""
     return run_tags({
-        "medtune.kind": "sweep",
-        "medtune.run_name": run_name,
+        KIND_TAG: "sweep",
+        RUN_NAME_TAG: run_name,
         "medtune.space_file": spec.source,
         "medtune.space_hash": spec.content_hash(),
         "medtune.data_fingerprint": data_fingerprint,
@@ -187,7 +189,7 @@ class SweepRun:
         run = self.client.get_run(self.run_id)
         route = write_shared_view(self.client, run.info.experiment_id, self.run_id, spec)
         note = sweep_note(self.client, run.info.experiment_id, self.run_id,
-                          run.data.tags.get("medtune.run_name", run.info.run_name), spec, list(entries), logged, route)
+                          run.data.tags.get(RUN_NAME_TAG, run.info.run_name), spec, list(entries), logged, route)
         tags.append(RunTag(NOTE_TAG, note))
         self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
         self.client.set_terminated(self.run_id, status="FINISHED")
@@ -234,7 +236,7 @@ def failed_on_exit(run: SweepRun | None) -> Iterator[None]:
 def report_unlogged(unlogged: list[str], tracking_uri: str, run_path: str) -> None:
     """MLflow stayed away: say what is missing there (``mlflow_unlogged.json`` in the run folder, or
     here for a run folder that is a URI) and where the complete results are."""
-    listing = Path("mlflow_unlogged.json") if "://" in run_path else Path(run_path) / "mlflow_unlogged.json"
+    listing = Path("mlflow_unlogged.json") if is_remote(run_path) else Path(run_path) / "mlflow_unlogged.json"
     listing.write_text(redact_text(json.dumps(unlogged, indent=1)))
     print(f"medtune: {len(unlogged)} MLflow operations could not be logged to {redact_uri(tracking_uri)} "
           f"(listed in {listing}); every trial's metrics and checkpoints are in the Ray results at {run_path}.",

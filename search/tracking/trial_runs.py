@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from medtune.search.tracking.run_tags import BEST_EPOCH_TAG, LAST_EPOCH_TAG, best_value_tag
 from medtune.trainables.budget import TrialOutcome
 from medtune.trainables.objective import EPOCH, LOGGED_METRICS
 
@@ -80,7 +81,7 @@ def run_status(outcome: TrialOutcome) -> str:
 
 def outcome_tags(outcome: TrialOutcome) -> dict[str, str]:
     """``medtune.outcome`` and what goes with it: the last epoch, the error, where it stopped."""
-    tags = {"medtune.last_epoch": str(outcome.last_epoch), "medtune.outcome": outcome.kind}
+    tags = {LAST_EPOCH_TAG: str(outcome.last_epoch), "medtune.outcome": outcome.kind}
     if outcome.kind == "failed":
         tags["medtune.error"] = outcome.error
     elif outcome.kind == "stopped_early":
@@ -95,8 +96,8 @@ def closing_tags(outcome: TrialOutcome, run_name: str, metric: str, best: tuple[
     tags = outcome_tags(outcome)
     if best is not None:
         value, epoch = best
-        tags["medtune.best_epoch"] = str(epoch)
-        tags[f"medtune.best_{metric}"] = repr(value)
+        tags[BEST_EPOCH_TAG] = str(epoch)
+        tags[best_value_tag(metric)] = repr(value)
     tags["mlflow.runName"] = f"{run_name} {outcome.label}"
     if checkpoint_epoch is not None:
         tags["medtune.best_checkpoint_epoch"] = str(checkpoint_epoch)

@@ -39,3 +39,18 @@ def test_directions_for_tables_and_defaults():
     assert Objective.of("val_loss", "max").mode == "max"
     with pytest.raises(ValueError, match="mode must be one of"):
         Objective("val_auc", "maximize")
+
+
+def test_a_trials_best_epoch_is_the_first_with_the_best_finite_value():
+    from medtune.trainables.objective import trial_summary
+
+    history = [{"epoch": 1, "val_auc": float("nan")}, {"epoch": 2, "val_auc": 0.8, "val_loss": 0.5},
+               {"epoch": 3, "val_auc": 0.9, "val_loss": 0.4}, {"epoch": 4, "val_auc": 0.9}, {"epoch": 5}]
+    summary = trial_summary(history, Objective("val_auc", "max"))
+    assert (summary.best_value, summary.best_epoch, summary.epochs_run) == (0.9, 3, 5)
+    assert summary.at_best["val_loss"] == 0.4
+    loss = trial_summary(history, Objective("val_loss", "min"))
+    assert (loss.best_value, loss.best_epoch) == (0.4, 3)
+    # Racing over folds: no epoch has the objective yet, so there is no best epoch to select.
+    assert trial_summary([{"epoch": 1, "val_auc": float("nan"), "val_auc_race": 0.9}], Objective()) is None
+    assert trial_summary([], Objective()) is None

@@ -11,6 +11,7 @@ Trials are numbered as the Optuna study numbers them, so the legend matches the 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -21,7 +22,7 @@ from medtune.search.results.plots._style import (FIGSIZE, architecture_colours, 
 from medtune.search.spec.sweep_spec import SweepSpec, epoch_plan, scheduler_metric
 from medtune.search.tracking.trial_runs import study_number
 from medtune.trainables.budget import stopped_early
-from medtune.trainables.objective import EPOCH, Objective
+from medtune.trainables.objective import EPOCH, Objective, trial_summary
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -77,9 +78,10 @@ def curves(results: Any, spec: SweepSpec) -> list[Curve]:
             continue
         values = [float(v) for v in frame[metric]]
         architecture = (getattr(result, "config", None) or {}).get("architecture") or default_architecture(spec)
+        summary = trial_summary(frame.to_dict("records"), objective)
         out.append(Curve(trial_number(result, position), str(architecture), [float(e) for e in frame[EPOCH]],
                          values, stopped_early(frame.iloc[-1].to_dict(), plan),
-                         min(values, key=objective.rank_key)))  # the first best, as min()/max() pick it
+                         summary.best_value if summary else math.nan))
     return sorted(out, key=lambda c: c.number)
 
 
