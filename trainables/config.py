@@ -22,7 +22,7 @@ from medtune.trainables.data.config import DATA_SETTING
 from medtune.trainables.objective import REPORTED_METRICS
 
 __all__ = ["CHANNEL_MODES", "LR_SCHEDULES", "OPTIMIZERS", "REPORTED_METRICS", "TrialConfig", "check_value",
-           "config_keys", "parse_param"]
+           "config_keys", "parse_param", "progress_params"]
 
 OPTIMIZERS = ("adamw", "sgd")
 LR_SCHEDULES = ("cosine", "none")
@@ -49,8 +49,9 @@ def _pretrained(v: Any) -> str | None:
     return None
 
 
-def _key(type_: Types, check: Check | None = None, doc: str = "", default: Any = None) -> Any:
-    return field(default=default, metadata={"type": type_, "check": check, "doc": doc})
+def _key(type_: Types, check: Check | None = None, doc: str = "", default: Any = None, progress: bool = False) -> Any:
+    """A trial key: its type, rule, doc and default; ``progress``: a column of Tune's live table when searched."""
+    return field(default=default, metadata={"type": type_, "check": check, "doc": doc, "progress": progress})
 
 
 def _data_key(name: str, default: Any = ...) -> Any:
@@ -64,14 +65,14 @@ def _data_key(name: str, default: Any = ...) -> Any:
 class TrialConfig:
     """Everything one trial needs, as plain values. Defaults are what a bare trial gets."""
 
-    architecture: str = _key(str, _architecture, "model name in the registry", "simple_cnn")
+    architecture: str = _key(str, _architecture, "model name in the registry", "simple_cnn", progress=True)
     pretrained: str = _key(str, _pretrained, "none | imagenet | path; imagenet falls back to random init for "
                            "architectures that have no ImageNet weights (simple_cnn)", "none")
-    frozen_depth: int | None = _key(int, _non_negative, "leading backbone stages frozen (0 = all train)")
-    frozen_fraction: float | None = _key(float, _fraction, "frozen stages as a share of the architecture's stages")
-    dropout: float = _key(float, _probability, "head dropout", 0.0)
-    batch_size: int = _key(int, _positive, "", 32)
-    lr: float = _key(float, _positive, "peak learning rate", 1e-3)
+    frozen_depth: int | None = _key(int, _non_negative, "leading backbone stages frozen (0 = all train)", progress=True)
+    frozen_fraction: float | None = _key(float, _fraction, "frozen stages as a share of the architecture's stages", progress=True)
+    dropout: float = _key(float, _probability, "head dropout", 0.0, progress=True)
+    batch_size: int = _key(int, _positive, "", 32, progress=True)
+    lr: float = _key(float, _positive, "peak learning rate", 1e-3, progress=True)
     optimizer: str = _key(str, one_of(OPTIMIZERS), "", "adamw")
     momentum: float = _key(float, _probability, "SGD only", 0.9)
     weight_decay: float = _key(float, _non_negative, "", 1e-4)
@@ -121,6 +122,11 @@ class TrialConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def progress_params() -> tuple[str, ...]:
+    """The trial keys Tune's live table shows as columns when the space searches them."""
+    return tuple(f.name for f in fields(TrialConfig) if f.metadata.get("progress"))
 
 
 def config_keys() -> dict[str, dataclasses.Field]:

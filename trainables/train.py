@@ -80,6 +80,12 @@ class TrainingOutcome:
 
 #: Ray logs one INFO line per checkpoint in every trial process ("Checkpoint successfully created
 #: at ..."), relayed to the driver's console for the whole sweep; Tune's results list them anyway.
+#: The logger is that of a private Ray module (``ray.train._internal.storage``, ``StorageContext``
+#: on Ray 2.60.0) and Ray offers no public name or switch for it. It is named here, not in
+#: ``medtune.search.run._ray_compat`` (the adapter for every other private part of Ray), because
+#: trainables never import ``medtune.search``; a lookup by prefix would silence other loggers or
+#: miss this one before Ray imports it. ``tests/search/run/test_ray_compat.py`` is its canary: it
+#: fails, naming this constant, when the module or its message moves.
 CHECKPOINT_CHATTER = "ray.train._internal.storage"
 
 

@@ -10,7 +10,10 @@
 - ``tuner``: the Tune ``Tuner`` (trainable, scheduler, callbacks, stopper);
 - ``searcher`` and ``study``: Optuna TPE as a Tune searcher, and where its study is stored;
 - ``asha_rungs`` and ``fail_fast``: the callbacks that carry ASHA's rungs through a resume and stop a
-  sweep whose first trials all fail alike.
+  sweep whose first trials all fail alike;
+- ``_ray_compat``: every touch of what Ray Tune and Optuna do not offer publicly, each with the
+  public API that is missing and the version it was checked on (``tests/search/run/test_ray_compat.py``
+  fails, naming the attribute, when one moves).
 
 May import ``spec``, ``tracking``, ``results`` and ``medtune.trainables``.
 """

@@ -6,7 +6,9 @@ milestone after a resume would pass it unopposed and the cut-offs would be compu
 trials of the second half only. ``AshaRungs`` is a callback holding the scheduler: its state (the
 values recorded at every milestone, as plain numbers) goes into Tune's experiment state and back
 into the restored scheduler. The tuner is pickled as one object, so the restored callback and the
-restored scheduler are the same objects as before.
+restored scheduler are the same objects as before. ASHA keeps its rungs in private attributes, read
+and filled only through ``medtune.search.run._ray_compat`` (which says why its ``save``/``restore`` do
+not fit).
 
 ``rungs_document`` turns the rungs into what a user asks of a finished sweep: at each milestone,
 which trials arrived with what value of the objective, and the cut-off a trial had to beat there;
@@ -24,13 +26,12 @@ import numpy as np
 from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler
 
-from medtune.search.run.storage import is_remote, upload
+from medtune.search.run._ray_compat import (asha_brackets, asha_metric_sign, asha_num_stopped, asha_reduction_factor,
+                                           bracket_cutoff, bracket_rungs, set_asha_num_stopped)
+from medtune.search.locations import is_remote
+from medtune.search.run.storage import upload
 
 RUNGS_FILE = "asha_rungs.json"
-
-
-def _brackets(scheduler: AsyncHyperBandScheduler) -> list[Any]:
-    return list(scheduler._brackets)
 
 
 class AshaRungs(tune.Callback):
@@ -42,8 +43,9 @@ class AshaRungs(tune.Callback):
     def get_state(self) -> dict[str, Any]:
         return {
             "brackets": [[[float(milestone), {trial: float(value) for trial, value in recorded.items()}]
-                          for milestone, recorded in bracket._rungs] for bracket in _brackets(self.scheduler)],
-            "num_stopped": int(self.scheduler._num_stopped),
+                          for milestone, recorded in bracket_rungs(bracket)]
+                         for bracket in asha_brackets(self.scheduler)],
+            "num_stopped": asha_num_stopped(self.scheduler),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -51,30 +53,30 @@ class AshaRungs(tune.Callback):
 
         A rung is matched by its milestone, so a state from a scheduler with other settings fills nothing.
         """
-        for bracket, saved in zip(_brackets(self.scheduler), state.get("brackets", [])):
+        for bracket, saved in zip(asha_brackets(self.scheduler), state.get("brackets", [])):
             by_milestone = {float(milestone): values for milestone, values in saved}
-            for milestone, recorded in bracket._rungs:
+            for milestone, recorded in bracket_rungs(bracket):  # ASHA's own dicts: filled in place
                 for trial, value in by_milestone.get(float(milestone), {}).items():
                     recorded.setdefault(trial, value)
-        self.scheduler._num_stopped = max(self.scheduler._num_stopped, int(state.get("num_stopped", 0)))
+        set_asha_num_stopped(self.scheduler, max(asha_num_stopped(self.scheduler), int(state.get("num_stopped", 0))))
 
 
 def rungs_document(scheduler: AsyncHyperBandScheduler, metric: str, time_attr: str) -> dict[str, Any]:
     """Every milestone in ascending order with the trials' values and the cut-off, in the metric's own sign."""
-    sign = scheduler._metric_op or 1.0  # ASHA records metric * op so that higher is always better
+    sign = asha_metric_sign(scheduler) or 1.0  # ASHA records metric * sign so that higher is always better
     brackets = []
-    for bracket in _brackets(scheduler):
+    for bracket in asha_brackets(scheduler):
         rungs = []
-        for milestone, recorded in sorted(bracket._rungs, key=lambda rung: rung[0]):
-            cutoff = bracket.cutoff(recorded)
+        for milestone, recorded in sorted(bracket_rungs(bracket), key=lambda rung: rung[0]):
+            cutoff = bracket_cutoff(bracket, recorded)
             rungs.append({
                 "milestone": milestone,
                 "trials": {trial: sign * value for trial, value in sorted(recorded.items())},
                 "cutoff": None if cutoff is None or not np.isfinite(cutoff) else float(sign * cutoff),
             })
         brackets.append({"rungs": rungs})
-    return {"metric": metric, "time_attr": time_attr, "reduction_factor": scheduler._reduction_factor,
-            "stopped": int(scheduler._num_stopped), "brackets": brackets}
+    return {"metric": metric, "time_attr": time_attr, "reduction_factor": asha_reduction_factor(scheduler),
+            "stopped": asha_num_stopped(scheduler), "brackets": brackets}
 
 
 def write_rungs(rungs: AshaRungs, metric: str, time_attr: str, run_path: str) -> Path:

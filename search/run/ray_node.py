@@ -16,6 +16,8 @@ import os
 from contextlib import contextmanager
 from typing import Iterator
 
+from medtune.search.run._ray_compat import ray_cluster_constant, stop_propagating_env_vars, system_config_kwargs
+
 #: Raylet/GCS settings of the node medtune starts itself (Ray's defaults: 100, 100, 250, 10000 ms).
 #: A user's own ``RAY_<name>`` environment variable for any of them wins.
 LOCAL_NODE_SYSTEM_CONFIG: dict[str, int] = {
@@ -42,14 +44,9 @@ def keep_credentials_out_of_runtime_envs() -> None:
     Trials of a node medtune starts inherit the driver's environment anyway (the raylet is its
     child); the nodes of a cluster take credentials from their own environment or AWS config chain
     (cluster/README.md). Passed as a runtime env, the secret would be logged on every node.
+    A Ray without Tune's list of propagated variables does not propagate them this way.
     """
-    try:
-        from ray.tune.execution import class_cache
-    except ImportError:  # a Ray without this module does not propagate them this way
-        return
-    propagated = getattr(class_cache, "ENV_VARS_TO_PROPAGATE", None)
-    if isinstance(propagated, set):
-        propagated.difference_update(CREDENTIAL_VARIABLES)
+    stop_propagating_env_vars(CREDENTIAL_VARIABLES)
 
 
 #: Ray's switch for "this machine may join a cluster". Off, Ray takes 127.0.0.1 as the node's
@@ -66,19 +63,15 @@ def local_node_on_loopback() -> Iterator[None]:
     constant when Ray was imported, so that is switched too. Both are put back afterwards, so a
     ``ray start`` run later from this process is unaffected. A user's own setting of the variable wins.
     """
-    from ray._private import ray_constants
-
     if LOOPBACK_ONLY_VARIABLE in os.environ:
         yield
         return
-    was = ray_constants.ENABLE_RAY_CLUSTER
     os.environ[LOOPBACK_ONLY_VARIABLE] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        yield
+        with ray_cluster_constant(False):
+            yield
     finally:
         del os.environ[LOOPBACK_ONLY_VARIABLE]
-        ray_constants.ENABLE_RAY_CLUSTER = was
 
 
 def init_ray(num_cpus: int | None = None, log_to_driver: bool = True) -> None:
@@ -103,4 +96,4 @@ def init_ray(num_cpus: int | None = None, log_to_driver: bool = True) -> None:
         # "local": always a fresh in-process instance, never a stale or foreign one on this machine.
         with local_node_on_loopback():
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver,
-                     _system_config=local_node_system_config())
+                     **system_config_kwargs(local_node_system_config()))

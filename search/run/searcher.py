@@ -13,6 +13,9 @@ is ``medtune.trainables.budget.stopped_early``, the test the leaderboard and the
 A cross-validated trial that races over folds reports its objective only once every fold trains
 (NaN before); its intermediate values are then its estimate over the folds trained so far
 (``<objective>_race``), which is what ASHA compared it by at every rung.
+
+``OptunaSearch`` keeps its study, its Tune-to-Optuna trial map and the trials already told in
+private attributes; they are reached only through ``medtune.search.run._ray_compat``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from optuna.trial import TrialState
 from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
 
+from medtune.search.run._ray_compat import optuna_search_study, optuna_search_told, optuna_search_trials
 from medtune.search.spec.space import DefineByRunSpace
 from medtune.search.spec.sweep_spec import SweepSpec, epoch_plan, trial_stage_counts
 from medtune.trainables.budget import stopped_early
@@ -50,47 +54,49 @@ class MedtuneOptunaSearch(OptunaSearch):
     @property
     def study(self) -> optuna.Study | None:
         """The study the trials were told to (None before Tune set the searcher up)."""
-        return getattr(self, "_ot_study", None)
+        return optuna_search_study(self)
 
     @property
     def objective(self) -> Objective:
         """The metric and mode Tune gave the searcher (read each time: Tune may set them after ``__init__``)."""
-        return Objective(self._metric, self._mode)
+        return Objective(self.metric, self.mode)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        value = result.get(self._metric)
+        value = result.get(self.metric)
         if isinstance(value, (int, float)) and not math.isnan(value):
             best = self._best_values.get(trial_id)
             if best is None or self.objective.better(value, best):
                 self._best_values[trial_id] = float(value)
         self._last_results[trial_id] = {k: result.get(k) for k in (EPOCH, "epochs_total", TRAINING_ITERATION)
                                         if k in result}
-        intermediate = result.get(race_metric(self._metric), value)
+        intermediate = result.get(race_metric(self.metric), value)
         if isinstance(intermediate, (int, float)) and math.isfinite(intermediate):
-            super().on_trial_result(trial_id, {**result, self._metric: intermediate})
+            super().on_trial_result(trial_id, {**result, self.metric: intermediate})
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        told, ot_trials = optuna_search_told(self), optuna_search_trials(self)
+        if trial_id in told or trial_id not in ot_trials:
             return super().on_trial_complete(trial_id, result, error)
-        if not error and result and self._metric in result and TRAINING_ITERATION in result and \
+        if not error and result and self.metric in result and TRAINING_ITERATION in result and \
                 result[TRAINING_ITERATION] != (self._last_results.get(trial_id) or {}).get(TRAINING_ITERATION):
             # A result on which the scheduler stopped the trial (ASHA at a rung, or at max_t) reaches
             # the searcher only here, never through on_trial_result: count it as the epoch it is.
             self.on_trial_result(trial_id, result)
         last = self._last_results.get(trial_id)
         best = self._best_values.get(trial_id)
-        ot_trial = self._ot_trials[trial_id]
+        ot_trial = ot_trials[trial_id]
         if error or best is None:
             state, value = (TrialState.FAIL, None) if error else (TrialState.PRUNED, None)
         elif stopped_early(last, self._max_epochs):
             state, value = TrialState.PRUNED, None
         else:
             state, value = TrialState.COMPLETE, best
+        study = optuna_search_study(self)  # outside the try: a moved internal must not pass as a warning
         try:
-            self._ot_study.tell(ot_trial, value, state=state)
+            study.tell(ot_trial, value, state=state)
         except Exception as exc:  # e.g. a trial already told
             log.warning("could not tell Optuna about trial %s: %s", trial_id, exc)
-        self._completed_trials.add(trial_id)
+        told.add(trial_id)
 
 
 def build_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:

@@ -26,11 +26,12 @@ from medtune.search.run.fail_fast import FailFast, fail_fast_for
 from medtune.search.run.outcome import SweepOutcome
 from medtune.search.run.preflight import check_output_path, prepare_sweep
 from medtune.search.run.record import read_sweep_record, sweep_record, write_sweep_record
-from medtune.search.run.storage import is_remote, run_path_of, upload
+from medtune.search.locations import is_remote
+from medtune.search.run.storage import run_path_of, upload
 from medtune.search.run.study import dashboard_command, searcher_study, study_location
 from medtune.search.run.tuner import SweepTuner, restored_tuner, sweep_tuner
 from medtune.search.spec.loader import dump_yaml
-from medtune.search.spec.sweep_spec import (SpecError, SweepSpec, epoch_plan, folder_name_problem, scheduler_metric,
+from medtune.search.spec.sweep_spec import (BEST_CONFIG_FILE, SpecError, SweepSpec, epoch_plan, folder_name_problem, scheduler_metric,
                                              validate_spec)
 from medtune.search.tracking.callback import MlflowTrialCallback
 from medtune.search.tracking.sweep_run import SweepRun, failed_on_exit, report_unlogged, shared_view
@@ -139,10 +140,10 @@ def _write_best_config(spec: SweepSpec, entries: list[LeaderboardEntry], run_nam
         return None
     doc = best_config_document(spec, ranked[0], run_name, top=ranked[:TOP_CONFIGS],
                                parent_run_id=parent.run_id if parent else None)
-    path = Path(out) if out else Path("best_config.yaml") if is_remote(run_path) else Path(run_path) / "best_config.yaml"
+    path = Path(out) if out else Path(BEST_CONFIG_FILE) if is_remote(run_path) else Path(run_path) / BEST_CONFIG_FILE
     dump_yaml(doc, path)
     if is_remote(run_path):
-        upload(path, run_path, "best_config.yaml")
+        upload(path, run_path, BEST_CONFIG_FILE)
     print(f"Best configuration ({spec.metric.name} = {ranked[0].best_value:.4f}, trial {ranked[0].trial_id}, "
           f"epoch {ranked[0].best_epoch}) written to {path}", flush=True)
     return path

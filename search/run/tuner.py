@@ -20,6 +20,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
+from medtune.search.run._ray_compat import restored_tuner_parts
 from medtune.search.run.asha_rungs import AshaRungs
 from medtune.search.run.fail_fast import FailFast
 from medtune.search.run.searcher import build_searcher
@@ -28,12 +29,10 @@ from medtune.search.run.study import study_location
 from medtune.search.run.trial_values import trial_fixed_values
 from medtune.search.spec.sweep_spec import SpecError, SweepSpec, scheduler_metric
 from medtune.trainables.budget import TIME_ATTR
+from medtune.trainables.config import progress_params
 from medtune.trainables.objective import PROGRESS_METRICS
 from medtune.trainables.progress import progress_enabled
 from medtune.trainables.train import tune_trainable
-
-#: Searched values shown as columns of Ray Tune's live progress table (when they are searched).
-PROGRESS_PARAMS = ("architecture", "frozen_depth", "frozen_fraction", "dropout", "batch_size", "lr")
 
 C = TypeVar("C", bound=tune.Callback)
 
@@ -86,7 +85,7 @@ def sweep_tuner(spec: SweepSpec, run_name: str, callbacks: list[tune.Callback] |
         metric_columns.append(f"{spec.metric.name}_sem")
     if scheduler_metric(spec) != spec.metric.name:
         metric_columns.append(scheduler_metric(spec))
-    parameter_columns = [p for p in PROGRESS_PARAMS if p in spec.space]
+    parameter_columns = [p for p in progress_params() if p in spec.space]
     scheduler = build_scheduler(spec)
     callbacks = list(callbacks or [])
     if isinstance(scheduler, ASHAScheduler):
@@ -144,18 +143,8 @@ def restored_tuner(spec: SweepSpec, run_path: str) -> SweepTuner:
     if not tune.Tuner.can_restore(run_path):
         raise SpecError(run_path, [("<run>", "Ray Tune finds no experiment state to restore there")])
     tuner = tune.Tuner.restore(run_path, trainable=trial_trainable(spec), resume_unfinished=True, resume_errored=True)
-    callbacks, search_alg = _saved_parts(tuner)
+    # A new Tuner's callbacks and searcher are the objects medtune passed in (``sweep_tuner`` keeps
+    # them); a restored one's are unpickled from the run folder's ``tuner.pkl`` and then given the
+    # state Tune saved, and Ray has no public accessor for them (see ``_ray_compat``).
+    callbacks, search_alg = restored_tuner_parts(tuner)
     return SweepTuner(tuner, callbacks, search_alg)
-
-
-def _saved_parts(tuner: tune.Tuner) -> tuple[list[tune.Callback], Searcher | None]:
-    """A restored Tuner's callbacks and searcher.
-
-    Ray has no public accessor for them. A new Tuner's are the objects medtune passed in
-    (``sweep_tuner`` keeps them), but a restored one's are unpickled from the run folder's
-    ``tuner.pkl`` and then given the state Tune saved: they can only be read from the Tuner's
-    internal ``TunerInternal``. This is the one place that reaches into it (Ray 2.x), so a Ray
-    upgrade that moves it breaks here and nowhere else.
-    """
-    internal = tuner._local_tuner
-    return list(internal.get_run_config().callbacks or []), internal._tune_config.search_alg
