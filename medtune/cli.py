@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     final = sub.add_parser("final", help="train a configuration on train+val, evaluate once on test, report")
     _add_spec_arguments(final)
     final.add_argument("--epochs", choices=("budget", "best"), default="budget",
-                       help="the sweep's full budget (max_t, in its unit), or the best trial's budget up to its best epoch")
+                       help="the sweep's full budget (max_t, in its unit), or the best trial's budget "
+                            "up to its best epoch")
     final.add_argument("--operating-point", "--threshold", dest="operating_point", default="auto", metavar="RULE",
                        help="the decision rule, chosen on held-out scores after they are calibrated (Platt scaling); "
                             "--threshold is its old name. Two classes: auto (%(auto)s), balanced (the held-out "
@@ -143,7 +144,8 @@ def cmd_best(args: argparse.Namespace) -> int:
     best, prov = found.best, found.document["provenance"]
     print(f"Best of {len(found.entries)} trials of sweep {prov['sweep']} by {prov['metric']}: trial {best.trial_id}, "
           f"{prov['metric']} = {best.best_value:.4f} at epoch {best.best_epoch}; written to {found.path}")
-    objective = (found.document.get("metric") or {}).get("name") or DEFAULT_OBJECTIVE  # the sweep's: its runs have best_<it>
+    # the sweep's: its runs have best_<it>
+    objective = (found.document.get("metric") or {}).get("name") or DEFAULT_OBJECTIVE
     if parent := prov.get("parent_run_id"):
         uri = resolved_tracking_uri(args.tracking_uri)
         _print_ui_links(lambda: sweep_link_lines(uri, experiment_of(uri, parent), parent, objective,
@@ -189,7 +191,8 @@ def cmd_architectures(args: argparse.Namespace) -> int:
     print(f"{'name':24} {'stages':>6} {'min px':>6}  imagenet weights")
     for name in list_architectures():
         info = get_architecture(name)
-        print(f"{name:24} {info.num_stages:>6} {info.min_input_size:>6}  {'yes' if info.has_imagenet_weights else 'no'}")
+        print(f"{name:24} {info.num_stages:>6} {info.min_input_size:>6}  "
+              f"{'yes' if info.has_imagenet_weights else 'no'}")
     return 0
 
 

@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
 
 
-
 def dashboard(run: Path, out: Path, browser) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         journal = Path(tmp) / "optuna.journal"
@@ -62,10 +61,10 @@ def dashboard(run: Path, out: Path, browser) -> Path:
 def api_leaderboard(tracking_uri: str, experiment: str, out: Path, browser) -> Path:
     """What ``medtune.sweep(...).leaderboard_frame()`` shows in a notebook: the same table as the
     sweep's ``leaderboard.csv``, read here from its MLflow parent run."""
-    import mlflow
     import pandas as pd
 
     import medtune
+    import mlflow
 
     found = medtune.best(experiment, tracking_uri, output=None)
     parent = found.document["provenance"]["parent_run_id"]

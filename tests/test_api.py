@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import REPO, subprocess_env
 
 import medtune
-from helpers import REPO, subprocess_env
 from medtune.search.spec.loader import load_space, load_spec
 from medtune.search.spec.sweep_spec import SpecError
 
@@ -22,7 +22,8 @@ DEMO = REPO / "spaces" / "demo.yaml"
 
 
 def test_importing_medtune_loads_no_heavy_library():
-    code = ("import sys, medtune; heavy = [m for m in ('torch', 'ray', 'mlflow', 'optuna', 'timm') if m in sys.modules];"
+    code = ("import sys, medtune; heavy = [m for m in ('torch', 'ray', 'mlflow', 'optuna', 'timm') "
+            "if m in sys.modules];"
             "print(medtune.__version__, heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), check=True)
     assert out.stdout.split(" ", 1)[1].strip() == "[]", out.stdout

@@ -93,7 +93,8 @@ def test_an_unreachable_tracking_server_is_found_before_data_or_ray(tmp_path, ca
     uri = f"http://medtune:sentinel-password@127.0.0.1:{free_port()}"
     # A data source that does not exist: had the sweep got as far as the data, it would say so instead.
     started = time.monotonic()
-    code = main(["sweep", str(DEMO), "--set", "data.source=/nonexistent/data.npz", "--set", f"mlflow.tracking_uri={uri}",
+    code = main(["sweep", str(DEMO), "--set", "data.source=/nonexistent/data.npz",
+                 "--set", f"mlflow.tracking_uri={uri}",
                  "--set", f"storage={tmp_path / 'results'}"])
     err = capsys.readouterr().err
     assert code == EXIT_BAD_INPUT and time.monotonic() - started < 30
@@ -143,7 +144,8 @@ def test_an_empty_val_class_folder_is_rejected(tmp_path, capsys):
     root = make_kermany(tmp_path / "chest_xray", per_class=3)
     for image in (root / "val" / "NORMAL").iterdir():
         image.unlink()
-    assert main(["validate", str(DEMO), "--set", f"data.source={root}", "--set", "data.image_size=16"]) == EXIT_BAD_INPUT
+    assert main(["validate", str(DEMO), "--set", f"data.source={root}",
+                 "--set", "data.image_size=16"]) == EXIT_BAD_INPUT
     assert "the val split has no images of class 'NORMAL'" in capsys.readouterr().err
 
 
@@ -172,11 +174,10 @@ def test_final_out_that_is_a_file_is_found_before_training(tmp_path, capsys):
 @pytest.mark.parametrize("failure", [KeyboardInterrupt, RuntimeError])
 def test_a_sweep_that_ends_early_leaves_its_parent_run_failed_with_the_reason(tmp_path, monkeypatch,
                                                                                pneumoniamnist_path, failure):
-    from mlflow import MlflowClient
-
     import medtune.search.run.preflight
     import medtune.search.run.ray_node
     import medtune.search.run.sweep
+    from mlflow import MlflowClient
 
     def broken_tuner(*args, **kwargs):
         raise failure("stopped by the test")
@@ -232,6 +233,7 @@ def test_images_in_subfolders_of_a_class_folder_are_read_as_that_class(tmp_path)
     import shutil
 
     from helpers import make_kermany
+
     from medtune.trainables.data import DataConfig, inspect_source, load_splits
 
     root = make_kermany(tmp_path / "chest_xray", per_class=4)
@@ -264,9 +266,9 @@ def test_results_inside_a_ray_jobs_temporary_copy_are_refused(tmp_path, monkeypa
 
 
 def test_tiny_images_are_kept_with_a_warning_that_counts_them(tmp_path):
+    from helpers import make_kermany
     from PIL import Image
 
-    from helpers import make_kermany
     from medtune.trainables.data import DataConfig, load_splits
 
     root = make_kermany(tmp_path / "chest_xray", per_class=4)

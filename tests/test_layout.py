@@ -104,7 +104,8 @@ def test_every_third_party_import_is_a_declared_dependency():
                 for d in project["dependencies"]}
     distributions = importlib.metadata.packages_distributions()
     missing = {}
-    for path in [*(REPO / "medtune").rglob("*.py"), *(REPO / "search").rglob("*.py"), *(REPO / "trainables").rglob("*.py")]:
+    for path in [*(REPO / "medtune").rglob("*.py"), *(REPO / "search").rglob("*.py"),
+                 *(REPO / "trainables").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
@@ -145,9 +146,11 @@ def test_every_package_folder_is_installed_and_shipped_in_the_image():
 
 #: What each sub-package of search/ may import of the others: one order, spec <- tracking <- results
 #: <- run (docs/architecture.md says why), so no two of them import each other.
-MAY_IMPORT = {"spec": set(), "tracking": {"spec"}, "results": {"spec", "tracking"}, "run": {"spec", "tracking", "results"}}
+MAY_IMPORT = {"spec": set(), "tracking": {"spec"}, "results": {"spec", "tracking"},
+              "run": {"spec", "tracking", "results"}}
 #: The installed packages and the folders they come from.
-PACKAGE_ROOTS = {"medtune": REPO / "medtune", "medtune.search": REPO / "search", "medtune.trainables": REPO / "trainables"}
+PACKAGE_ROOTS = {"medtune": REPO / "medtune", "medtune.search": REPO / "search",
+                 "medtune.trainables": REPO / "trainables"}
 
 
 def _modules() -> dict[str, Path]:
@@ -188,7 +191,8 @@ def import_graph() -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join([*package.split(".")[: len(package.split(".")) - node.level + 1], *filter(None, [base])])
+                    base = ".".join([*package.split(".")[: len(package.split(".")) - node.level + 1],
+                                     *filter(None, [base])])
                 names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
             else:
                 continue

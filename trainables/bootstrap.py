@@ -33,5 +33,6 @@ def percentile_bootstrap(metrics: Callable[[np.ndarray], dict[str, float]], n: i
     out = {}
     for name, values in draws.items():
         finite = np.array([v for v in values if not math.isnan(v)])
-        out[name] = (float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))) if len(finite) else (math.nan, math.nan)
+        out[name] = (float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))) \
+            if len(finite) else (math.nan, math.nan)
     return out

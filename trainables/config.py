@@ -69,7 +69,8 @@ class TrialConfig:
     pretrained: str = _key(str, _pretrained, "none | imagenet | path; imagenet falls back to random init for "
                            "architectures that have no ImageNet weights (simple_cnn)", "none")
     frozen_depth: int | None = _key(int, _non_negative, "leading backbone stages frozen (0 = all train)", progress=True)
-    frozen_fraction: float | None = _key(float, _fraction, "frozen stages as a share of the architecture's stages", progress=True)
+    frozen_fraction: float | None = _key(float, _fraction, "frozen stages as a share of the architecture's stages",
+                                         progress=True)
     dropout: float = _key(float, _probability, "head dropout", 0.0, progress=True)
     batch_size: int = _key(int, _positive, "", 32, progress=True)
     lr: float = _key(float, _positive, "peak learning rate", 1e-3, progress=True)

@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from medtune.trainables.checkpoints import checkpoint_model_state, load_checkpoint
 from medtune.trainables.config import TrialConfig
 from medtune.trainables.data import SplitArrays
+from medtune.trainables.factories import make_batches, pick_device
 from medtune.trainables.loop import Precision, predict_proba
 from medtune.trainables.metrics import classification_metrics
+from medtune.trainables.model_bundle import rebuild_model
 from medtune.trainables.models import TransferModel
-from medtune.trainables.checkpoints import checkpoint_model_state, load_checkpoint
-from medtune.trainables.factories import build_trial_model, input_channels, make_batches, pick_device
 
 
 def predict_split(model: TransferModel, cfg: TrialConfig, split: SplitArrays,
@@ -30,7 +31,8 @@ def predict_split(model: TransferModel, cfg: TrialConfig, split: SplitArrays,
     return predict_proba(model, batches, Precision.for_device(device, cfg.amp))
 
 
-def model_from_checkpoint(checkpoint_dir: str | Path, num_classes: int | None = None) -> tuple[TransferModel, TrialConfig]:
+def model_from_checkpoint(checkpoint_dir: str | Path,
+                          num_classes: int | None = None) -> tuple[TransferModel, TrialConfig]:
     """Rebuild a trial's model from its checkpoint folder, without pretrained downloads.
 
     The checkpoint holds every weight, so the architecture is built from random init
@@ -38,11 +40,9 @@ def model_from_checkpoint(checkpoint_dir: str | Path, num_classes: int | None = 
     """
     state = load_checkpoint(checkpoint_dir)
     trained = TrialConfig.from_dict(state["config"])
-    # Same stem as in training (pretrained runs see three channels), without fetching weights.
-    skeleton = TrialConfig.from_dict({**state["config"], "pretrained": "none", "channels": input_channels(trained)})
     classes = num_classes if num_classes is not None else len(state["class_names"])
-    model = build_trial_model(skeleton, classes)
-    model.load_state_dict(checkpoint_model_state(state))
+    # Same stem as in training (pretrained runs see three channels), without fetching weights.
+    model = rebuild_model(state["config"], classes, checkpoint_model_state(state))
     return model.to(pick_device()).eval(), trained
 
 

@@ -20,8 +20,13 @@ from torch import nn
 from medtune.trainables.config import TrialConfig
 from medtune.trainables.data import DatasetSplits, SplitArrays
 from medtune.trainables.data.splits import kfold_pairs, pooled
-from medtune.trainables.factories import (build_lr_schedule, build_optimizer, build_trial_model, class_weights,
-                                          make_batches)
+from medtune.trainables.factories import (
+    build_lr_schedule,
+    build_optimizer,
+    build_trial_model,
+    class_weights,
+    make_batches,
+)
 from medtune.trainables.loop import Precision, TimedBatches, train_one_epoch
 from medtune.trainables.models import TransferModel
 from medtune.trainables.objective import FOLD_MEAN_METRICS, race_metric

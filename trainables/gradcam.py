@@ -168,5 +168,6 @@ def pick_examples(scores: np.ndarray, labels: np.ndarray, threshold: float, per_
             idx = np.flatnonzero((labels == cls) & ((predicted == labels) == correct))
             confidence = np.abs(scores[idx] - threshold)
             for i in idx[np.argsort(-confidence, kind="stable")][:per_group]:
-                chosen.append((int(i), f"{class_names[-1] if cls else class_names[0]}, {'correct' if correct else 'wrong'}"))
+                chosen.append((int(i), f"{class_names[-1] if cls else class_names[0]}, "
+                                       f"{'correct' if correct else 'wrong'}"))
     return chosen

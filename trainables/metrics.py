@@ -28,7 +28,8 @@ def roc_auc(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=list(range(probs.shape[1]))))
 
 
-def classification_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float = 0.5, prefix: str = "") -> dict[str, float]:
+def classification_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float = 0.5,
+                           prefix: str = "") -> dict[str, float]:
     """Loss, accuracy, AUC, sensitivity, specificity and balanced accuracy for one split."""
     labels = np.asarray(labels, dtype=np.int64)
     if probs.shape[1] == 2:

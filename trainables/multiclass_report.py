@@ -24,9 +24,14 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from medtune.trainables.bootstrap import BOOTSTRAP_SAMPLES, CI_LEVEL, percentile_bootstrap
-from medtune.trainables.operating_point import (DEFAULT_MULTICLASS_OPERATING_POINT, MULTICLASS_RULES,
-                                                describe_multiclass_rule, multiclass_log_offsets,
-                                                parse_multiclass_operating_point, predict_classes)
+from medtune.trainables.operating_point import (
+    DEFAULT_MULTICLASS_OPERATING_POINT,
+    MULTICLASS_RULES,
+    describe_multiclass_rule,
+    multiclass_log_offsets,
+    parse_multiclass_operating_point,
+    predict_classes,
+)
 
 HEADLINE = ("accuracy", "balanced_accuracy", "roc_auc")
 #: The rule of a report built before operating points (the plain argmax).
@@ -167,7 +172,8 @@ def multiclass_markdown(reports: list[MulticlassReport], title: str) -> str:
     lines = [f"# {title}", "", f"Held-out test split, evaluated once; {len(reports[0].class_names)} classes, the "
              f"predicted class is {_rule_text(rule)}. 95% percentile bootstrap intervals over test images; "
              "roc_auc is the macro one-vs-rest AUC.", "",
-             "| metric | " + " | ".join(r.name for r in reports) + " |", "| --- | " + " | ".join("---" for _ in reports) + " |"]
+             "| metric | " + " | ".join(r.name for r in reports) + " |",
+             "| --- | " + " | ".join("---" for _ in reports) + " |"]
     for m in HEADLINE:
         lines.append(f"| {m} | " + " | ".join(
             f"{r.metrics[m]:.3f} ({r.intervals[m][0]:.3f}-{r.intervals[m][1]:.3f})" for r in reports) + " |")
@@ -187,7 +193,8 @@ def multiclass_markdown(reports: list[MulticlassReport], title: str) -> str:
                   for name, v in r.per_class.items()]
         lines += ["", f"**{r.name}**: confusion matrix (rows: true, columns: predicted), n = {r.n_test}", "",
                   "| | " + " | ".join(r.class_names) + " |", "| --- " * (len(r.class_names) + 1) + "|"]
-        lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |" for name, row in zip(r.class_names, r.confusion)]
+        lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |"
+                  for name, row in zip(r.class_names, r.confusion)]
         lines.append("")
     return "\n".join(lines)
 

@@ -35,15 +35,38 @@ import numpy as np
 import torch
 
 from medtune.trainables.budget import epochs_for_budget, images_per_epoch, steps_per_epoch, units_per_epoch
-from medtune.trainables.checkpoints import (CHECKPOINTS_PER_TRIAL, checkpoint_due, checkpoint_model_state,
-                                            cuda_rng_state, load_checkpoint, restore_cuda_rng, save_checkpoint)
+from medtune.trainables.checkpoints import (
+    CHECKPOINTS_PER_TRIAL,
+    checkpoint_due,
+    checkpoint_model_state,
+    cuda_rng_state,
+    load_checkpoint,
+    restore_cuda_rng,
+    save_checkpoint,
+)
 from medtune.trainables.config import TrialConfig
 from medtune.trainables.data import DataConfig, DatasetSplits, load_splits
-from medtune.trainables.factories import (EVAL_BATCH_SIZE, build_lr_schedule, build_optimizer, build_trial_model,
-                                          class_weights, effective_pretrained, input_channels, make_batches,
-                                          pick_device, seed_everything)
-from medtune.trainables.folds import (FoldRun, build_fold_run, catch_up, fold_metrics, fold_splits, folds_in_epoch,
-                                      mean_over_folds)
+from medtune.trainables.factories import (
+    EVAL_BATCH_SIZE,
+    build_lr_schedule,
+    build_optimizer,
+    build_trial_model,
+    class_weights,
+    effective_pretrained,
+    input_channels,
+    make_batches,
+    pick_device,
+    seed_everything,
+)
+from medtune.trainables.folds import (
+    FoldRun,
+    build_fold_run,
+    catch_up,
+    fold_metrics,
+    fold_splits,
+    folds_in_epoch,
+    mean_over_folds,
+)
 from medtune.trainables.loop import Precision, predict_proba, train_one_epoch
 from medtune.trainables.metrics import classification_metrics
 from medtune.trainables.models import TransferModel

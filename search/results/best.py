@@ -106,7 +106,8 @@ def best_from_mlflow(experiment: str, tracking_uri: str, *, metric: str | None =
     spec = swept
     if metric is not None:
         if metric not in REPORTED_METRICS:
-            raise SpecError(where, [("--metric", f"{metric!r} is not reported; reported: {', '.join(REPORTED_METRICS)}")])
+            raise SpecError(where, [("--metric", f"{metric!r} is not reported; "
+                                                 f"reported: {', '.join(REPORTED_METRICS)}")])
         spec = dataclasses.replace(spec, metric=MetricSpec(metric, Objective.of(metric, mode).mode))
     sweeps_objective = spec.metric == swept.metric
     entries = entries_from_leaderboard(reader, parent.run_id, spec) if sweeps_objective else None

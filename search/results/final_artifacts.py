@@ -15,8 +15,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medtune.search.results.final_reports import report_markdown
 from medtune.search.results.final_members import FinalMember
+from medtune.search.results.final_reports import report_markdown
 from medtune.search.spec.sweep_spec import SweepSpec
 
 if TYPE_CHECKING:

@@ -49,8 +49,8 @@ def _cams(member: FinalMember, data: Any, rows: list[int], target: int) -> tuple
     """Grad-CAM maps of ``target``'s score for test images ``rows`` (one batch), and the layer used."""
     from medtune.trainables.config import TrialConfig
     from medtune.trainables.data import SplitArrays
-    from medtune.trainables.gradcam import gradcam_with_layer
     from medtune.trainables.factories import make_batches
+    from medtune.trainables.gradcam import gradcam_with_layer
 
     cfg = TrialConfig.from_dict({**member.config, "channels_last": False})
     sample = SplitArrays(images=np.asarray(data.test.images[rows]), labels=data.test.labels[rows])

@@ -55,8 +55,7 @@ def check_threshold_applies(rule: str, class_names: tuple[str, ...], source: str
 def build_reports(members: list[FinalMember], data: Any, rule: str, threshold_source: str) -> tuple[list[Any], str]:
     """The best model's report, then (K > 1 members) the ensemble's; and where the threshold came
     from, completed with the rule ``auto`` chose."""
-    from medtune.trainables.operating_point import (AUTO, parse_multiclass_operating_point,
-                                                    parse_operating_point)
+    from medtune.trainables.operating_point import AUTO, parse_multiclass_operating_point, parse_operating_point
 
     auto = str(rule).strip().lower() == AUTO
     if members[0].test_scores.ndim == 2:
@@ -123,8 +122,8 @@ def multiclass_reports(members: list[FinalMember], data: Any, rule: str = "auto"
 
 def report_markdown(reports: list[Any], title: str) -> str:
     """``report.md``'s table (also printed): the two-class or the multi-class layout."""
-    from medtune.trainables.multiclass_report import MulticlassReport, multiclass_markdown
     from medtune.trainables.binary_report import report_markdown as binary_markdown
+    from medtune.trainables.multiclass_report import MulticlassReport, multiclass_markdown
 
     if isinstance(reports[0], MulticlassReport):
         return multiclass_markdown(reports, title)

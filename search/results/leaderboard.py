@@ -23,7 +23,6 @@ from medtune.trainables.budget import TrialOutcome
 from medtune.trainables.objective import EPOCH, PRINTED_METRICS, SHOWN_METRICS, Objective, trial_summary
 
 
-
 @dataclass
 class LeaderboardEntry:
     """One trial's row: its best epoch by the objective, and how it ended."""
@@ -57,7 +56,8 @@ def leaderboard(results: Any, spec: SweepSpec) -> list[LeaderboardEntry]:
             # No value of the objective: failed, or stopped while racing on one fold (its objective
             # waits for every fold). Either way it ranks after every trial with a value.
             epochs = max((int(row[EPOCH]) for row in history if EPOCH in row), default=0)
-            entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), math.nan, 0, epochs, {}, error, outcome))
+            entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), math.nan, 0, epochs, {}, error,
+                                            outcome))
             continue
         shown = {k: float(summary.at_best[k]) for k in SHOWN_METRICS if k in summary.at_best}
         entries.append(LeaderboardEntry(trial_id, dict(result.config or {}), summary.best_value, summary.best_epoch,
@@ -77,7 +77,8 @@ def format_leaderboard(entries: list[LeaderboardEntry], spec: SweepSpec, top: in
         ])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) for r in rows]
-    return "\n".join([f"Top {min(top, len(entries))} of {len(entries)} trials by {spec.metric.name} ({spec.metric.mode}):",
+    return "\n".join([f"Top {min(top, len(entries))} of {len(entries)} trials by "
+                      f"{spec.metric.name} ({spec.metric.mode}):",
                       *lines])
 
 

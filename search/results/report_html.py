@@ -21,8 +21,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from medtune.search.results._html import (CSP, CSS, count_cell, escape, format_number, header, image_tag, num_cell,
-                                          row, table)
+from medtune.search.results._html import (
+    CSP,
+    CSS,
+    count_cell,
+    escape,
+    format_number,
+    header,
+    image_tag,
+    num_cell,
+    row,
+    table,
+)
 
 #: The plots ``medtune final`` writes, in the order the page shows them, with their captions.
 FIGURES = (

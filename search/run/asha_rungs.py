@@ -26,9 +26,16 @@ import numpy as np
 from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler
 
-from medtune.search.run._ray_compat import (asha_brackets, asha_metric_sign, asha_num_stopped, asha_reduction_factor,
-                                           bracket_cutoff, bracket_rungs, set_asha_num_stopped)
 from medtune.search.locations import is_remote
+from medtune.search.run._ray_compat import (
+    asha_brackets,
+    asha_metric_sign,
+    asha_num_stopped,
+    asha_reduction_factor,
+    bracket_cutoff,
+    bracket_rungs,
+    set_asha_num_stopped,
+)
 from medtune.search.run.storage import upload
 
 RUNGS_FILE = "asha_rungs.json"

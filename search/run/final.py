@@ -26,10 +26,22 @@ from typing import Any
 from medtune.search.results.final_artifacts import report_title, write_artifacts, write_report_page
 from medtune.search.results.final_calibration import calibrated_training
 from medtune.search.results.final_outcome import FinalOutcome
-from medtune.search.results.final_reports import (build_reports, check_operating_point, check_threshold_applies,
-                                                  report_markdown)
-from medtune.search.run.final_training import (CALIBRATION_FRACTION, FinalMember, FinalTraining, best_trial_epoch,
-                                                   final_budget, member_configs, train_members, trial_train_images)
+from medtune.search.results.final_reports import (
+    build_reports,
+    check_operating_point,
+    check_threshold_applies,
+    report_markdown,
+)
+from medtune.search.run.final_training import (
+    CALIBRATION_FRACTION,
+    FinalMember,
+    FinalTraining,
+    best_trial_epoch,
+    final_budget,
+    member_configs,
+    train_members,
+    trial_train_images,
+)
 from medtune.search.spec.sweep_spec import SpecError, SweepSpec
 
 __all__ = ["CALIBRATION_FRACTION", "FinalMember", "FinalOutcome", "final_budget", "run_final"]

@@ -58,7 +58,8 @@ def train_members(spec: SweepSpec, configs: list[dict[str, Any]], splits: Any, b
     started = time.perf_counter()
     if folds:
         data = cv_final_splits(splits)
-        members = [train_cv_member(config, splits, folds, budget, out / f"member{i}") for i, config in enumerate(configs)]
+        members = [train_cv_member(config, splits, folds, budget, out / f"member{i}")
+                   for i, config in enumerate(configs)]
         source = (f"out-of-fold predictions of {folds}-fold cross-validation over train + val "
                   f"({len(data.train.labels)} images)")
     elif len(splits.class_names) > 2:  # no threshold to choose: nothing is held out
@@ -75,7 +76,8 @@ def train_members(spec: SweepSpec, configs: list[dict[str, Any]], splits: Any, b
 def final_splits(splits: Any, calibration_fraction: float, seed: int) -> Any:
     """Train on train + (1 - fraction) of val; keep ``fraction`` of val to pick the threshold."""
     keep_idx, calibration_idx = carve_val(splits.val.labels, calibration_fraction, seed, len(splits.class_names))
-    train = SplitArrays(images=np.concatenate([np.asarray(splits.train.images), np.asarray(splits.val.images[keep_idx])]),
+    train = SplitArrays(images=np.concatenate([np.asarray(splits.train.images),
+                                               np.asarray(splits.val.images[keep_idx])]),
                         labels=np.concatenate([splits.train.labels, splits.val.labels[keep_idx]]))
     calibration = take(splits.val.images, splits.val.labels, calibration_idx)
     return DatasetSplits(train=train, val=calibration, test=splits.test, class_names=splits.class_names,

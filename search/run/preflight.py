@@ -73,7 +73,8 @@ def learnable_problems(summary: dict[str, Any]) -> list[str]:
         empty = [name for name in names if counts.get(name, 0) == 0]
         if empty:
             out.append(f"{summary.get('source')}: the {split} split has no images of class "
-                       f"{', '.join(map(repr, empty))} (counts: {', '.join(f'{n} {counts.get(n, 0)}' for n in names)}); "
+                       f"{', '.join(map(repr, empty))} "
+                       f"(counts: {', '.join(f'{n} {counts.get(n, 0)}' for n in names)}); "
                        "expected every class in train and val")
     return out
 

@@ -1,7 +1,8 @@
 """Starting or joining Ray for a sweep, and the timers of the node medtune starts itself.
 
 A sweep joins the cluster in ``RAY_ADDRESS`` (as under ``ray job submit``) as it is configured;
-otherwise it starts a fresh in-process node that listens on loopback only. That local node is on a laptop or workstation where
+otherwise it starts a fresh in-process node that listens on loopback only.
+That local node is on a laptop or workstation where
 Ray's daemons share a few cores with the trials, so its periodic timers are slowed: with Ray's
 defaults the raylet syncs its resource view every 100 ms, checks for GC every 100 ms and reads
 memory usage every 250 ms, and on 2 cores each of those wake-ups preempts one of torch's OpenMP

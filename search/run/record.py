@@ -44,12 +44,14 @@ def read_sweep_record(run_path: str) -> dict[str, Any]:
         record = json.loads(read_file(run_path, SWEEP_RECORD).decode())
     except (FileNotFoundError, OSError) as exc:
         raise SpecError(run_path, [("<run>", f"not a medtune sweep folder: {SWEEP_RECORD} not found there "
-                                             f"(expected <storage>/<run name>/, as printed by 'medtune sweep'); {exc}")]) from None
+                                             "(expected <storage>/<run name>/, as printed by 'medtune sweep'); "
+                                             f"{exc}")]) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SpecError(run_path, [(SWEEP_RECORD, f"not readable JSON ({exc}); the file is damaged, so this sweep "
                                                   "cannot be resumed from it")]) from None
     missing = [key for key in REQUIRED_KEYS if not isinstance(record, dict) or key not in record]
     if missing:
         raise SpecError(run_path, [(f"{SWEEP_RECORD}: {key}", "missing; expected the record 'medtune sweep' writes "
-                                                             "(the validated space and the run name)") for key in missing])
+                                                             "(the validated space and the run name)")
+                                   for key in missing])
     return record

@@ -18,21 +18,33 @@ import time
 from pathlib import Path
 from typing import Any
 
-from medtune.search.results.leaderboard import (LeaderboardEntry, best_config_document, format_leaderboard, leaderboard,
-                                                write_leaderboard_csv)
+from medtune.search.locations import is_remote
+from medtune.search.results.leaderboard import (
+    LeaderboardEntry,
+    best_config_document,
+    format_leaderboard,
+    leaderboard,
+    write_leaderboard_csv,
+)
 from medtune.search.results.plots import sweep_plots
 from medtune.search.run.asha_rungs import AshaRungs, write_rungs
 from medtune.search.run.fail_fast import FailFast, fail_fast_for
 from medtune.search.run.outcome import SweepOutcome
 from medtune.search.run.preflight import check_output_path, prepare_sweep
 from medtune.search.run.record import read_sweep_record, sweep_record, write_sweep_record
-from medtune.search.locations import is_remote
 from medtune.search.run.storage import run_path_of, upload
 from medtune.search.run.study import dashboard_command, searcher_study, study_location
 from medtune.search.run.tuner import SweepTuner, restored_tuner, sweep_tuner
 from medtune.search.spec.loader import dump_yaml
-from medtune.search.spec.sweep_spec import (BEST_CONFIG_FILE, SpecError, SweepSpec, epoch_plan, folder_name_problem, scheduler_metric,
-                                             validate_spec)
+from medtune.search.spec.sweep_spec import (
+    BEST_CONFIG_FILE,
+    SpecError,
+    SweepSpec,
+    epoch_plan,
+    folder_name_problem,
+    scheduler_metric,
+    validate_spec,
+)
 from medtune.search.tracking.callback import MlflowTrialCallback
 from medtune.search.tracking.sweep_run import SweepRun, failed_on_exit, report_unlogged, shared_view
 from medtune.trainables.budget import TIME_ATTR
@@ -48,7 +60,8 @@ def default_run_name(spec: SweepSpec) -> str:
     return f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def run_sweep(spec: SweepSpec, *, run_name: str | None = None, best_config_out: str | Path | None = None) -> SweepOutcome:
+def run_sweep(spec: SweepSpec, *, run_name: str | None = None,
+              best_config_out: str | Path | None = None) -> SweepOutcome:
     """Run the whole sweep and return its ranked results."""
     if run_name is not None and (problem := folder_name_problem(run_name)):
         raise SpecError(spec.source, [("--name", problem)])

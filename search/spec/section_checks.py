@@ -14,8 +14,19 @@ import os
 from typing import Any
 
 from medtune.search.credentials import uri_credentials_problem, with_credentials_from_environment
-from medtune.search.spec.sections import (DEFAULT_STORAGE, SAMPLERS, SCHEDULERS, MetricSpec, MlflowSpec, ResourcesSpec,
-                                          SamplerSpec, SchedulerSpec, SearchSpec, default_of, storage_setting_problem)
+from medtune.search.spec.sections import (
+    DEFAULT_STORAGE,
+    SAMPLERS,
+    SCHEDULERS,
+    MetricSpec,
+    MlflowSpec,
+    ResourcesSpec,
+    SamplerSpec,
+    SchedulerSpec,
+    SearchSpec,
+    default_of,
+    storage_setting_problem,
+)
 from medtune.trainables.budget import BUDGET_UNITS
 from medtune.trainables.checks import Check, Field, Problems, at_least, is_blank, one_of, read_section
 from medtune.trainables.data.config import DATA_SETTING, DATA_SETTINGS
@@ -116,7 +127,8 @@ def read_search(raw: dict[str, Any], problems: Problems) -> tuple[dict[str, Any]
     }, problems)
     if isinstance(scheduler["max_t"], int) and isinstance(scheduler["grace_period"], int) \
             and scheduler["grace_period"] > scheduler["max_t"]:
-        problems("search.scheduler.grace_period", f"must be <= max_t ({scheduler['max_t']}), got {scheduler['grace_period']}")
+        problems("search.scheduler.grace_period",
+                 f"must be <= max_t ({scheduler['max_t']}), got {scheduler['grace_period']}")
     return search, sampler, scheduler
 
 
@@ -127,7 +139,8 @@ def read_resources(raw: dict[str, Any], problems: Problems) -> dict[str, Any]:
     }, problems)
     gpu = resources["gpu"]
     if isinstance(gpu, (int, float)) and gpu > 1 and gpu != int(gpu):
-        problems("resources.gpu", f"a fraction must be <= 1 (several trials share a GPU); whole GPUs above 1, got {gpu}")
+        problems("resources.gpu",
+                 f"a fraction must be <= 1 (several trials share a GPU); whole GPUs above 1, got {gpu}")
     return resources
 
 

@@ -17,12 +17,34 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from medtune.search.spec.section_checks import (TOP_LEVEL, folder_name_problem, read_data, read_metric,
-                                                read_mlflow, read_name, read_provenance, read_resources,
-                                                read_search, read_storage, unknown_sections)
-from medtune.search.spec.sections import (BEST_CONFIG_FILE, CV_AUTO_FOLDS, DEFAULT_TRACKING_URI, CV_AUTO_MIN_VAL_PER_CLASS, SAMPLERS, SCHEDULERS,
-                                          DataSpec, MetricSpec, MlflowSpec, ResourcesSpec, SamplerSpec,
-                                          SchedulerSpec, SearchSpec)
+from medtune.search.spec.section_checks import (
+    TOP_LEVEL,
+    folder_name_problem,
+    read_data,
+    read_metric,
+    read_mlflow,
+    read_name,
+    read_provenance,
+    read_resources,
+    read_search,
+    read_storage,
+    unknown_sections,
+)
+from medtune.search.spec.sections import (
+    BEST_CONFIG_FILE,
+    CV_AUTO_FOLDS,
+    CV_AUTO_MIN_VAL_PER_CLASS,
+    DEFAULT_TRACKING_URI,
+    SAMPLERS,
+    SCHEDULERS,
+    DataSpec,
+    MetricSpec,
+    MlflowSpec,
+    ResourcesSpec,
+    SamplerSpec,
+    SchedulerSpec,
+    SearchSpec,
+)
 from medtune.search.spec.space import Distribution, architectures_of
 from medtune.search.spec.trial_keys import DRIVER_KEYS, check_combinations, check_grid, read_space_and_fixed
 from medtune.trainables.checks import Problems
@@ -30,9 +52,11 @@ from medtune.trainables.config import TrialConfig
 from medtune.trainables.objective import race_metric
 
 __all__ = [
-    "BEST_CONFIG_FILE", "CV_AUTO_FOLDS", "DEFAULT_TRACKING_URI", "CV_AUTO_MIN_VAL_PER_CLASS", "DRIVER_KEYS", "SAMPLERS", "SCHEDULERS", "TOP_LEVEL",
+    "BEST_CONFIG_FILE", "CV_AUTO_FOLDS", "DEFAULT_TRACKING_URI", "CV_AUTO_MIN_VAL_PER_CLASS", "DRIVER_KEYS", "SAMPLERS",
+    "SCHEDULERS", "TOP_LEVEL",
     "DataSpec", "MetricSpec", "MlflowSpec", "ResourcesSpec", "SamplerSpec", "SchedulerSpec", "SearchSpec",
-    "SpecError", "SweepSpec", "asha_milestones", "budget_fields", "epoch_plan", "folder_name_problem", "race_until", "resolve_cv", "scheduler_metric", "trial_stage_counts",
+    "SpecError", "SweepSpec", "asha_milestones", "budget_fields", "epoch_plan", "folder_name_problem", "race_until",
+    "resolve_cv", "scheduler_metric", "trial_stage_counts",
     "validate_spec",
 ]
 

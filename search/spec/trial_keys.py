@@ -18,7 +18,8 @@ from medtune.trainables.data.config import DATA_TRIAL_KEYS
 
 #: Trial-config keys the sweep driver owns (from the environment or other sections).
 #: ``image_size`` is the exception: the data section sets the default and the space may search it.
-DRIVER_KEYS = {"epochs", "budget_unit", "budget", "cv_folds", "cv_race_until", "weights_dir", *DATA_TRIAL_KEYS} - {"image_size"}
+DRIVER_KEYS = {"epochs", "budget_unit", "budget", "cv_folds", "cv_race_until", "weights_dir",
+               *DATA_TRIAL_KEYS} - {"image_size"}
 
 
 def read_space_and_fixed(raw: dict[str, Any], problems: Problems) -> tuple[dict[str, Distribution], dict[str, Any]]:
@@ -62,8 +63,10 @@ def read_space_and_fixed(raw: dict[str, Any], problems: Problems) -> tuple[dict[
 
 def check_combinations(space: dict[str, Distribution], fixed: dict[str, Any], problems: Problems) -> None:
     """Checks that need several keys: frozen depth per architecture, pretrained weights."""
-    if ("frozen_depth" in space or "frozen_depth" in fixed) and ("frozen_fraction" in space or "frozen_fraction" in fixed):
-        problems("space.frozen_depth", "give either frozen_depth (stages) or frozen_fraction (share of stages), not both")
+    if ("frozen_depth" in space or "frozen_depth" in fixed) \
+            and ("frozen_fraction" in space or "frozen_fraction" in fixed):
+        problems("space.frozen_depth",
+                 "give either frozen_depth (stages) or frozen_fraction (share of stages), not both")
     architectures = architectures_of(space, fixed, TrialConfig().architecture)
     try:
         from medtune.trainables.models import get_architecture
@@ -80,9 +83,11 @@ def check_combinations(space: dict[str, Distribution], fixed: dict[str, Any], pr
     if isinstance(fixed.get("frozen_depth"), int):
         for arch, info in infos.items():
             if fixed["frozen_depth"] > info.num_stages:
-                problems("fixed.frozen_depth", f"{fixed['frozen_depth']} exceeds the {info.num_stages} stages of {arch}")
+                problems("fixed.frozen_depth",
+                         f"{fixed['frozen_depth']} exceeds the {info.num_stages} stages of {arch}")
     pretrained = fixed.get("pretrained", "none")
-    if "pretrained" not in space and pretrained not in ("none", "imagenet") and not Path(str(pretrained)).expanduser().exists():
+    if "pretrained" not in space and pretrained not in ("none", "imagenet") \
+            and not Path(str(pretrained)).expanduser().exists():
         problems("fixed.pretrained", f"weights file not found: {pretrained}")
 
 

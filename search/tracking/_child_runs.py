@@ -21,8 +21,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medtune.search.locations import is_remote
 from medtune.search.credentials import redact_uri
+from medtune.search.locations import is_remote
 from medtune.search.tracking.client import mlflow_client
 from medtune.search.tracking.client_process import MlflowClientProcess, store_runs_in_process
 
@@ -123,7 +123,8 @@ class ChildRuns:
             return None
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' AND tags.`medtune.trial_id` = '{trial_id}'",
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' AND "
+                          f"tags.`medtune.trial_id` = '{trial_id}'",
             max_results=1,
         )
         return runs[0].info.run_id if runs else None

@@ -30,11 +30,18 @@ from medtune.search.credentials import redact_uri
 from medtune.search.tracking._best import BestEpochs
 from medtune.search.tracking._child_runs import ChildRuns
 from medtune.search.tracking._queue import RetryingQueue
-from medtune.search.tracking.run_tags import run_tags
-from medtune.search.tracking.run_tags import TRIAL_ID_TAG
-from medtune.search.tracking.trial_runs import (TrialOutcome, best_metrics, closing_tags, metric_batch, run_status,
-                                                study_number,
-                                                trial_error_message, trial_params, trial_run_name)
+from medtune.search.tracking.run_tags import TRIAL_ID_TAG, run_tags
+from medtune.search.tracking.trial_runs import (
+    TrialOutcome,
+    best_metrics,
+    closing_tags,
+    metric_batch,
+    run_status,
+    study_number,
+    trial_error_message,
+    trial_params,
+    trial_run_name,
+)
 from medtune.trainables.objective import EPOCH, Objective
 
 if TYPE_CHECKING:

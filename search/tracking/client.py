@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from medtune.search.locations import is_remote
 from medtune.search.credentials import redact_uri, tracking_uri_for_mlflow
+from medtune.search.locations import is_remote
 from medtune.search.spec.sweep_spec import SpecError
 
 if TYPE_CHECKING:

@@ -68,7 +68,8 @@ class MlflowClientProcess:
 
     def _start(self) -> subprocess.Popen:
         # The same interpreter, so the same installed medtune; the URI goes over the pipe.
-        child = subprocess.Popen([sys.executable, "-m", "medtune.search.tracking.client_process"], stdin=subprocess.PIPE,
+        child = subprocess.Popen([sys.executable, "-m", "medtune.search.tracking.client_process"],
+                                 stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE)
         _write(child.stdin, self.tracking_uri.encode())
         return child

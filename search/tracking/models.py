@@ -28,10 +28,10 @@ def log_pt2_model(tracking_uri: str, experiment_id: str, run_id: str, model: Any
     model's MLmodel file, so it travels with the model (the final model's operating point).
     Registered under ``register`` when given, and the new version gets ``alias`` (MLflow's
     replacement for the deprecated stages)."""
-    import mlflow
     import torch
     from mlflow.models import infer_signature
 
+    import mlflow
     from medtune.trainables.factories import make_batches
 
     model = model.to("cpu").eval()

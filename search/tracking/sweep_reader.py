@@ -16,10 +16,16 @@ from typing import Any, Iterable
 
 import yaml
 
-from medtune.search.tracking.run_tags import (BEST_EPOCH_TAG, KIND_TAG, LAST_EPOCH_TAG, RUN_NAME_TAG, TRIAL_ID_TAG,
-                                               best_value_tag)
 from medtune.search.spec.sweep_spec import SpecError
 from medtune.search.tracking.client import mlflow_client
+from medtune.search.tracking.run_tags import (
+    BEST_EPOCH_TAG,
+    KIND_TAG,
+    LAST_EPOCH_TAG,
+    RUN_NAME_TAG,
+    TRIAL_ID_TAG,
+    best_value_tag,
+)
 
 #: A sweep's parent runs that finished: ``medtune best`` skips FAILED and RUNNING ones.
 FINISHED_SWEEPS = f"tags.`{KIND_TAG}` = 'sweep' and attributes.status = 'FINISHED'"
@@ -74,7 +80,8 @@ class SweepReader:
             runs = self._client.search_runs([exp.experiment_id], filter_string=FINISHED_SWEEPS,
                                             order_by=["attributes.start_time DESC"], max_results=1)
             if not runs:
-                raise SpecError(where, [("experiment", f"{experiment!r} has no finished medtune sweep (parent run) yet")])
+                raise SpecError(where, [("experiment",
+                                         f"{experiment!r} has no finished medtune sweep (parent run) yet")])
             run = runs[0]
         return ParentRun(run.info.run_id, run.info.experiment_id, run.data.tags.get(RUN_NAME_TAG, run.info.run_name))
 

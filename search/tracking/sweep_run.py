@@ -27,24 +27,26 @@ import optuna
 import ray
 import timm
 import torch
-from medtune.search.locations import is_remote
+
 from medtune.search.credentials import redact_document, redact_text, redact_uri, with_credentials_from_environment
+from medtune.search.locations import is_remote
 from medtune.search.spec.loader import dump_yaml
 from medtune.search.spec.sweep_spec import SweepSpec
 from medtune.search.tracking.client import ensure_experiment, mlflow_client, resolved_tracking_uri
 from medtune.search.tracking.models import log_pt2_model
 from medtune.search.tracking.run_notes import NOTE_TAG, sweep_note
-from medtune.search.tracking.run_tags import run_tags
-from medtune.search.tracking.run_tags import KIND_TAG, RUN_NAME_TAG
+from medtune.search.tracking.run_tags import KIND_TAG, RUN_NAME_TAG, run_tags
 from medtune.search.tracking.trial_runs import trial_params
 from medtune.search.tracking.ui_links import shared_view_tag, sweep_view_columns
+from medtune.trainables.checkpoints import load_checkpoint
 from medtune.trainables.data import DataConfig, load_splits
 from medtune.trainables.evaluate import model_from_checkpoint
 from medtune.trainables.objective import EPOCH
-from medtune.trainables.checkpoints import load_checkpoint
 
 if TYPE_CHECKING:  # mlflow itself is imported in the functions, after ``mlflow_client`` has set its
-    from mlflow import MlflowClient  # environment defaults (telemetry off, fast-failing HTTP): MLflow reads them on import
+    from mlflow import (
+        MlflowClient,  # environment defaults (telemetry off, fast-failing HTTP): MLflow reads them on import
+    )
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from medtune.search.tracking.run_tags import BEST_EPOCH_TAG, LAST_EPOCH_TAG, best_value_tag
 from medtune.trainables.budget import TrialOutcome
-from medtune.trainables.objective import EPOCH, LOGGED_METRICS
+from medtune.trainables.objective import LOGGED_METRICS
 
 #: Trial-config keys that describe the machine rather than the model; not logged as params.
 NOT_PARAMS = ("data_dir", "cache_dir", "weights_dir")

@@ -96,7 +96,8 @@ def test_every_threshold_in_the_chosen_interval_reaches_the_best_j():
     scores = np.round(np.clip(0.35 + 0.3 * labels + rng.normal(0, 0.1, 100), 0, 1), 2)  # rounded: ties in scores
     choice = choose_threshold(scores, labels)
     distinct = np.unique(scores)
-    candidates = np.concatenate([distinct, (distinct[1:] + distinct[:-1]) / 2, [distinct[0] - 0.01, distinct[-1] + 0.01]])
+    candidates = np.concatenate([distinct, (distinct[1:] + distinct[:-1]) / 2,
+                                 [distinct[0] - 0.01, distinct[-1] + 0.01]])
     for t in candidates:
         tied = abs(j_at(scores, labels, t) - choice.best_j) <= 1e-12
         inside = choice.tied_low < t <= choice.tied_high
@@ -204,13 +205,15 @@ def test_build_report_carries_the_rule_the_tie_and_the_metrics_at_one_half():
     assert "midpoint, in logit space, of the thresholds that tie for the best Youden's J on validation data" in md
     assert "| threshold rule | youden-mid | youden |" in md
     assert f"| tied interval (logit width) | (0.040, 0.900] ({report.tied_logit_width:.2f}) |" in md
-    assert f"| accuracy at 0.5 | {report.metrics_at_half['accuracy']:.3f} | {old.metrics_at_half['accuracy']:.3f} |" in md
+    assert f"| accuracy at 0.5 | {report.metrics_at_half['accuracy']:.3f} | " \
+           f"{old.metrics_at_half['accuracy']:.3f} |" in md
     assert "best Youden's J point sklearn's roc_curve returns" in md  # the second report's rule is named too
 
 
 def test_reports_built_the_old_way_still_render():
-    report = report_module.TestReport(name="m", threshold=0.4, metrics={m: 0.5 for m in ("accuracy", "roc_auc", "sensitivity",
-                                                                          "specificity", "precision", "f1")},
+    report = report_module.TestReport(name="m", threshold=0.4,
+                        metrics={m: 0.5 for m in ("accuracy", "roc_auc", "sensitivity",
+                                                  "specificity", "precision", "f1")},
                         intervals={m: (0.4, 0.6) for m in ("accuracy", "roc_auc", "sensitivity", "specificity",
                                                            "precision", "f1")},
                         confusion={"tp": 1, "fn": 1, "tn": 1, "fp": 1}, n_test=4, class_names=CLASSES)

@@ -6,8 +6,15 @@ import math
 
 import pytest
 
-from medtune.trainables.objective import (EPOCH, LOGGED_METRICS, METRICS, PROGRESS_METRICS, REPORTED_METRICS,
-                                          SHOWN_METRICS, Objective)
+from medtune.trainables.objective import (
+    EPOCH,
+    LOGGED_METRICS,
+    METRICS,
+    PROGRESS_METRICS,
+    REPORTED_METRICS,
+    SHOWN_METRICS,
+    Objective,
+)
 
 
 def test_the_table_derives_every_list():

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO, subprocess_env
+
 from medtune.cli import main
 from medtune.trainables.progress import PROGRESS_ENV, EpochProgress, progress
 from medtune.trainables.reporters import LocalReporter
@@ -88,10 +88,11 @@ def test_quiet_and_verbose_set_the_log_level_and_the_progress_switch(monkeypatch
 
 @pytest.mark.slow
 def test_final_prints_a_line_per_epoch_and_quiet_prints_no_info(tmp_path, pneumoniamnist_path):
-    args = ["final", DEMO, "--set", "space={}", "--set", "mlflow.enabled=false", "--set", "fixed.architecture=simple_cnn",
+    args = ["final", DEMO, "--set", "space={}", "--set", "mlflow.enabled=false",
+            "--set", "fixed.architecture=simple_cnn",
             "--set", "fixed.pretrained=none", "--set", "data.train_subset=300", "--set", "data.val_subset=100",
             *[a for o in ("search.scheduler.unit=epochs", "search.scheduler.max_t=3",
-                                                     "search.scheduler.grace_period=1", "search.cv=null") for a in ("--set", o)]]
+                          "search.scheduler.grace_period=1", "search.cv=null") for a in ("--set", o)]]
     env = subprocess_env()
     env.pop(PROGRESS_ENV, None)
     out = subprocess.run(["medtune", *args, "--out", str(tmp_path / "a")], capture_output=True, text=True, env=env,

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
+from medtune.trainables.config import TrialConfig
 from medtune.trainables.data import DataConfig, load_splits
 from medtune.trainables.evaluate import evaluate_checkpoint
 from medtune.trainables.reporters import LocalReporter
 from medtune.trainables.train import run_training
-from medtune.trainables.config import TrialConfig
 
 pytestmark = pytest.mark.slow
 

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from medtune.trainables.progress import progress
+
 from .cache import Decoded
 from .dicom import DICOM_EXTS
 from .errors import DataError
 from .imaging import decode_file
-from medtune.trainables.progress import progress
 
 log = logging.getLogger(__name__)
 

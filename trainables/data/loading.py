@@ -53,7 +53,8 @@ def _resolve(cfg: DataConfig) -> _Source:
     if is_medmnist_name(src) and not path.exists():
         return _Source("npz", resolve_medmnist(src, resolve_data_dir(cfg.data_dir), cfg.image_size).resolve())
     if not path.exists():
-        raise DataError(f"{path.absolute()}: source does not exist; expected a MedMNIST name ({', '.join(sorted(MEDMNIST))}), "
+        raise DataError(f"{path.absolute()}: source does not exist; expected a MedMNIST name "
+                        f"({', '.join(sorted(MEDMNIST))}), "
                         "a path to an .npz file, or a path to a Kermany-layout folder")
     path = path.resolve()
     if path.is_dir():

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from .cache import Decoded
-from .errors import DataError
 from .colour import rgb_to_gray
+from .errors import DataError
 from .imaging import resize_stack
 from .medmnist import class_names_for_file
 

@@ -93,7 +93,8 @@ def stage_s3(uri: str, cache_dir: Path) -> Path:
         objects = _list(client, loc.bucket, loc.key)
     except (BotoCoreError, ClientError) as exc:
         raise DataError(f"{uri}: cannot list the data source on S3 ({_reason(exc)}); check the bucket, the "
-                        "credentials (environment or AWS config) and AWS_ENDPOINT_URL_S3 for S3-compatible stores") from None
+                        "credentials (environment or AWS config) and AWS_ENDPOINT_URL_S3 "
+                        "for S3-compatible stores") from None
     if loc.key and not loc.key.endswith("/") and loc.key in objects:  # one object, e.g. a MedMNIST .npz
         objects = {loc.key: objects[loc.key]}
         target = _inside(root, loc.key, uri)
@@ -104,7 +105,8 @@ def stage_s3(uri: str, cache_dir: Path) -> Path:
         target = root / prefix if prefix else root
         base = prefix
     if not objects:
-        raise DataError(f"{uri}: no objects there; expected a Kermany-layout folder (train/, val/, test/) or an .npz object")
+        raise DataError(f"{uri}: no objects there; expected a Kermany-layout folder (train/, val/, test/) "
+                        "or an .npz object")
 
     folder = _inside(Path(cache_dir) / "s3", f"{loc.bucket}/{base}", uri)
     for key in objects:  # every object's place, checked before anything is written

@@ -137,7 +137,8 @@ def resolve_frozen_depth(arch: str, frozen_depth: int | None = None, frozen_frac
     info = get_architecture(arch)
     n = info.num_stages
     if frozen_depth is not None and frozen_fraction is not None:
-        raise ValueError(f"give frozen_depth or frozen_fraction, not both (got {frozen_depth!r} and {frozen_fraction!r})")
+        raise ValueError("give frozen_depth or frozen_fraction, not both "
+                         f"(got {frozen_depth!r} and {frozen_fraction!r})")
     if frozen_fraction is not None:
         if isinstance(frozen_fraction, bool) or not (0.0 <= float(frozen_fraction) <= 1.0):
             raise ValueError(f"frozen_fraction must be a number in [0, 1], got {frozen_fraction!r}")

@@ -144,7 +144,8 @@ def build_model(
     else:
         path = Path(choice).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"pretrained must be 'none', 'imagenet' or a weights file; {str(pretrained)!r} is none of these")
+            raise FileNotFoundError("pretrained must be 'none', 'imagenet' or a weights file; "
+                                    f"{str(pretrained)!r} is none of these")
         backbone = _create(info, in_chans)
         load_backbone_weights(backbone, path, in_chans=in_chans)
     return TransferModel(backbone, info=info, num_classes=num_classes, dropout=dropout, frozen_depth=depth)

@@ -144,7 +144,8 @@ def torchvision_mobilenet_v2_features(state_dict: StateDict, target: Mapping[str
     return map_by_order(state_dict, target, origin="mobilenet_v2_imagenet_features.pth")
 
 
-def _pretrained_shapes(backbone: nn.Module, first_conv: str | None, in_chans: int, base_chans: int) -> dict[str, torch.Size]:
+def _pretrained_shapes(backbone: nn.Module, first_conv: str | None, in_chans: int,
+                       base_chans: int) -> dict[str, torch.Size]:
     """The backbone's state-dict shapes as a ``base_chans``-input (ImageNet) model would have them."""
     shapes = {k: v.shape for k, v in backbone.state_dict().items()}
     key = f"{first_conv}.weight" if first_conv else None
@@ -192,7 +193,8 @@ def load_backbone_weights(backbone: nn.Module, path: str | os.PathLike[str], *, 
     for key in head_keys - expected.keys():
         state_dict.pop(key, None)  # the ImageNet classifier; medtune adds its own head
 
-    hint = "" if adapter else f" (no key adapter is registered for file name {path.name!r}; known: {sorted(KEY_ADAPTERS)})"
+    hint = "" if adapter else (f" (no key adapter is registered for file name {path.name!r}; "
+                               f"known: {sorted(KEY_ADAPTERS)})")
     unexpected = sorted(state_dict.keys() - expected.keys())
     missing = sorted(expected.keys() - state_dict.keys() - head_keys)
     if unexpected or missing:

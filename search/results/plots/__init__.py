@@ -18,14 +18,33 @@ Optuna nor Ray; drawing loads the first two.
 """
 
 from medtune.search.results.plots._axes import Axis, param_axis
-from medtune.search.results.plots._style import (DPI, FIGSIZE, PALETTE, STOPPED_GREY, TITLE_WIDTH, architecture_colours,
-                                                 known_architectures)
-from medtune.search.results.plots.curves import (MAX_TRIALS_IN_LEGEND, TOP_TRIALS_NAMED, Curve, curves,
-                                                 learning_curves, learning_curves_figure, trial_number)
+from medtune.search.results.plots._style import (
+                                                 DPI,
+                                                 FIGSIZE,
+                                                 PALETTE,
+                                                 STOPPED_GREY,
+                                                 TITLE_WIDTH,
+                                                 architecture_colours,
+                                                 known_architectures,
+)
+from medtune.search.results.plots.curves import (
+                                                 MAX_TRIALS_IN_LEGEND,
+                                                 TOP_TRIALS_NAMED,
+                                                 Curve,
+                                                 curves,
+                                                 learning_curves,
+                                                 learning_curves_figure,
+                                                 trial_number,
+)
 from medtune.search.results.plots.history import optimization_history_figure
-from medtune.search.results.plots.importances import (MIN_FINISHED_FOR_IMPORTANCES, MIN_FINISHED_PER_PARAM,
-                                                      importance_caveat, importance_evaluator, importance_study,
-                                                      param_importances_figure)
+from medtune.search.results.plots.importances import (
+                                                 MIN_FINISHED_FOR_IMPORTANCES,
+                                                 MIN_FINISHED_PER_PARAM,
+                                                 importance_caveat,
+                                                 importance_evaluator,
+                                                 importance_study,
+                                                 param_importances_figure,
+)
 from medtune.search.results.plots.parallel import parallel_coordinates_figure
 from medtune.search.results.plots.write import optuna_plots, sweep_plots
 

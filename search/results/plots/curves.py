@@ -16,9 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from medtune.search.results.plots._style import (FIGSIZE, architecture_colours, default_architecture,
-                                                 known_architectures, number_digits, pyplot, save, stopped_label,
-                                                 trial_label, wrap)
+from medtune.search.results.plots._style import (
+    FIGSIZE,
+    architecture_colours,
+    default_architecture,
+    known_architectures,
+    number_digits,
+    pyplot,
+    save,
+    stopped_label,
+    trial_label,
+    wrap,
+)
 from medtune.search.spec.sweep_spec import SweepSpec, epoch_plan, scheduler_metric
 from medtune.search.tracking.trial_runs import study_number
 from medtune.trainables.budget import stopped_early

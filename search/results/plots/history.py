@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from medtune.search.results.plots._style import FIGSIZE, pyplot, stopped_label, wrap
 from medtune.search.results.plots._study import architecture_of, last_intermediate, study_colours, trials
+from medtune.search.results.plots._style import FIGSIZE, pyplot, stopped_label, wrap
 from medtune.search.spec.sweep_spec import SweepSpec
 from medtune.trainables.objective import Objective
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from medtune.search.results.plots._style import FIGSIZE, pyplot, stopped_label, wrap
 from medtune.search.results.plots._study import trials
+from medtune.search.results.plots._style import FIGSIZE, pyplot, stopped_label, wrap
 from medtune.search.spec.sweep_spec import SweepSpec
 
 if TYPE_CHECKING:

@@ -6,9 +6,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from medtune.search.results.plots._axes import draw_axes, objective_axis, param_axis
-from medtune.search.results.plots._style import (FIGSIZE, STOPPED_GREY, number_digits, pyplot, stopped_label,
-                                                 trial_label, wrap)
 from medtune.search.results.plots._study import architecture_of, study_colours, trials
+from medtune.search.results.plots._style import (
+    FIGSIZE,
+    STOPPED_GREY,
+    number_digits,
+    pyplot,
+    stopped_label,
+    trial_label,
+    wrap,
+)
 from medtune.search.spec.sweep_spec import SweepSpec
 from medtune.trainables.objective import Objective
 

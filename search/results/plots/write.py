@@ -10,8 +10,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from medtune.search.results.plots._style import save
 from medtune.search.results.plots._study import trials
+from medtune.search.results.plots._style import save
 from medtune.search.results.plots.curves import learning_curves
 from medtune.search.results.plots.history import optimization_history_figure
 from medtune.search.results.plots.importances import param_importances_figure

@@ -84,7 +84,8 @@ def test_predictions_hold_every_class_probability(final):
     assert len(rows) == 91 and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     matrix = np.zeros((CLASSES, CLASSES), int)
     np.add.at(matrix, ([int(r[0]) for r in rows[1:]], probs.argmax(axis=1)), 1)
-    assert matrix.tolist() == json.loads((outcome.out_dir / "report.json").read_text())["reports"][0]["confusion_matrix"]
+    assert matrix.tolist() == \
+        json.loads((outcome.out_dir / "report.json").read_text())["reports"][0]["confusion_matrix"]
 
 
 def test_mlflow_gets_the_headline_and_per_class_metrics(final):

@@ -15,9 +15,20 @@ from matplotlib.colors import to_hex
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from medtune.search.results.plots import (MAX_TRIALS_IN_LEGEND, TOP_TRIALS_NAMED, architecture_colours, importance_caveat,
-                          known_architectures, learning_curves, learning_curves_figure, optimization_history_figure,
-                          parallel_coordinates_figure, param_importances_figure, sweep_plots, trial_number)
+from medtune.search.results.plots import (
+    MAX_TRIALS_IN_LEGEND,
+    TOP_TRIALS_NAMED,
+    architecture_colours,
+    importance_caveat,
+    known_architectures,
+    learning_curves,
+    learning_curves_figure,
+    optimization_history_figure,
+    parallel_coordinates_figure,
+    param_importances_figure,
+    sweep_plots,
+    trial_number,
+)
 from medtune.search.spec.sweep_spec import validate_spec
 
 ARCHITECTURES = ["simple_cnn", "resnet18", "mobilenetv2_100"]
@@ -226,7 +237,8 @@ def test_with_a_min_objective_the_smallest_value_is_the_best_in_every_plot():
     history = optimization_history_figure(study, LOSS).axes[0]
     line = [line for line in history.get_lines() if line.get_gid() is None][0]
     assert list(line.get_ydata()) == pytest.approx([0.3, 0.2, 0.2, 0.2, 0.1, 0.1])
-    widths = {line.get_gid(): line.get_linewidth() for line in parallel_coordinates_figure(study, LOSS).axes[0].get_lines()
+    widths = {line.get_gid(): line.get_linewidth()
+              for line in parallel_coordinates_figure(study, LOSS).axes[0].get_lines()
               if line.get_gid()}
     assert max(widths, key=widths.get) == "trial 4" and sorted(widths.values())[-2] < widths["trial 4"]
 

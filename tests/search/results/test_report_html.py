@@ -16,9 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from report_page import OpenedPage, assert_images_drawn, assert_numbers_match_report_json, assert_self_contained
-
 
 DEMO = Path(__file__).resolve().parents[3] / "spaces" / "demo.yaml"
 HOSTILE_TITLE = "Final <script>window.__pwned = 1</script> & \"co\""
@@ -57,8 +55,8 @@ def build_report_folder(out: Path, title: str = "Final test report: synthetic", 
     run's own steps, at its default operating point."""
     from medtune.search.results.final_artifacts import write_artifacts
     from medtune.search.results.final_calibration import calibrate_members
-    from medtune.search.results.final_reports import build_reports
     from medtune.search.results.final_members import FinalMember
+    from medtune.search.results.final_reports import build_reports
 
     rng = np.random.default_rng(7)
     val_labels = (rng.random(200) < 0.4).astype(np.int64)
@@ -187,7 +185,8 @@ def test_a_local_store_gets_the_run_id_and_the_mlflow_ui_command(tmp_path, open_
 
     out = tmp_path / "final"
     build_report_folder(out, members=1, gradcam=False)
-    opened = open_page(_write_page(out, "Final test report: local", mlflow_run_ref("sqlite:////srv/mlruns.db", "3", "r42")))
+    opened = open_page(_write_page(out, "Final test report: local",
+                                   mlflow_run_ref("sqlite:////srv/mlruns.db", "3", "r42")))
     assert opened.page.locator("a").count() == 0  # nothing to link to
     assert opened.page.locator("#mlflow-run").inner_text() == "r42"
     assert "mlflow ui --backend-store-uri sqlite:////srv/mlruns.db" in opened.page.inner_text("body")

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import REPO, subprocess_env
 
 pytestmark = pytest.mark.slow
 
 TINY_SWEEP = ["search.num_samples=1", "search.max_concurrent=1", "search.cv=null", "search.scheduler.unit=epochs",
-              "search.scheduler.max_t=1", "search.scheduler.grace_period=1", "space.architecture={choice: [simple_cnn]}",
+              "search.scheduler.max_t=1", "search.scheduler.grace_period=1",
+              "space.architecture={choice: [simple_cnn]}",
               "fixed.pretrained=none", "mlflow.enabled=false", "storage=results"]
 
 

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import EPOCH_BUDGET_2, REPO, child_runs, free_port, subprocess_env
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,6 @@ import time
 
 import pytest
 import yaml
-
 from helpers import FINISHED_OUTCOMES, child_runs, finished_trial_ids, subprocess_env
 
 pytestmark = pytest.mark.slow
@@ -25,8 +24,9 @@ MAX_T = 4
 
 
 def test_trials_on_a_lost_node_resume_from_their_checkpoints_elsewhere(tmp_path, pneumoniamnist_path):
-    from mlflow import MlflowClient
     from ray.cluster_utils import Cluster
+
+    from mlflow import MlflowClient
 
     space = {
         "name": "node-loss",

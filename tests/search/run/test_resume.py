@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import check_resumed_sweep, kill_driver_midway, subprocess_env
 
 pytestmark = pytest.mark.slow
@@ -71,14 +70,15 @@ def test_killed_driver_is_resumed_without_rerunning_or_duplicating(tmp_path, pne
     # then are in it, with their epoch-2 objective, next to the trials that reached it after resuming.
     import json
 
-    from mlflow import MlflowClient
-
     from helpers import child_runs
+
+    from mlflow import MlflowClient
 
     rungs = json.loads((Path(run_path) / "asha_rungs.json").read_text())["brackets"][0]["rungs"]
     first = next(r for r in rungs if r["milestone"] == 2)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlruns.db")
-    at_epoch_2 = {r.data.tags["medtune.trial_id"]: next(m.value for m in client.get_metric_history(r.info.run_id, "val_auc")
+    at_epoch_2 = {r.data.tags["medtune.trial_id"]: next(m.value
+                                                         for m in client.get_metric_history(r.info.run_id, "val_auc")
                                                          if m.step == 2)
                   for r in child_runs(client, "resume-test")}
     assert finished <= set(first["trials"]), (finished, first)
@@ -98,7 +98,8 @@ def test_sweep_on_s3_storage_checkpoints_into_the_bucket_and_resumes_from_it(tmp
     _kill_and_resume(tmp_path, f"s3://{bucket}/sweeps", env)
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="sweeps/killed/")
             for o in page.get("Contents", [])]
-    assert {"sweeps/killed/medtune_sweep.json", "sweeps/killed/best_config.yaml", "sweeps/killed/asha_rungs.json"} <= set(keys)
+    assert {"sweeps/killed/medtune_sweep.json", "sweeps/killed/best_config.yaml",
+            "sweeps/killed/asha_rungs.json"} <= set(keys)
     checkpoints = {k.split("/")[2] for k in keys if "/checkpoint_" in k and k.endswith("checkpoint.pt")}
     assert len(checkpoints) == NUM_SAMPLES, sorted(checkpoints)  # every trial checkpointed into the bucket
     assert not any("ray_results" in p.name for p in tmp_path.iterdir())

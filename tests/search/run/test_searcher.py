@@ -11,8 +11,8 @@ from __future__ import annotations
 from optuna.trial import TrialState
 
 from medtune.search.run.searcher import build_searcher
-from medtune.search.spec.sweep_spec import validate_spec
 from medtune.search.run.trial_values import trial_fixed_values
+from medtune.search.spec.sweep_spec import validate_spec
 
 MAX_T = 3
 

@@ -11,8 +11,8 @@ from optuna.trial import TrialState
 
 from medtune.search.results.plots import optuna_plots
 from medtune.search.run.searcher import build_searcher
-from medtune.search.spec.sweep_spec import SpecError, validate_spec
 from medtune.search.run.study import JOURNAL_NAME, open_storage, searcher_study, study_location
+from medtune.search.spec.sweep_spec import SpecError, validate_spec
 
 RAW = {
     "name": "study", "data": {"source": "pneumoniamnist"}, "metric": {"name": "val_auc", "mode": "max"},
@@ -60,7 +60,8 @@ def _run_trials(searcher, plan):
 def test_the_journal_holds_what_tpe_was_told(tmp_path):
     location = study_location(None, str(tmp_path / "run"))
     searcher = build_searcher(validate_spec(RAW), {"architecture": "simple_cnn"}, location, study_name="run")
-    _run_trials(searcher, [("a", [0.6]), ("b", [0.7, 0.9, 0.8, 0.85]), ("c", [0.65, 0.66]), ("d", [0.8, 0.82, 0.9, 0.95])])
+    _run_trials(searcher, [("a", [0.6]), ("b", [0.7, 0.9, 0.8, 0.85]), ("c", [0.65, 0.66]),
+                           ("d", [0.8, 0.82, 0.9, 0.95])])
 
     study = optuna.load_study(study_name="run", storage=open_storage(location))  # a reader of its own
     assert [t.state for t in study.trials] == [TrialState.PRUNED, TrialState.COMPLETE, TrialState.PRUNED,

@@ -127,7 +127,6 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial(sweep):
 
 def test_best_checkpoint_artifact_is_lean_and_loads_without_unpickling(sweep):
     import mlflow
-
     from medtune.trainables.config import TrialConfig
     from medtune.trainables.train import build_trial_model
     from medtune.trainables.weights_export import load_exported
@@ -151,7 +150,8 @@ def test_best_checkpoint_artifact_is_lean_and_loads_without_unpickling(sweep):
     # its first and last epoch), and the run says which one that was.
     assert meta["epoch"] == int(child.data.tags["medtune.best_checkpoint_epoch"])
     assert meta["epoch"] in (1, outcome.entries[0].best_epoch, outcome.entries[0].epochs_run)
-    assert meta["metrics"]["epoch"] == meta["epoch"] and meta["config"]["architecture"] == outcome.entries[0].config["architecture"]
+    assert meta["metrics"]["epoch"] == meta["epoch"] \
+        and meta["config"]["architecture"] == outcome.entries[0].config["architecture"]
 
 
 def test_best_config_round_trips_as_a_space_file(sweep):
@@ -229,8 +229,9 @@ def test_the_final_runs_report_html_shows_report_json_in_a_browser_and_is_logged
     """The real final run's page in Chromium (the page itself: tests/search/results/test_report_html.py)."""
     import json
 
-    from mlflow import MlflowClient
     from report_page import OpenedPage, assert_images_drawn, assert_numbers_match_report_json, assert_self_contained
+
+    from mlflow import MlflowClient
 
     spec, _, _ = sweep
     summary = final_outcome.report()
@@ -253,8 +254,9 @@ def test_the_python_api_returns_what_the_files_and_mlflow_hold(sweep, best_file,
     and report.json (the CLI prints from these same objects)."""
     import json
 
-    import mlflow
     import pandas as pd
+
+    import mlflow
 
     spec, outcome, _ = sweep
     frame = outcome.leaderboard_frame()
@@ -303,7 +305,8 @@ def test_final_reports_on_test_with_intervals_and_logs_a_linked_run(sweep, final
     run = runs[0]
     assert run.data.tags["medtune.sweep_parent_run_id"] == outcome.parent_run_id
     assert run.data.metrics["test_roc_auc"] == pytest.approx(single["metrics"]["roc_auc"]["value"])
-    assert run.data.metrics["test_roc_auc_ci_low"] <= run.data.metrics["test_roc_auc"] <= run.data.metrics["test_roc_auc_ci_high"]
+    assert run.data.metrics["test_roc_auc_ci_low"] <= run.data.metrics["test_roc_auc"] \
+        <= run.data.metrics["test_roc_auc_ci_high"]
     assert "ensemble_test_roc_auc" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
     assert {"report/report.json", "report/roc_curve.png", "report/gradcam.png"} <= artifacts
@@ -314,8 +317,9 @@ def test_final_reports_on_test_with_intervals_and_logs_a_linked_run(sweep, final
 def test_final_model_loads_as_an_mlflow_model_and_predicts(sweep, final_run):
     import json
 
-    import mlflow
     import numpy as np
+
+    import mlflow
 
     spec, _, _ = sweep
     mlflow.set_tracking_uri(spec.mlflow.tracking_uri)
@@ -354,8 +358,9 @@ def test_report_numbers_agree_with_the_saved_predictions(final_run):
 
 
 def test_the_sweeps_best_model_is_logged_on_the_parent_run_and_registered(sweep):
-    import mlflow
     import torch
+
+    import mlflow
 
     spec, outcome, _ = sweep
     client = mlflow.MlflowClient(tracking_uri=spec.mlflow.tracking_uri)
@@ -365,7 +370,8 @@ def test_the_sweeps_best_model_is_logged_on_the_parent_run_and_registered(sweep)
     assert len(versions) == 1 and versions[0].run_id == outcome.parent_run_id
     mlflow.set_tracking_uri(spec.mlflow.tracking_uri)
     model = mlflow.pytorch.load_model("models:/medtune-e2e-sweep/1")
-    shape = mlflow.models.get_model_info("models:/medtune-e2e-sweep/1").signature.inputs.to_dict()[0]["tensor-spec"]["shape"]
+    shape = (mlflow.models.get_model_info("models:/medtune-e2e-sweep/1")
+             .signature.inputs.to_dict()[0]["tensor-spec"]["shape"])
     assert tuple(model(torch.zeros([3, *shape[1:]])).shape) == (3, 2)
 
 

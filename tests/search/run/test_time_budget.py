@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from medtune.search.spec.sweep_spec import validate_spec
 from medtune.search.run.tuner import build_tuner
+from medtune.search.spec.sweep_spec import validate_spec
 
 EPOCHS = 3
 

@@ -21,10 +21,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from helpers import EPOCH_BUDGET_2, REPO, MlflowServer, free_port, subprocess_env
-from medtune.search.credentials import (has_userinfo, redact_document, redact_text, redact_uri, tracking_uri_for_mlflow,
-                                uri_credentials_problem, with_credentials_from_environment)
+
+from medtune.search.credentials import (
+    has_userinfo,
+    redact_document,
+    redact_text,
+    redact_uri,
+    tracking_uri_for_mlflow,
+    uri_credentials_problem,
+    with_credentials_from_environment,
+)
 from medtune.search.spec.sweep_spec import SpecError, validate_spec
 
 PASSWORD = "sentinel-pw-4f2a9"
@@ -144,7 +151,8 @@ def test_no_secret_is_written_printed_or_logged_anywhere(tmp_path, authenticated
     address, proxy = authenticated_server
     uri = f"http://medtune:{PASSWORD}@{address}"
     ray_tmp = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))  # short: Ray's socket paths have a length limit
-    env = subprocess_env(AWS_SECRET_ACCESS_KEY=AWS_SECRET, AWS_ACCESS_KEY_ID="medtune-test-key", RAY_TMPDIR=str(ray_tmp))
+    env = subprocess_env(AWS_SECRET_ACCESS_KEY=AWS_SECRET, AWS_ACCESS_KEY_ID="medtune-test-key",
+                         RAY_TMPDIR=str(ray_tmp))
     env.pop("MLFLOW_TRACKING_URI", None)
     outputs: list[str] = []
 

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import EPOCH_BUDGET_2, REPO, MlflowServer, child_runs, free_port, subprocess_env
 
 pytestmark = pytest.mark.slow
@@ -61,7 +60,8 @@ def test_sweep_logs_to_the_server_and_checkpoints_land_in_the_bucket(tmp_path, m
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
             for o in page.get("Contents", [])]
     for run in runs:
-        assert any(k.endswith(f"{run.info.run_id}/artifacts/best_checkpoint/model.safetensors") for k in keys), run.info.run_id
+        assert any(k.endswith(f"{run.info.run_id}/artifacts/best_checkpoint/model.safetensors") for k in keys), \
+            run.info.run_id
     assert any(k.endswith("leaderboard.csv") for k in keys) and any(k.endswith("space.yaml") for k in keys)
 
     # No credential anywhere: not in the store (params, tags, metrics), the artifacts' index, or the output.

@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-
 from helpers import REPO, MlflowServer, free_port
 
 EXPERIMENT = "ui-links"
@@ -121,10 +120,9 @@ def _log_sweep(client: Any, experiment_id: str, run_name: str, values: tuple[flo
 
 def build_store(root: Path) -> Store:
     """The store the tests open: two sweeps in one experiment, and a final run of the first."""
-    from mlflow import MlflowClient
-
     from medtune.search.spec.loader import load_spec
     from medtune.search.tracking.run_notes import NOTE_TAG, link_final_and_sweep
+    from mlflow import MlflowClient
 
     db = root / "mlruns.db"
     client = MlflowClient(f"sqlite:///{db}")
@@ -165,10 +163,11 @@ def served(tmp_path_factory):
     failed: list[BaseException] = []
     starting = threading.Thread(target=lambda: _record_failure(server.start, failed))
     starting.start()
+    from mlflow.tracking.context.registry import resolve_tags
+
     import medtune.api  # noqa: F401  (the imports of build_store and the CLI, meanwhile)
     import medtune.cli  # noqa: F401
     import medtune.search.tracking.callback  # noqa: F401
-    from mlflow.tracking.context.registry import resolve_tags
 
     resolve_tags({})
     starting.join()
@@ -228,8 +227,8 @@ def _run_cli(argv: list[str], fake: str, returned: Any) -> list[str]:
 def printed(served, tmp_path_factory) -> Printed:
     """What ``medtune sweep``, ``best`` and ``final`` print for the store's sweep and final run."""
     from medtune.api import BestConfig
-    from medtune.search.spec.loader import dump_yaml, load_spec
     from medtune.search.results.leaderboard import LeaderboardEntry
+    from medtune.search.spec.loader import dump_yaml, load_spec
 
     store, _ = served
     folder = tmp_path_factory.mktemp("cli")
@@ -364,11 +363,10 @@ def test_the_printed_link_opens_the_sweeps_trials_best_first(served, printed, pa
 def test_the_sweeps_shared_view_adds_the_best_value_column_to_the_printed_link(served, page):
     """What a URL cannot do, MLflow's shared views can: the sweep stores its view (an experiment tag)
     when it ends, and the link it prints then opens the table with best_val_auc as a column."""
-    from mlflow import MlflowClient
-
     from medtune.cli import _sweep_link_lines
     from medtune.search.spec.loader import load_spec
     from medtune.search.tracking.sweep_run import write_shared_view
+    from mlflow import MlflowClient
 
     store, server = served
     uri = f"sqlite:///{store.db}"
@@ -376,7 +374,8 @@ def test_the_sweeps_shared_view_adds_the_best_value_column_to_the_printed_link(s
     route = write_shared_view(MlflowClient(uri), store.experiment_id, store.parent_run_id, spec)
     assert route is not None and "viewStateShareKey=" in route
     printed = _link(_sweep_link_lines(SimpleNamespace(spec=spec, experiment_id=store.experiment_id,
-                                                      parent_run_id=store.parent_run_id, view_route=route)), "MLflow UI, this sweep's trials by best val_auc")
+                                                      parent_run_id=store.parent_run_id, view_route=route)),
+                    "MLflow UI, this sweep's trials by best val_auc")
     assert printed.endswith(route)
     page.goto(_on(printed, server))
     expected = [run_id for run_id, _ in store.ranked]

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from medtune.search.tracking.run_notes import (FINALS_HEADING, MAX_NOTE_CHARS, NO_FINAL_YET, artifact_link, final_line, run_link,
-                              sweep_note, with_final)
+from medtune.search.tracking.run_notes import (
+    FINALS_HEADING,
+    MAX_NOTE_CHARS,
+    NO_FINAL_YET,
+    artifact_link,
+    final_line,
+    run_link,
+    sweep_note,
+    with_final,
+)
 
 
 def _entry(trial_id: str, value: float, epoch: int, outcome: str) -> SimpleNamespace:
@@ -54,4 +62,5 @@ def test_a_long_list_of_final_runs_keeps_the_note_under_mlflows_tag_limit():
     note = f"**Sweep**\n\n{FINALS_HEADING}\n{NO_FINAL_YET}"
     for i in range(100):
         note = with_final(note, final_line("7", f"F{i}", f"final {i}", report))
-    assert len(note) <= MAX_NOTE_CHARS and note.startswith("**Sweep**") and "F99" in note and "(#/experiments/7/runs/F0)" not in note
+    assert len(note) <= MAX_NOTE_CHARS and note.startswith("**Sweep**") and "F99" in note \
+        and "(#/experiments/7/runs/F0)" not in note

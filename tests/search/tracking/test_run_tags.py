@@ -27,7 +27,8 @@ def test_a_script_in_a_git_checkout_is_tagged_with_its_commit(tmp_path: Path):
     repo = tmp_path / "project"
     repo.mkdir()
     script = repo / "sweep_it.py"
-    script.write_text("import json\nfrom medtune.search.tracking.run_tags import run_tags\nprint(json.dumps(run_tags()))\n")
+    script.write_text("import json\nfrom medtune.search.tracking.run_tags import run_tags\n"
+                      "print(json.dumps(run_tags()))\n")
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "sweep_it.py"], check=True)

@@ -279,7 +279,8 @@ def test_a_trial_ends_with_its_outcome(callback, tmp_path, last_epoch, error, ou
 
 
 def test_run_names_say_number_architecture_frozen_depth_and_outcome():
-    assert trial_runs.trial_run_name(7, {"architecture": "mobilenetv2_100", "frozen_depth": 1}) == "07 mobilenetv2_100 fd1"
+    assert trial_runs.trial_run_name(7, {"architecture": "mobilenetv2_100", "frozen_depth": 1}) == \
+        "07 mobilenetv2_100 fd1"
 
 
 def test_the_scheduled_learning_rate_is_not_logged_as_lr():

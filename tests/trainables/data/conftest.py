@@ -11,10 +11,9 @@ import urllib.error
 from pathlib import Path
 
 import pytest
-
 from helpers import make_kermany
-from medtune.trainables.data import clear_memo
-from medtune.trainables.data import medmnist
+
+from medtune.trainables.data import clear_memo, medmnist
 from medtune.trainables.data.cache import reset_cache_stats
 
 

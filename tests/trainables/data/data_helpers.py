@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import REPO
+
 from medtune.trainables.data import DataConfig
 
 SHARED = Path(os.environ.get("MEDTUNE_SHARED_DIR", REPO.parent / "shared"))

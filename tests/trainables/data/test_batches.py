@@ -190,7 +190,8 @@ def test_empty_split_and_bad_arguments():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
     split = make_split(40)
-    kw = dict(shuffle=True, seed=5, channels=3, input_size=64, augment=AugmentConfig(rotation=10, shift=0.1, hflip=True),
+    kw = dict(shuffle=True, seed=5, channels=3, input_size=64,
+              augment=AugmentConfig(rotation=10, shift=0.1, hflip=True),
               channels_last=True)
     cpu_x, cpu_y = collect(BatchIterator(split, 16, **kw))
     gpu_x, gpu_y = collect(BatchIterator(split, 16, device="cuda", **kw))

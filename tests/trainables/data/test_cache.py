@@ -11,10 +11,10 @@ import textwrap
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from data_helpers import PNEUMONIA_NPZ, folder_cfg, needs_real_data
 from helpers import REPO, make_kermany
+from PIL import Image
+
 from medtune.trainables.data import DataConfig, cache_stats, clear_memo, load_splits
 
 pytestmark = pytest.mark.usefixtures("isolated_data")

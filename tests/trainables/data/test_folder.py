@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from data_helpers import folder_cfg
 from helpers import make_kermany
+from PIL import Image
+
 from medtune.trainables.data import DataError, inspect_source, load_splits
 
 pytestmark = pytest.mark.usefixtures("isolated_data")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from data_helpers import needs_real_data, real_cfg
+
 from medtune.trainables.data import load_splits
 
 pytestmark = pytest.mark.usefixtures("isolated_data")

@@ -4,8 +4,8 @@ the splits by content, and a source that is neither a MedMNIST name, an .npz nor
 from __future__ import annotations
 
 import pytest
-
 from data_helpers import needs_real_data, real_cfg
+
 from medtune.trainables.data import DataConfig, DataError, cache_stats, clear_memo, inspect_source, load_splits
 
 pytestmark = pytest.mark.usefixtures("isolated_data")

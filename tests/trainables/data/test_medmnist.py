@@ -8,10 +8,27 @@ import io
 
 import numpy as np
 import pytest
+from data_helpers import (
+    ARRAY_MD5,
+    COUNTS,
+    FILE_MD5,
+    PNEUMONIA_NPZ,
+    good_arrays,
+    md5,
+    needs_real_data,
+    real_cfg,
+    write_npz,
+)
 
-from data_helpers import ARRAY_MD5, COUNTS, FILE_MD5, PNEUMONIA_NPZ, good_arrays, md5, needs_real_data, real_cfg, write_npz
-from medtune.trainables.data import DataConfig, DataError, DatasetSplits, clear_memo, inspect_source, load_splits
-from medtune.trainables.data import medmnist
+from medtune.trainables.data import (
+    DataConfig,
+    DataError,
+    DatasetSplits,
+    clear_memo,
+    inspect_source,
+    load_splits,
+    medmnist,
+)
 
 pytestmark = pytest.mark.usefixtures("isolated_data")
 
@@ -69,7 +86,8 @@ def test_download_with_bad_md5_is_a_data_error(tmp_path, monkeypatch):
     data_dir = tmp_path / "data"
     with pytest.raises(DataError, match="md5") as err:
         load_splits(DataConfig("pneumoniamnist", data_dir=str(data_dir), cache_dir=str(tmp_path / "c")))
-    assert medmnist.MEDMNIST["pneumoniamnist"].md5 in str(err.value) and str(data_dir / "pneumoniamnist.npz") in str(err.value)
+    assert medmnist.MEDMNIST["pneumoniamnist"].md5 in str(err.value) \
+        and str(data_dir / "pneumoniamnist.npz") in str(err.value)
     assert [p.name for p in data_dir.iterdir() if not p.name.endswith(".lock")] == []
 
 

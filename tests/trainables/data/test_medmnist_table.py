@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medtune.trainables.data import DataConfig, inspect_source
-from medtune.trainables.data import medmnist
+from medtune.trainables.data import DataConfig, inspect_source, medmnist
 from medtune.trainables.data.errors import DataError
 from medtune.trainables.data.medmnist import MEDMNIST, is_medmnist_name, parse_medmnist_name
 from medtune.trainables.data.medmnist_table import DATASETS_2D, MEDMNIST_TABLE, render, table_from_info
@@ -33,7 +32,8 @@ def test_every_2d_dataset_is_known_by_name_and_size():
         assert is_medmnist_name(name) and is_medmnist_name(name.upper())
         for size in (64, 128, 224):
             info, parsed = parse_medmnist_name(f"{name}_{size}")
-            assert info.name == name and parsed == size and info.files[size][0].endswith(f"{name}_{size}.npz?download=1")
+            assert info.name == name and parsed == size \
+                and info.files[size][0].endswith(f"{name}_{size}.npz?download=1")
     assert not is_medmnist_name("dermamnist_100") and not is_medmnist_name("organmnist3d") and not is_medmnist_name("x")
     # label names from the package, in label order
     assert MEDMNIST["breastmnist"].class_names == ("malignant", "normal, benign")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from data_helpers import good_arrays, write_npz
+
 from medtune.trainables.data import DataConfig, DataError, inspect_source, load_splits
 
 pytestmark = pytest.mark.usefixtures("isolated_data")

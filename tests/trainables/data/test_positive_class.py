@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medtune.search.spec.loader import load_space
 from medtune.search.run.preflight import check_data
+from medtune.search.spec.loader import load_space
 from medtune.search.spec.sweep_spec import SpecError
+from medtune.trainables.binary_report import build_report, report_markdown
 from medtune.trainables.data import DataConfig, load_splits
 from medtune.trainables.data.classes import order_with_positive_last, positive_index
 from medtune.trainables.data.errors import DataError
 from medtune.trainables.metrics import classification_metrics
-from medtune.trainables.binary_report import build_report, report_markdown
 
 
 @pytest.mark.parametrize("names, expected", [
@@ -77,7 +77,8 @@ def test_sensitivity_and_specificity_swap_when_the_positive_class_changes(tmp_pa
     p_abnormal: list[float] = []
     results = {}
     for positive in ("abnormal", "normal"):
-        splits = load_splits(DataConfig(str(root), image_size=16, cache_dir=str(tmp_path / "c"), positive_class=positive))
+        splits = load_splits(DataConfig(str(root), image_size=16, cache_dir=str(tmp_path / "c"),
+                                        positive_class=positive))
         bright = splits.test.images.reshape(len(splits.test.labels), -1).mean(axis=1) > 128
         if not p_abnormal:  # one fixed "model": its probability that each test image is abnormal
             missed, false_alarms = 0, 0  # it misses 2 of the 4 abnormal images and flags 1 of the 4 normal ones

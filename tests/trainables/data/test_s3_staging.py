@@ -15,7 +15,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from helpers import make_kermany, subprocess_env
 
 pytestmark = pytest.mark.slow
@@ -24,7 +23,8 @@ LOADER = textwrap.dedent("""
     import json, sys
     from medtune.trainables.data import DataConfig, load_splits, staging_stats
     splits = load_splits(DataConfig(sys.argv[1], image_size=16, cache_dir=sys.argv[2]))
-    print(json.dumps({**staging_stats(), "train": int(len(splits.train.labels)), "sum": int(splits.train.images.sum())}))
+    print(json.dumps({**staging_stats(), "train": int(len(splits.train.labels)), \
+"sum": int(splits.train.images.sum())}))
 """)
 
 

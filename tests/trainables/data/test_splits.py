@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from data_helpers import COUNTS, needs_real_data, real_cfg
+
 from medtune.trainables.data import DataError, load_splits
 from medtune.trainables.data.splits import carve_val, stratified_subset
 

@@ -64,8 +64,10 @@ def test_mobilenet_adapter_matches_torchvision() -> None:
 @needs_weights
 def test_mobilenet_imagenet_from_weights_dir_one_channel() -> None:
     """One channel = the three-channel model fed the gray image three times (summed first conv)."""
-    gray = build_model("mobilenetv2_100", num_classes=2, in_chans=1, dropout=0.0, pretrained="imagenet", weights_dir=WEIGHTS)
-    rgb = build_model("mobilenetv2_100", num_classes=2, in_chans=3, dropout=0.0, pretrained="imagenet", weights_dir=WEIGHTS)
+    gray = build_model("mobilenetv2_100", num_classes=2, in_chans=1, dropout=0.0, pretrained="imagenet",
+                       weights_dir=WEIGHTS)
+    rgb = build_model("mobilenetv2_100", num_classes=2, in_chans=3, dropout=0.0, pretrained="imagenet",
+                      weights_dir=WEIGHTS)
     x = torch.randn(2, 1, 64, 64)
     assert (_features(gray, x) - _features(rgb, x.repeat(1, 3, 1, 1))).abs().max().item() < 1e-4
 
