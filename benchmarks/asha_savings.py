@@ -50,8 +50,10 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"\nsame {args.samples} configurations in both runs: {same}")
-    print(f"ASHA: {asha['epochs_run']} epochs, best val AUC {asha['best_val_auc']:.4f}, Tuner.fit {asha['fit_seconds']:.0f} s")
-    print(f"FIFO: {fifo['epochs_run']} epochs, best val AUC {fifo['best_val_auc']:.4f}, Tuner.fit {fifo['fit_seconds']:.0f} s")
+    print(f"ASHA: {asha['epochs_run']} epochs, best val AUC {asha['best_val_auc']:.4f}, "
+          f"Tuner.fit {asha['fit_seconds']:.0f} s")
+    print(f"FIFO: {fifo['epochs_run']} epochs, best val AUC {fifo['best_val_auc']:.4f}, "
+          f"Tuner.fit {fifo['fit_seconds']:.0f} s")
     print(f"epochs ASHA / FIFO = {result['epoch_ratio']:.3f} (target <= 0.35); AUC loss {result['auc_loss']:+.4f} "
           f"(target <= 0.005); wall ratio {result['wall_ratio']:.2f}")
     if not same:

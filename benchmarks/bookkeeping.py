@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 EPOCHS = 3
 
 
@@ -66,7 +65,8 @@ def rss_probe(at_trials: int):
     return RssProbe()
 
 
-def plain(trials: int, concurrency: int, work: Path, reuse_actors: bool | None, rss_at: int = 1000) -> tuple[float, Any]:
+def plain(trials: int, concurrency: int, work: Path, reuse_actors: bool | None,
+          rss_at: int = 1000) -> tuple[float, Any]:
     import ray
     from ray import tune
 
@@ -95,10 +95,10 @@ def medtune(trials: int, concurrency: int, work: Path, stock_node: bool = False,
     from medtune.search.results.best import best_from_mlflow, entries_from_child_runs
     from medtune.search.results.leaderboard import leaderboard, write_leaderboard_csv
     from medtune.search.run.ray_node import init_ray
+    from medtune.search.run.tuner import build_tuner
     from medtune.search.spec.sweep_spec import validate_spec
     from medtune.search.tracking.callback import MlflowTrialCallback
     from medtune.search.tracking.client import ensure_experiment, mlflow_client
-    from medtune.search.run.tuner import build_tuner
     from medtune.search.tracking.sweep_reader import SweepReader
     from medtune.search.tracking.sweep_run import log_space_document, sweep_tags
 

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medtune.trainables.checkpoints import save_checkpoint
 from medtune.trainables.config import TrialConfig
 from medtune.trainables.data import SplitArrays
-from medtune.trainables.models import get_architecture, list_architectures
-from medtune.trainables.checkpoints import save_checkpoint
 from medtune.trainables.folds import build_fold_run
+from medtune.trainables.models import get_architecture, list_architectures
 from medtune.trainables.weights_export import export_weights
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -73,8 +73,10 @@ def main() -> None:
     for architecture in args.architectures:
         row = measure(architecture, args.optimizer)
         rows.append(row)
-        print(f"{architecture:24} {row['parameters'] / 1e6:7.1f} M params  checkpoint {row['checkpoint_bytes'] / 2**20:8.1f} MiB"
-              f"  artifact {row['artifact_bytes'] / 2**20:8.1f} MiB  ({row['ratio']:.2f}x, export {row['export_seconds']:.2f} s)",
+        print(f"{architecture:24} {row['parameters'] / 1e6:7.1f} M params  "
+              f"checkpoint {row['checkpoint_bytes'] / 2**20:8.1f} MiB"
+              f"  artifact {row['artifact_bytes'] / 2**20:8.1f} MiB  "
+              f"({row['ratio']:.2f}x, export {row['export_seconds']:.2f} s)",
               flush=True)
     Path(args.out).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "optimizer": args.optimizer,
                                           "rows": rows}, indent=1))

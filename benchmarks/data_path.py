@@ -26,7 +26,6 @@ import os
 import tempfile
 from pathlib import Path
 
-
 #: The demo sweep's kind of trial (spaces/demo.yaml): 28 px, ImageNet MobileNetV2, its augmentation.
 CONFIGS = {
     "mobilenetv2_100": {"architecture": "mobilenetv2_100", "pretrained": "imagenet", "frozen_depth": 0,

@@ -26,8 +26,8 @@ def run_demo(sampler: str, seed: int, scheduler: str, samples: int,
     """
     import ray
 
-    from medtune.search.spec.loader import load_spec
     from medtune.search.run.sweep import run_sweep
+    from medtune.search.spec.loader import load_spec
 
     work = Path(tempfile.mkdtemp(prefix="medtune-bench-"))
     name = f"{sampler}-{scheduler}-seed{seed}"
@@ -55,7 +55,8 @@ def run_demo(sampler: str, seed: int, scheduler: str, samples: int,
     best = max((e["val_auc"] for e in epochs), default=float("nan"))
     return {"name": name, "sampler": sampler, "seed": seed, "scheduler": scheduler, "samples": samples,
             "max_t": spec.search.scheduler.max_t, "reduction_factor": spec.search.scheduler.reduction_factor,
-            "grace_period": spec.search.scheduler.grace_period, "wall_seconds": wall, "fit_seconds": outcome.fit_seconds,
+            "grace_period": spec.search.scheduler.grace_period, "wall_seconds": wall,
+            "fit_seconds": outcome.fit_seconds,
             "epochs_run": len(epochs), "best_val_auc": best, "trials": trials, "history": epochs}
 
 

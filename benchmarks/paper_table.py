@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 #: MedMNIST v2 (Yang et al., 2023), PneumoniaMNIST test: (AUC, accuracy).
 ANCHORS = {
     "ResNet-18 (28 px), MedMNIST v2": (0.944, 0.854),
@@ -89,8 +88,8 @@ def search_row(minutes: float, samples: int, work: Path, seed: int = 0) -> dict[
     """
     import ray
 
-    from medtune.search.spec.loader import load_spec
     from medtune.search.run.sweep import run_sweep
+    from medtune.search.spec.loader import load_spec
 
     spec = load_spec("spaces/demo.yaml", [
         "name=paper-table-search", f"search.num_samples={samples}", f"search.sampler.seed={seed}",

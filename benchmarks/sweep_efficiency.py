@@ -26,6 +26,7 @@ from pathlib import Path
 
 from cpu_sampler import CpuSampler  # sibling modules: this script's folder is first on sys.path
 from demo_sweeps import EPOCH_BUDGET
+
 from medtune.search.run.sweep import run_sweep
 from medtune.search.spec.loader import load_spec
 from medtune.trainables.config import TrialConfig

@@ -53,22 +53,26 @@ def test_cpu_sampler_tells_the_trial_from_the_other_processes():
 
 
 def test_small_data_benchmark_runs_on_tiny_settings(tmp_path):
-    # 120 / 40 images: val has < 100 per class, so demo.yaml's search.cv: auto cross-validates.
-    # The baseline gets 5 epochs (one optimizer step each at batch 128): after 1 its AUC is chance.
+    # 120 / 40 images: val has < 100 per class, so demo.yaml's search.cv: auto cross-validates, and the
+    # 'after' arm races over folds. The baseline gets 5 epochs (one optimizer step each at batch 128).
     out = tmp_path / "x.json"
     proc = subprocess.run(
-        [sys.executable, "benchmarks/small_data.py", "--sets", "small", "--seeds", "0", "--samples", "2",
-         "--baseline-epochs", "5", "--train-size", "120", "--val-size", "40", "--work", str(tmp_path / "work"),
-         "--out", str(out), "--set", "search.scheduler.max_t=600", "--set", "search.scheduler.grace_period=300",
-         "--set", "space.architecture={choice: [simple_cnn]}", "--set", "search.max_concurrent=1"],
-        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=600)
+        [sys.executable, "benchmarks/small_data.py", "--sets", "pneumonia-small", "--seeds", "0", "--samples", "2",
+         "--arms", "before", "after", "--baseline-epochs", "5", "--train-size", "120", "--val-size", "40",
+         "--work", str(tmp_path / "work"), "--out", str(out), "--set", "search.scheduler.max_t=600",
+         "--set", "search.scheduler.grace_period=300", "--set", "space.architecture={choice: [simple_cnn]}",
+         "--set", "search.max_concurrent=1"],
+        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    (search,) = [r for r in result["rows"] if r["kind"] == "search+final"]
-    (baseline,) = [r for r in result["rows"] if r["kind"] == "baseline"]
-    assert "error" not in search and "error" not in baseline, (search.get("traceback"), baseline.get("traceback"))
-    assert 0.5 < search["test_auc"] <= 1 and 0.5 < baseline["test_auc"] <= 1
-    assert search["cv_folds"] == 5 and search["trials"] == 2
-    assert set(search["by_rule"]) == {"youden-mid", "youden", "calibrated", "0.5"}
-    assert result["data"]["small-0"]["class_counts"]["test"] == [234, 390]  # the full test split
-    assert "| baseline |" in proc.stdout and "small set: search AUC mean" in proc.stdout
+    rows = {r["arm"]: r for r in result["rows"]}
+    assert set(rows) == {"before", "after", "baseline"}
+    assert all("error" not in r for r in rows.values()), [r.get("traceback") for r in rows.values()]
+    before, after = rows["before"], rows["after"]
+    assert before["cv_folds"] == 5 and before["cv_racing_until"] is None and before["trials"] == 2
+    assert after["cv_racing_until"] == 300 and after["configs_judged"] >= 1 and after["configs_per_cpu_hour"] > 0
+    assert 0.5 < after["test_auc"] <= 1 and 0.5 < rows["baseline"]["test_auc"] <= 1
+    assert {"balanced-1se", "youden-mid", "balanced", "prior", "sensitivity:0.90"} <= set(after["by_rule"])
+    assert 0 <= after["by_rule"]["balanced"]["balanced_accuracy"] <= 1
+    assert result["data"]["pneumonia-small-0"]["class_counts"]["test"] == [234, 390]  # the full test split
+    assert "### pneumonia-small" in proc.stdout and "configurations per CPU-hour" in proc.stdout

@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 
 from medtune.search.spec.sweep_spec import SpecError, resolve_cv, validate_spec
-from medtune.trainables.budget import epochs_for_budget, images_per_epoch, steps_per_epoch, stopped_early, units_per_epoch
+from medtune.trainables.budget import (
+    epochs_for_budget,
+    images_per_epoch,
+    steps_per_epoch,
+    stopped_early,
+    units_per_epoch,
+)
 from medtune.trainables.data.errors import DataError
 from medtune.trainables.data.splits import kfold_indices
 from medtune.trainables.reporters import LocalReporter
@@ -204,7 +210,8 @@ def test_validate_warns_when_an_epoch_budget_is_a_few_dozen_steps_on_a_small_set
     assert warning and "only 102 optimizer steps" in warning and "search.scheduler.unit" in warning
     new_demo = validate_spec(_raw(scheduler={"unit": "images", "max_t": 27000, "grace_period": 4000}), "s.yaml")
     assert budget_warning(new_demo, breast) is None
-    assert budget_warning(old_demo, _summary({"normal": 1214, "pneumonia": 3494}, {"normal": 135, "pneumonia": 389})) is None
+    assert budget_warning(old_demo, _summary({"normal": 1214, "pneumonia": 3494},
+                                             {"normal": 135, "pneumonia": 389})) is None
 
 
 def test_validate_warns_when_val_is_too_small_for_the_number_of_trials():
@@ -218,10 +225,11 @@ def test_validate_warns_when_val_is_too_small_for_the_number_of_trials():
 
 
 def test_the_validate_command_prints_the_warnings(pneumoniamnist_path, capsys):
-    from medtune.search.cli import main
+    from medtune.cli import main
 
     assert main(["validate", "spaces/demo.yaml", "--set", "data.train_subset=546", "--set", "data.val_subset=78",
-                 "--set", "search.cv=null", "--set", "search.scheduler.unit=epochs", "--set", "search.scheduler.max_t=6",
+                 "--set", "search.cv=null", "--set", "search.scheduler.unit=epochs",
+                 "--set", "search.scheduler.max_t=6",
                  "--set", "search.scheduler.grace_period=1"]) == 0
     out = capsys.readouterr().out
     assert "warning: search.scheduler.max_t: a full trial trains only 102 optimizer steps" in out
@@ -235,7 +243,7 @@ def test_the_validate_command_prints_the_warnings(pneumoniamnist_path, capsys):
 # --- final -------------------------------------------------------------------------------------
 
 def test_final_best_epoch_budget_is_converted_through_the_trials_unit():
-    from medtune.search.results.final import final_budget
+    from medtune.search.run.final import final_budget
 
     spec = validate_spec({**_raw(scheduler={"unit": "steps", "max_t": 900, "grace_period": 100}),
                           "provenance": {"best_epoch": 10}}, "s.yaml")
@@ -293,7 +301,7 @@ def test_a_sweep_cross_validates_small_data_and_counts_its_budget_in_steps(cv_sw
 
 
 def test_final_after_a_cross_validated_sweep_takes_its_threshold_out_of_fold(cv_sweep, tmp_path):
-    from medtune.search.results.final import run_final
+    from medtune.search.run.final import run_final
     from medtune.search.spec.loader import load_spec
 
     outcome, root = cv_sweep
@@ -305,16 +313,16 @@ def test_final_after_a_cross_validated_sweep_takes_its_threshold_out_of_fold(cv_
     # 30 steps on all 200 images at batch 32 (6 steps an epoch): 5 epochs.
     assert final.epochs == 5
     single = report["reports"][0]
-    # auto: the balanced operating point on the out-of-fold scores once calibrated; every rule's numbers too
-    assert single["threshold_rule"] == "balanced" and "accuracy_at_0.5" in single
-    assert single["threshold"] == pytest.approx(single["by_rule"]["balanced"]["threshold"])
+    # auto: balanced-1se on the out-of-fold scores once calibrated; every rule's numbers too
+    assert single["threshold_rule"] == "balanced-1se" and "accuracy_at_0.5" in single
+    assert single["threshold"] == pytest.approx(single["by_rule"]["balanced-1se"]["threshold"])
     assert single["calibration_map"]["fitted_on"] == 200 and "raw_threshold" in single
-    assert report["threshold_source"].endswith("rule auto: balanced") and "youden-mid" in single["by_rule"]
+    assert report["threshold_source"].endswith("rule auto: balanced-1se") and "youden-mid" in single["by_rule"]
     assert "out-of-fold predictions" in (tmp_path / "final" / "report.md").read_text()
     from mlflow import MlflowClient
 
     run = MlflowClient(tracking_uri=f"sqlite:///{root}/mlruns.db").get_run(final.run_id)
-    assert run.data.tags["medtune.cv_folds"] == "3" and run.data.tags["medtune.threshold_rule"] == "balanced"
+    assert run.data.tags["medtune.cv_folds"] == "3" and run.data.tags["medtune.threshold_rule"] == "balanced-1se"
     assert float(run.data.tags["medtune.threshold"]) == single["threshold"]
     assert json.loads(run.data.tags["medtune.calibration"]) == single["calibration_map"]
     assert run.data.tags["medtune.version"] and run.data.tags["mlflow.source.name"]  # MLflow's context tags

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: What ``auto`` resolves to for a two-class task. One constant: the benchmark decides it.
-DEFAULT_OPERATING_POINT = "balanced"
+DEFAULT_OPERATING_POINT = "balanced-1se"
 #: What ``auto`` resolves to with more than two classes.
 DEFAULT_MULTICLASS_OPERATING_POINT = "balanced"
 AUTO = "auto"
@@ -75,7 +75,8 @@ J_TIE_TOLERANCE = 1e-12
 #: Scores are clipped to [EPS, 1 - EPS] before a logit, so 0, 1 and unbounded ends stay finite.
 LOGIT_EPS = 1e-6
 
-ACCEPTED = ("auto, balanced-1se, balanced (alias calibrated), prior, youden-mid, youden, sensitivity:T or specificity:T "
+ACCEPTED = ("auto, balanced-1se, balanced (alias calibrated), prior, youden-mid, youden, "
+            "sensitivity:T or specificity:T "
             "(T in (0, 1], e.g. sensitivity:0.90), cost:FN/FP=R (R > 0, e.g. cost:FN/FP=5), "
             "or a threshold in [0, 1] such as 0.5")
 

@@ -25,9 +25,9 @@ from medtune.trainables.operating_point import (
     choose_threshold,
     class_priors,
     describe_threshold_rule,
+    model_anchor,
     multiclass_log_offsets,
     parse_multiclass_operating_point,
-    model_anchor,
     parse_operating_point,
 )
 
@@ -64,7 +64,7 @@ def test_balanced_is_the_held_out_positive_share_and_prior_is_one_half():
 
 
 def test_auto_is_the_default_operating_point():
-    assert DEFAULT_OPERATING_POINT == "balanced" and DEFAULT_MULTICLASS_OPERATING_POINT == "balanced"
+    assert DEFAULT_OPERATING_POINT == "balanced-1se" and DEFAULT_MULTICLASS_OPERATING_POINT == "balanced"
     assert parse_operating_point("auto") == parse_operating_point(DEFAULT_OPERATING_POINT)
     assert choose_threshold(SCORES, LABELS, "auto") == choose_threshold(SCORES, LABELS, DEFAULT_OPERATING_POINT)
 

@@ -21,8 +21,8 @@ import pytest
 import medtune
 from medtune.search.results.final_artifacts import write_artifacts
 from medtune.search.results.final_calibration import calibrate_members
-from medtune.search.results.final_reports import build_reports, check_threshold_applies
 from medtune.search.results.final_members import FinalMember
+from medtune.search.results.final_reports import build_reports, check_threshold_applies
 from medtune.search.spec.sweep_spec import SpecError
 
 DEMO = Path(__file__).resolve().parents[3] / "spaces" / "demo.yaml"
@@ -65,9 +65,10 @@ def test_members_keep_their_raw_scores_beside_the_calibrated_ones(collapsed):
 
 def test_auto_on_collapsed_scores_keeps_both_rates_where_raw_one_half_misses_the_positives(collapsed):
     best = collapsed.reports[0]
-    assert collapsed.source == "held-out 0.5 of val (300 images); rule auto: balanced"
-    assert best.threshold_rule == "balanced"
-    assert best.threshold == pytest.approx(collapsed.members[0].val_labels.mean())  # pi on the calibrated scale
+    assert collapsed.source == "held-out 0.5 of val (300 images); rule auto: balanced-1se"
+    assert best.threshold_rule == "balanced-1se"
+    # The class-weighted model's own point (raw 0.5) is far off on held-out data: the threshold left it.
+    assert best.raw_threshold < 0.05 and best.threshold == best.by_rule["balanced-1se"]["threshold"]
     assert min(best.metrics["sensitivity"], best.metrics["specificity"]) > 0.75
     assert best.metrics_at_half["sensitivity"] < 0.05  # the raw scores at 0.5: nearly every image negative
     low, high = best.intervals["balanced_accuracy"]
@@ -114,7 +115,7 @@ def test_the_output_folder_records_calibration_and_both_scores(collapsed, tmp_pa
     assert "balanced_accuracy" in best["metrics"]
     assert summary["calibration"]["map"]["method"] == "platt"
     assert summary["calibration"]["before"]["ece"] > summary["calibration"]["after"]["ece"]
-    assert summary["threshold_source"].endswith("rule auto: balanced")
+    assert summary["threshold_source"].endswith("rule auto: balanced-1se")
 
     with open(tmp_path / "test_predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -143,7 +144,7 @@ def test_the_operating_point_travels_with_the_model_as_json_numbers(collapsed):
     best = collapsed.reports[0]
     metadata = model_metadata(best, CLASSES)["medtune_operating_point"]
     json.dumps(metadata, allow_nan=False)  # JSON-able, no NaN
-    assert metadata["rule"] == "balanced" and metadata["positive_class"] == "malignant"
+    assert metadata["rule"] == "balanced-1se" and metadata["positive_class"] == "malignant"
     assert metadata["threshold"] == best.threshold and metadata["raw_threshold"] == best.raw_threshold
     cal = metadata["calibration"]
     assert cal == collapsed.members[0].calibration.to_dict()
@@ -151,7 +152,7 @@ def test_the_operating_point_travels_with_the_model_as_json_numbers(collapsed):
     assert _sigmoid(cal["slope"] * z + cal["intercept"]) == pytest.approx(best.threshold)
     assert _sigmoid(z) == pytest.approx(best.raw_threshold)
     tags = operating_point_tags(best)
-    assert tags["medtune.operating_point"] == "balanced"
+    assert tags["medtune.operating_point"] == "balanced-1se"
     assert float(tags["medtune.threshold"]) == best.threshold
     assert float(tags["medtune.raw_threshold"]) == best.raw_threshold
     assert json.loads(tags["medtune.calibration"]) == cal
