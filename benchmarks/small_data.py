@@ -385,6 +385,23 @@ def write(out: Path, args: argparse.Namespace, started: str, env: dict[str, Any]
     out.write_text(json.dumps(doc, indent=1, default=str))
 
 
+def merge(args: argparse.Namespace) -> None:
+    """One result file from several runs (e.g. three seeds of one set and one seed of another)."""
+    docs = [json.loads(Path(path).read_text()) for path in args.merge]
+    rows = [row for doc in docs for row in doc["rows"]]
+    sets = list(dict.fromkeys(row["set"] for row in rows))
+    verdicts = [v for s in sets if (v := verdict(rows, s))]
+    merged = {"command": [doc["command"] for doc in docs], "merged": args.merge, "args": [doc["args"] for doc in docs],
+              "date": max(doc["date"] for doc in docs), "environment": docs[-1]["environment"],
+              "data": {k: v for doc in docs for k, v in doc["data"].items()}, "rows": rows, "verdicts": verdicts}
+    Path(args.out).write_text(json.dumps(merged, indent=1, default=str))
+    for set_name in sets:
+        print(table(rows, set_name) + "\n")
+        print(rules_table(rows, set_name) + "\n")
+    for v in verdicts:
+        print(v["line"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
@@ -405,7 +422,12 @@ def main() -> None:
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-search", action="store_true")
     parser.add_argument("--out", default="benchmarks/results/small_data.json")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="join the rows of earlier runs' result files "
+                        "into --out (their commands listed), and print the tables and verdicts over all of them")
     args = parser.parse_args()
+    if args.merge:
+        merge(args)
+        return
 
     import medical_tasks
 

@@ -9,6 +9,7 @@ import sys
 import time
 from types import ModuleType
 
+import pytest
 from helpers import REPO, subprocess_env
 
 
@@ -20,6 +21,7 @@ def benchmark_module(name: str) -> ModuleType:
     return module
 
 
+@pytest.mark.slow
 def test_paper_table_runs_final_on_a_paper_architecture(tmp_path):
     out = tmp_path / "paper_table.json"
     proc = subprocess.run(
@@ -52,6 +54,8 @@ def test_cpu_sampler_tells_the_trial_from_the_other_processes():
     assert sum(result["trial_by_thread_name"].values()) * result["window_seconds"] > 0.5
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1500)  # two sweeps, two finals and a baseline: minutes on 2 cores
 def test_small_data_benchmark_runs_on_tiny_settings(tmp_path):
     # 120 / 40 images: val has < 100 per class, so demo.yaml's search.cv: auto cross-validates, and the
     # 'after' arm races over folds. The baseline gets 5 epochs (one optimizer step each at batch 128).
@@ -62,7 +66,7 @@ def test_small_data_benchmark_runs_on_tiny_settings(tmp_path):
          "--work", str(tmp_path / "work"), "--out", str(out), "--set", "search.scheduler.max_t=600",
          "--set", "search.scheduler.grace_period=300", "--set", "space.architecture={choice: [simple_cnn]}",
          "--set", "search.max_concurrent=1"],
-        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=900)
+        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=1400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
     rows = {r["arm"]: r for r in result["rows"]}
