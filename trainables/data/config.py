@@ -93,17 +93,18 @@ class DataConfig:
     never touched. A space file's ``data:`` section validates into one (without the locations).
     """
 
+    # Defaults are the table's (DATA_SETTINGS), written once there.
     source: str
-    image_size: int = 28
-    val_fraction: float | None = None
-    split_seed: int = 0
-    train_subset: int | None = None
-    val_subset: int | None = None
-    max_bad_fraction: float = 0.01
+    image_size: int = DATA_SETTING["image_size"].default
+    val_fraction: float | None = DATA_SETTING["val_fraction"].default
+    split_seed: int = DATA_SETTING["split_seed"].default
+    train_subset: int | None = DATA_SETTING["train_subset"].default
+    val_subset: int | None = DATA_SETTING["val_subset"].default
+    max_bad_fraction: float = DATA_SETTING["max_bad_fraction"].default
     data_dir: str | None = None
     cache_dir: str | None = None
     #: Two-class tasks: the class scored as positive (a name or an index; ``classes.py``).
-    positive_class: str | None = None
+    positive_class: str | None = DATA_SETTING["positive_class"].default
 
     def __post_init__(self) -> None:
         if self.positive_class is not None:
