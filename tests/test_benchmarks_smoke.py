@@ -80,3 +80,27 @@ def test_small_data_benchmark_runs_on_tiny_settings(tmp_path):
     assert 0 <= after["by_rule"]["balanced"]["balanced_accuracy"] <= 1
     assert result["data"]["pneumonia-small-0"]["class_counts"]["test"] == [234, 390]  # the full test split
     assert "### pneumonia-small" in proc.stdout and "configurations per CPU-hour" in proc.stdout
+
+
+def test_colour_cost_times_both_modes_in_pairs(tmp_path):
+    colour_cost = benchmark_module("colour_cost")
+    row = colour_cost.measure(size=16, images=64, batch_pairs=2, step_pairs=2)
+    assert row["cache_bytes_per_image"] == {"grey": 256, "colour": 768}
+    for part in ("batch_preparation", "train_step"):
+        assert row[part]["pairs"] == 2 and row[part]["colour_over_grey"] > 0
+        assert row[part]["grey_us_per_image"] > 0 and row[part]["colour_us_per_image"] > 0
+    assert row["train_step"]["colour_over_grey_from_batches"] > 0
+
+
+def test_predict_throughput_times_the_predict_path_against_the_bare_forward_pass(tmp_path):
+    predict_throughput = benchmark_module("predict_throughput")
+    out = tmp_path / "predict_throughput.json"
+    result = predict_throughput.main(["--repeats", "1", "--images", "70", "70", "--batch-size", "32",
+                                      "--architectures", "simple_cnn", "--out", str(out)])
+    (row,) = result["rows"]
+    assert (row["architecture"], row["image_size"], row["images"], row["batch_size"]) == ("simple_cnn", 28, 70, 32)
+    for key in ("predict_images_per_s", "predict_arrays_images_per_s", "bare_forward_images_per_s",
+                "end_to_end_images_per_s", "ratio", "ratio_arrays", "cpu_ratio", "cpu_ratio_arrays"):
+        assert row[key] > 0, key
+    written = json.loads(out.read_text())["rows"][0]
+    assert written["ratio"] == row["ratio"] and len(written["runs_wall_cpu"]["predict"]) == 1

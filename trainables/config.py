@@ -93,7 +93,8 @@ class TrialConfig:
     augment_hflip: bool = _key(bool, None, "off for X-rays", False)
     class_weighted: bool = _key(bool, None, "inverse-frequency loss weights", True)
     label_smoothing: float = _key(float, _probability, "", 0.0)
-    channels: Any = _key((str, int), one_of(CHANNEL_MODES), "auto = 3 when pretrained, else 1", "auto")
+    channels: Any = _key((str, int), one_of(CHANNEL_MODES),
+                        "auto = 3 for colour data or a pretrained stem, else 1", "auto")
     seed: int = _key(int, None, "", 0)
     amp: bool = _key(bool, None, "mixed precision on GPU", True)
     channels_last: bool = _key(bool, None, "1.5-1.8x on CPU", True)
@@ -105,6 +106,11 @@ class TrialConfig:
     data_val_subset: int | None = _data_key("val_subset")
     data_max_bad_fraction: float = _data_key("max_bad_fraction")
     data_positive_class: str | None = _data_key("positive_class")
+    data_path_column: str | None = _data_key("path_column")
+    data_label_columns: str | None = _data_key("label_columns")
+    data_split_column: str | None = _data_key("split_column")
+    data_group_column: str | None = _data_key("group_column")
+    data_on_leak: str = _data_key("on_leak")
     # Where files are: set by the sweep driver from the environment.
     data_dir: str | None = _key(str, None, "where MedMNIST files resolve")
     cache_dir: str | None = _key(str, None, "decode-once cache")

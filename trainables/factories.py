@@ -7,6 +7,7 @@ built and fed the way it trained.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -28,11 +29,24 @@ def effective_pretrained(cfg: TrialConfig) -> str:
     return cfg.pretrained
 
 
-def input_channels(cfg: TrialConfig) -> int:
-    """Gray X-rays are repeated to three channels for pretrained RGB stems, kept as one otherwise."""
+def input_channels(cfg: TrialConfig, colour: bool = False) -> int:
+    """The channels the model's stem takes. ``auto``: colour data keeps its three; grey X-rays are
+    repeated to three channels for pretrained RGB stems and kept as one otherwise. An explicit 1 reads
+    colour data as grey (luma), an explicit 3 repeats grey data."""
     if cfg.channels != "auto":
         return int(cfg.channels)
+    if colour:
+        return 3
     return 1 if effective_pretrained(cfg) == "none" else 3
+
+
+def with_data_channels(cfg: TrialConfig, colour: bool) -> TrialConfig:
+    """``cfg`` with ``channels: auto`` pinned to 3 when the data is colour, so that a checkpoint or a
+    model bundle, which keep the config but not the data, rebuild the stem the model trained with.
+    Grey data: ``cfg`` itself, unchanged."""
+    if colour and cfg.channels == "auto":
+        return dataclasses.replace(cfg, channels=3)
+    return cfg
 
 
 def pick_device() -> torch.device:
@@ -65,7 +79,7 @@ def make_batches(cfg: TrialConfig, split: SplitArrays, *, train: bool, device: t
         shuffle=train,
         seed=cfg.seed,
         device=device,
-        channels=input_channels(cfg),
+        channels=input_channels(cfg, colour=split.channels == 3),
         input_size=input_size,
         mean=info.mean,
         std=info.std,

@@ -57,6 +57,7 @@ from medtune.trainables.factories import (
     make_batches,
     pick_device,
     seed_everything,
+    with_data_channels,
 )
 from medtune.trainables.folds import (
     FoldRun,
@@ -200,6 +201,7 @@ def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter,
     if data is None:
         data = load_splits(DataConfig.from_trial(cfg))
     data_load_seconds = time.perf_counter() - load_started  # decode on a node's first trial, a cache hit after
+    cfg = with_data_channels(cfg, data.colour)  # colour data: auto is 3, in every checkpoint's config too
     pairs = fold_splits(cfg, data)
     train_images = min(len(train) for train, _, _ in pairs)
     epochs = planned_epochs(cfg, train_images)

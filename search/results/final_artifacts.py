@@ -47,6 +47,8 @@ def write_artifacts(out: Path, spec: SweepSpec, members: list[FinalMember], repo
         "reports": [r.to_dict() for r in reports],
         "class_names": list(data.class_names),
     }
+    if getattr(data, "colour", None) is not None:  # the data's mode (trainables/data/colour.py)
+        summary["image_mode"] = "colour (RGB)" if data.colour else "grey"
     if not multiclass:  # reliability diagrams of the positive class's probability, before and after calibration
         best = members[0]
         calibration = getattr(best, "calibration", None)

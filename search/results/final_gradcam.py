@@ -1,7 +1,8 @@
 """``gradcam.png``: where the final model looked, over a fixed sample of test images.
 
 Each panel overlays a Grad-CAM map (``medtune.trainables.gradcam``: the deepest stage with at
-least 7x7 cells, bilinear to the image) on the grey image, on one 0..1 colour scale; a caption
+least 7x7 cells, bilinear to the image) on the image as the model saw it (grey, or in colour for
+colour data), on one 0..1 colour scale; a caption
 says what the image is and what the model said (red when it was wrong), and a note under the
 panels names the feature map, so a coarse map is never mistaken for a sharp one.
 
@@ -115,7 +116,7 @@ def _multiclass_figure(member: FinalMember, data: Any, path: Path, per_class: in
 
 def _draw_cam_grid(images: list[Any], maps: list[np.ndarray], captions: list[Caption], *, fontsize: int,
                    ticks: list[float] | None, title: str, note: str) -> Any:
-    """Panels of up to four columns: each grey image with its map (bilinear to the image) over it
+    """Panels of up to four columns: each image (grey, or RGB) with its map (bilinear to the image) over it
     in ``jet`` on one 0..1 scale, its caption above (red when wrong); a colour bar, ``title`` and
     ``note``. Returns the figure, unsaved."""
     import matplotlib
@@ -135,10 +136,13 @@ def _draw_cam_grid(images: list[Any], maps: list[np.ndarray], captions: list[Cap
     cmap, norm = "jet", Normalize(0.0, 1.0)
     for ax, image, heat, caption in zip(axes.flat, images, maps, captions):
         raw = np.asarray(image)
-        gray = raw if raw.ndim == 2 else raw.mean(axis=-1)
-        resized = torch.nn.functional.interpolate(torch.from_numpy(heat)[None, None], size=gray.shape,
+        colour = raw.ndim == 3 and raw.shape[-1] == 3
+        resized = torch.nn.functional.interpolate(torch.from_numpy(heat)[None, None], size=raw.shape[:2],
                                                   mode="bilinear", align_corners=False)[0, 0].numpy()
-        ax.imshow(gray, cmap="gray", interpolation="bilinear")
+        if colour:
+            ax.imshow(raw, interpolation="bilinear")
+        else:
+            ax.imshow(raw if raw.ndim == 2 else raw.mean(axis=-1), cmap="gray", interpolation="bilinear")
         ax.imshow(resized, cmap=cmap, norm=norm, alpha=0.45, interpolation="bilinear")
         ax.set_title(caption.text, fontsize=fontsize, color="black" if caption.correct else "firebrick")
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.8, label="Grad-CAM (relative)", ticks=ticks)

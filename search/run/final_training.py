@@ -75,7 +75,8 @@ def train_members(spec: SweepSpec, configs: list[dict[str, Any]], splits: Any, b
 
 def final_splits(splits: Any, calibration_fraction: float, seed: int) -> Any:
     """Train on train + (1 - fraction) of val; keep ``fraction`` of val to pick the threshold."""
-    keep_idx, calibration_idx = carve_val(splits.val.labels, calibration_fraction, seed, len(splits.class_names))
+    keep_idx, calibration_idx = carve_val(splits.val.labels, calibration_fraction, seed, len(splits.class_names),
+                                          groups=splits.val.groups)  # a patient's images on one side
     train = SplitArrays(images=np.concatenate([np.asarray(splits.train.images),
                                                np.asarray(splits.val.images[keep_idx])]),
                         labels=np.concatenate([splits.train.labels, splits.val.labels[keep_idx]]))
@@ -121,6 +122,7 @@ def train_member(config: dict[str, Any], data: Any, budget: dict[str, Any], work
     """Train one configuration for ``budget`` on ``data.train``; threshold scores from ``data.val``."""
     cfg = TrialConfig.from_dict({**config, **budget, "cv_folds": None})
     outcome = _train(cfg, data, workdir, f"final {cfg.architecture}")
+    cfg = outcome.config  # on colour data its channels are pinned (with_data_channels): the model's bundle needs them
     val_probs, _ = predict_split(outcome.model, cfg, data.val)
     test_probs, _ = predict_split(outcome.model, cfg, data.test)
     return FinalMember(cfg.to_dict(), outcome.model, member_scores(val_probs), member_scores(test_probs),
@@ -148,7 +150,8 @@ def trial_train_images(spec: SweepSpec, splits: Any) -> int:
     if not isinstance(spec.search.cv, int):
         return len(splits.train.labels)
     pool = pooled(splits.train, splits.val)
-    return len(pool.labels) - max(len(f) for f in kfold_indices(pool.labels, spec.search.cv, spec.data.split_seed))
+    folds = kfold_indices(pool.labels, spec.search.cv, spec.data.split_seed, groups=pool.groups)
+    return len(pool.labels) - max(len(f) for f in folds)
 
 
 def best_trial_epoch(spec: SweepSpec) -> int:

@@ -3,8 +3,9 @@
 Each check raises ``SpecError`` naming the space file's key (``data.source``, ``storage``,
 ``resources.gpu``, ``-o``...) so the user fixes it in one pass and no cluster time is spent on it:
 the data (its layout, that it has something to learn, its unreadable images, decoded once into
-the node's cache), the results storage (``storage.check_storage``), the output paths, a Ray job's
-temporary working copy, the tracking server and the cluster's resources. ``prepare_sweep`` runs
+the node's cache, and its leakage and shortcuts, read from that cache: ``check_leaks``), the
+results storage (``storage.check_storage``), the output paths, a Ray job's temporary working
+copy, the tracking server and the cluster's resources. ``prepare_sweep`` runs
 them in order for ``medtune sweep`` and ``resume``; ``medtune validate`` runs the ones that need
 no cluster.
 """
@@ -23,7 +24,9 @@ from medtune.search.spec.advice import small_data_warnings
 from medtune.search.spec.sweep_spec import SpecError, SweepSpec, resolve_cv
 from medtune.search.tracking.client import check_tracking_server
 from medtune.trainables.data import DataConfig, DataError, inspect_source, load_splits
-from medtune.trainables.data.errors import TooManyBadImages
+from medtune.trainables.data.errors import DataSettingError, TooManyBadImages
+from medtune.trainables.data.leakage import LeakReport
+from medtune.trainables.data.loading import check_leakage, mode_summary
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ def prepare_sweep(spec: SweepSpec) -> tuple[SweepSpec, str]:
         log.warning(warning)
     check_storage(spec)
     fingerprint = prepare_data(spec)
+    for line in leak_lines(check_leaks(spec)):
+        log.warning(line)
     from medtune.search.run.ray_node import init_ray  # Ray loads only once the input is known to be good
 
     init_ray()
@@ -52,12 +57,18 @@ def check_data(spec: SweepSpec) -> dict[str, Any]:
     try:
         summary = inspect_source(data)
     except DataError as exc:
-        key = "data.positive_class" if "positive_class=" in str(exc) else "data.source"
-        raise SpecError(spec.source, [(key, str(exc))]) from None
+        raise SpecError(spec.source, [(data_key(exc), str(exc))]) from None
     problems = learnable_problems(summary)
     if problems:
         raise SpecError(spec.source, [("data.source", p) for p in problems])
     return summary
+
+
+def data_key(exc: DataError) -> str:
+    """The space file's key a data error is about: the setting it names, else ``data.source``."""
+    if isinstance(exc, DataSettingError):
+        return f"data.{exc.setting}"
+    return "data.positive_class" if "positive_class=" in str(exc) else "data.source"
 
 
 def learnable_problems(summary: dict[str, Any]) -> list[str]:
@@ -86,23 +97,54 @@ def resolved_spec(spec: SweepSpec) -> tuple[SweepSpec, dict[str, Any]]:
     return resolve_cv(spec, val_counts), summary
 
 
-def prepare_data(spec: SweepSpec) -> str:
+def prepare_data(spec: SweepSpec, summary: dict[str, Any] | None = None) -> str:
     """Decode the data into the node's cache now; returns its fingerprint for MLflow.
 
     Unreadable images are only found by decoding: too many of them is bad input, named by the
-    space file's key (``data.max_bad_fraction``), not a traceback in the first trial.
+    space file's key (``data.max_bad_fraction``), not a traceback in the first trial. The data's
+    mode (colour or grey) is also only known once decoded: it is added to ``summary`` when given
+    (``medtune validate``'s data summary).
     """
     base = _trial_base_with_env(spec)
     sizes = [base["image_size"]] if "image_size" not in spec.space else list(spec.space["image_size"].values)
     fingerprint = ""
     for size in sizes:
         try:
-            fingerprint = load_splits(DataConfig.from_trial_values(base | {"image_size": size})).fingerprint
+            splits = load_splits(DataConfig.from_trial_values(base | {"image_size": size}))
         except TooManyBadImages as exc:
             raise SpecError(spec.source, [("data.max_bad_fraction", f"{exc} (data.max_bad_fraction)")]) from None
         except DataError as exc:
-            raise SpecError(spec.source, [("data.source", str(exc))]) from None
+            raise SpecError(spec.source, [(data_key(exc), str(exc))]) from None
+        fingerprint = splits.fingerprint
+        if summary is not None:
+            summary.update(mode_summary(splits))
     return fingerprint
+
+
+def check_leaks(spec: SweepSpec) -> LeakReport:
+    """Leakage and shortcuts in the splits trials will see (``trainables/data/leakage.py``), read from
+    the decode cache ``prepare_data`` filled, at the first image size trials use. With
+    ``data.on_leak: error`` any finding is bad input, named under ``data.on_leak``."""
+    base = _trial_base_with_env(spec)
+    size = base["image_size"] if "image_size" not in spec.space else list(spec.space["image_size"].values)[0]
+    try:
+        report = check_leakage(DataConfig.from_trial_values(base | {"image_size": size}))
+    except DataError as exc:
+        raise SpecError(spec.source, [(data_key(exc), str(exc))]) from None
+    if report.findings and spec.data.on_leak == "error":
+        raise SpecError(spec.source, [("data.on_leak", f"{finding} (data.on_leak: error; 'warn' reports it and goes "
+                                                       "on)") for finding in report.findings])
+    return report
+
+
+def leak_lines(report: LeakReport) -> list[str]:
+    """The report as warnings: one per finding, and what ``on_leak: drop`` left out."""
+    lines = [f"data: {finding}" for finding in report.findings]
+    if report.dropped:
+        lines.append("data.on_leak: drop: left out " + ", ".join(f"{n} {split} images" for split, n in
+                                                                report.dropped.items())
+                     + " that are exact copies of an earlier split's images")
+    return lines
 
 
 def _trial_base_with_env(spec: SweepSpec) -> dict[str, Any]:

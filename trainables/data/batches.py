@@ -1,5 +1,9 @@
 """In-memory batching: a split held once as a uint8 tensor, normalised and augmented per batch.
 
+Grey splits (N, H, W, 1) are fed as one channel, or repeated to three for an RGB stem; colour splits
+(N, H, W, 3) keep their three channels (each normalised with its own mean and std, all warped by the
+same affine), or become luma once, up front, for a one-channel model (``channels=1``).
+
 No DataLoader workers: the data is small and already decoded, and worker processes would
 cost more (startup, IPC, duplicated memory per Ray trial) than the few vectorised tensor
 ops per batch done here.
@@ -16,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .colour import rgb_to_gray
 from .splits import SplitArrays
 
 # Seed streams, so enabling augmentation never changes the shuffle order.
@@ -53,11 +58,15 @@ def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
 
 
 def _as_tensor(images: np.ndarray) -> torch.Tensor:
-    """(N, H, W, 1) uint8 array -> (N, 1, H, W) tensor sharing its memory (memmaps included)."""
+    """(N, H, W, 1) uint8 array -> (N, 1, H, W) tensor sharing its memory (memmaps included);
+    (N, H, W, 3) -> (N, H, W, 3) as it is, each batch is permuted to (B, 3, H, W) when taken."""
+    if images.ndim != 4 or images.shape[3] not in (1, 3):
+        raise ValueError(f"BatchIterator: expected images shaped (N, H, W, 1) (grey) or (N, H, W, 3) (colour), "
+                         f"got {images.shape}")
     n, h, w, c = images.shape
-    if c != 1:
-        raise ValueError(f"BatchIterator: expected grayscale images shaped (N, H, W, 1), got {images.shape}")
-    arr = np.ascontiguousarray(images, dtype=np.uint8).reshape(n, 1, h, w)
+    arr = np.ascontiguousarray(images, dtype=np.uint8)
+    if c == 1:
+        arr = arr.reshape(n, 1, h, w)
     with warnings.catch_warnings():
         # Cache memmaps are read-only; we only ever read (index_select makes new tensors).
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -120,11 +129,16 @@ class BatchIterator:
         self.augment = augment if augment is not None and augment.enabled else None
         self.epoch = 0
 
-        self._images = _as_tensor(split.images).to(self.device)
+        images = split.images
+        if images.ndim == 4 and images.shape[3] == 3 and channels == 1:
+            images = rgb_to_gray(images)[..., None]  # colour data for a one-channel model: luma, once
+        self._images = _as_tensor(images).to(self.device)
+        #: Colour kept: the tensor is (N, H, W, 3) and each batch is permuted to (B, 3, H, W).
+        self._nhwc = images.shape[3] == 3
         self._labels = torch.as_tensor(np.asarray(split.labels, dtype=np.int64)).to(self.device)
-        stored = self._images.shape[-1]
+        height, stored = images.shape[1], images.shape[2]
         self.input_size = input_size or stored
-        self._resize = self.input_size != stored or self._images.shape[-2] != stored
+        self._resize = self.input_size != stored or height != stored
         # Fold /255 and normalisation into one multiply-add: x * scale + shift.
         std_t = _channel_stats(std, channels, "std")
         if (std_t <= 0).any():
@@ -169,7 +183,8 @@ class BatchIterator:
         # Stays 1-channel and in 0..255 until the final multiply-add: resizing, warping and
         # flipping are linear per channel, so doing them before /255 and the gray->RGB
         # repeat gives the same result at a third of the work for 3-channel models.
-        x = xb.float()
+        # Colour batches come as (B, H, W, 3): the permuted view is channels-last in memory.
+        x = xb.permute(0, 3, 1, 2).float() if self._nhwc else xb.float()
         if self._resize:
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
                               align_corners=False, antialias=False)
@@ -178,6 +193,8 @@ class BatchIterator:
         x = torch.addcmul(self._shift, x, self._scale)  # broadcasts 1 -> `channels` channels
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        elif self._nhwc:
+            x = x.contiguous()
         return x
 
     def _augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -1,6 +1,8 @@
 """Decode-once cache: decoded, resized arrays as plain .npy files, shared by every trial on a node.
 
-Layout: <cache_dir>/<key>/{split}_{images,labels}.npy + meta.json, where the key hashes the
+Layout: <cache_dir>/<key>/{split}_{images,labels}.npy + {split}_evidence_{column}.npy (per image:
+its pixel and perceptual hashes and file properties, for the leakage checks; ``image_facts.py``;
+memory-mapped, so a trial that never reads them pays nothing) + meta.json, where the key hashes the
 source's identity (path, sizes, mtimes), the image size and CACHE_FORMAT. Entries are
 written under a file lock (concurrent trials decode once), into a temp dir renamed into
 place (readers never see half an entry), and read back with mmap (trials share the page
@@ -19,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,11 +29,14 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from .errors import DataError
+from .image_facts import with_image_hashes
 
 log = logging.getLogger(__name__)
 
 # Bump when decoding changes (resampling, cropping, layout): old entries then miss.
-CACHE_FORMAT = 1
+# 2: each split's evidence (hashes, file properties) stored beside its arrays.
+# 3: colour sources keep three channels, and an entry records its mode (``colour.py``).
+CACHE_FORMAT = 3
 LOCK_TIMEOUT_S = 3600
 _STALE_TMP_S = 3600
 
@@ -40,7 +45,10 @@ Hit = Literal["memo", "disk", "decoded"]
 
 @dataclass(frozen=True)
 class Decoded:
-    """One source fully decoded at one size: split name -> (images (N,S,S,1) uint8, labels (N,) int64)."""
+    """One source fully decoded at one size: split name -> (images (N,S,S,C) uint8, labels (N,) int64).
+
+    ``channels`` is the source's mode (``colour.py``): 1 when every image is grey, 3 when any is
+    colour (then every image has three channels); ``colour_images`` counts the colour ones."""
 
     splits: dict[str, tuple[np.ndarray, np.ndarray]]
     class_names: tuple[str, ...]
@@ -49,6 +57,10 @@ class Decoded:
     #: Files smaller than ``TINY_SIDE`` px on a side (a broken thumbnail, a 1x1 export): kept, but warned about.
     tiny_files: tuple[str, ...] = ()
     content_hash: str = ""
+    channels: int = 1
+    colour_images: int = 0
+    #: split -> column -> one value per image (``image_facts.py``): what the leakage checks read.
+    evidence: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 _memo: dict[tuple[str, str], Decoded] = {}
@@ -136,7 +148,8 @@ def _decode(decode: Callable[[], Decoded]) -> Decoded:
     _stats["decodes"] += 1
     splits = {k: (np.ascontiguousarray(v[0], dtype=np.uint8), np.ascontiguousarray(v[1], dtype=np.int64))
               for k, v in decoded.splits.items()}
-    return replace(decoded, splits=splits, content_hash=content_hash(splits, decoded.class_names))
+    return replace(decoded, splits=splits, content_hash=content_hash(splits, decoded.class_names),
+                   evidence=with_image_hashes(decoded.evidence, splits))
 
 
 def _write_entry(cache_dir: Path, key: str, decoded: Decoded) -> None:
@@ -146,6 +159,8 @@ def _write_entry(cache_dir: Path, key: str, decoded: Decoded) -> None:
         for split, (images, labels) in decoded.splits.items():
             np.save(tmp / f"{split}_images.npy", images, allow_pickle=False)
             np.save(tmp / f"{split}_labels.npy", labels, allow_pickle=False)
+            for column, values in decoded.evidence.get(split, {}).items():
+                np.save(tmp / f"{split}_evidence_{column}.npy", values, allow_pickle=False)
         meta = {
             "format": CACHE_FORMAT,
             "splits": sorted(decoded.splits),
@@ -154,6 +169,9 @@ def _write_entry(cache_dir: Path, key: str, decoded: Decoded) -> None:
             "total_files": decoded.total_files,
             "tiny_files": list(decoded.tiny_files),
             "content_hash": decoded.content_hash,
+            "evidence": {split: sorted(columns) for split, columns in decoded.evidence.items()},
+            "channels": decoded.channels,
+            "colour_images": decoded.colour_images,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))  # written last: marks the entry complete
         os.rename(tmp, cache_dir / key)
@@ -174,11 +192,14 @@ def _read_entry(entry: Path) -> Decoded | None:
                 np.load(entry / f"{s}_labels.npy", allow_pickle=False))
             for s in meta["splits"]
         }
+        evidence = {s: {c: np.load(entry / f"{s}_evidence_{c}.npy", mmap_mode="r", allow_pickle=False)
+                        for c in columns} for s, columns in meta["evidence"].items()}
     except (OSError, ValueError, KeyError):
         return None
     return Decoded(splits=splits, class_names=tuple(meta["class_names"]), bad_files=tuple(meta["bad_files"]),
                    total_files=int(meta["total_files"]), content_hash=meta["content_hash"],
-                   tiny_files=tuple(meta.get("tiny_files", ())))
+                   tiny_files=tuple(meta.get("tiny_files", ())), evidence=evidence,
+                   channels=int(meta.get("channels", 1)), colour_images=int(meta.get("colour_images", 0)))
 
 
 def _remove_stale(cache_dir: Path, key: str, entry: Path) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import platformdirs
 
-from medtune.trainables.checks import Check, Types, at_least, in_range, is_blank, quoted, type_problem
+from medtune.trainables.checks import Check, Types, at_least, in_range, is_blank, one_of, quoted, type_problem
 
 from .errors import DataError
 
@@ -57,11 +57,46 @@ class DataSetting:
         return type_problem(value, self.type) or quoted(self.check, value)
 
 
+#: What ``data.on_leak`` may say: report a leakage or shortcut finding (``warn``), refuse the data
+#: (``error``), or drop val/test images that are exact copies of an earlier split's (``drop``).
+ON_LEAK = ("warn", "error", "drop")
+
+
+def column_name_problem(value: object) -> str | None:
+    """A manifest column's name: text, not blank, without ',' (several label columns travel comma-joined)."""
+    if not isinstance(value, str) or not value.strip():
+        return f"expected a column name of the CSV manifest, got {value!r}"
+    if "," in value:
+        return f"a column name must not contain ',', got {value!r}"
+    return None
+
+
+def label_columns_problem(value: object) -> str | None:
+    """One categorical column (a name, or a list of one); several 0/1 columns are multi-label."""
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list) or not names:
+        return f"expected a column name or a list of column names, got {value!r}"
+    for name in names:
+        if problem := column_name_problem(name):
+            return problem
+    if len(names) > 1:
+        return (f"several label columns ({', '.join(map(str, names))}) make a multi-label task, and multi-label "
+                "is not supported yet; give one categorical column")
+    return None
+
+
+def joined_columns(value: object) -> object:
+    """A YAML list of label columns as the one string a trial config and MLflow carry (``a,b``)."""
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return ",".join(value)
+    return value
+
+
 #: The ``data:`` section, in the order a space file documents it. The ranges are the ones a space
 #: file has always been held to; a trial config and a ``DataConfig`` are held to the same.
 DATA_SETTINGS: tuple[DataSetting, ...] = (
     DataSetting("source", "data_source", str, required=True,
-                doc="a MedMNIST name (pneumoniamnist), an .npz file or a chest X-ray folder"),
+                doc="a MedMNIST name (pneumoniamnist), an .npz file, a chest X-ray folder or a CSV manifest"),
     DataSetting("image_size", "image_size", int, 28, at_least(8), "decode size"),
     DataSetting("val_fraction", "data_val_fraction", float, None, in_range(0.01, 0.9), "carve val out of train"),
     DataSetting("split_seed", "data_split_seed", int, 0),
@@ -71,7 +106,20 @@ DATA_SETTINGS: tuple[DataSetting, ...] = (
                 "share of unreadable images tolerated"),
     DataSetting("positive_class", "data_positive_class", str, None, None,
                 "two-class tasks: the class scored as positive (name or index)", accepts=(str, int)),
+    DataSetting("path_column", "data_path_column", str, None, column_name_problem,
+                "CSV manifests: the column of image paths, relative to the CSV's folder"),
+    DataSetting("label_columns", "data_label_columns", str, None, label_columns_problem,
+                "CSV manifests: the label column (one categorical column)", accepts=(str, list)),
+    DataSetting("split_column", "data_split_column", str, None, column_name_problem,
+                "CSV manifests: each row's split (train/training, val/valid/validation, test/testing)"),
+    DataSetting("group_column", "data_group_column", str, None, column_name_problem,
+                "CSV manifests: a patient or study ID; carved splits and folds keep each group whole"),
+    DataSetting("on_leak", "data_on_leak", str, "warn", one_of(ON_LEAK),
+                "what a leakage or shortcut finding of validate does: warn, error, or drop (exact copies in "
+                "val/test of an earlier split's images)"),
 )
+#: The settings only a CSV manifest reads.
+MANIFEST_SETTINGS = ("path_column", "label_columns", "split_column", "group_column")
 #: Each setting by its ``data:`` name.
 DATA_SETTING = {s.name: s for s in DATA_SETTINGS}
 #: Where files are, not which data: the same key on a trial config and a ``DataConfig``, set by the
@@ -86,8 +134,9 @@ class DataConfig:
     """Everything that decides which arrays a trial sees.
 
     Frozen and plain so it pickles into Ray workers and hashes into cache keys.
-    `source` is a MedMNIST name ("pneumoniamnist"), a path to an .npz, or a path to a
-    Kermany-layout folder (ROOT/{train,val,test}/<CLASS>/*.jpeg).
+    `source` is a MedMNIST name ("pneumoniamnist"), a path to an .npz, a path to a
+    Kermany-layout folder (ROOT/{train,val,test}/<CLASS>/*.jpeg), or a CSV manifest read through
+    the ``*_column`` settings (``manifest.py``).
     When `val_fraction` is set, val is carved (stratified, seeded by `split_seed`) out of
     train and the source's own val is ignored, for .npz and folder sources alike; test is
     never touched. A space file's ``data:`` section validates into one (without the locations).
@@ -105,10 +154,18 @@ class DataConfig:
     cache_dir: str | None = None
     #: Two-class tasks: the class scored as positive (a name or an index; ``classes.py``).
     positive_class: str | None = DATA_SETTING["positive_class"].default
+    #: CSV manifests (``manifest.py``): the columns of image paths, labels, splits and groups.
+    path_column: str | None = DATA_SETTING["path_column"].default
+    label_columns: str | None = DATA_SETTING["label_columns"].default
+    split_column: str | None = DATA_SETTING["split_column"].default
+    group_column: str | None = DATA_SETTING["group_column"].default
+    #: What a leakage or shortcut finding does (``ON_LEAK``; ``leakage.py``).
+    on_leak: str = DATA_SETTING["on_leak"].default
 
     def __post_init__(self) -> None:
         if self.positive_class is not None:
             object.__setattr__(self, "positive_class", str(self.positive_class))
+        object.__setattr__(self, "label_columns", joined_columns(self.label_columns))
         # Accept Path objects but store str so configs stay YAML/JSON friendly.
         for name in ("source", *LOCATION_KEYS):
             value = getattr(self, name)
@@ -130,6 +187,11 @@ class DataConfig:
         table a ``TrialConfig`` is (``DataError``, a ``ValueError``, naming the setting)."""
         settings = {s.name: _stored(s, values[s.trial_key]) for s in DATA_SETTINGS if s.trial_key in values}
         return cls(**settings, **{key: values.get(key) for key in LOCATION_KEYS})
+
+    @property
+    def label_column_names(self) -> tuple[str, ...]:
+        """The label columns one by one (stored comma-joined, as a trial config carries them)."""
+        return tuple(self.label_columns.split(",")) if self.label_columns else ()
 
     def trial_values(self) -> dict[str, Any]:
         """The data settings as trial-config keys (the locations are the machine's, not included)."""

@@ -1,4 +1,4 @@
-"""DICOM files (``.dcm``) as the grey image a viewer shows, for the folder source.
+"""DICOM files (``.dcm``) as the image a viewer shows (grey, or RGB for a colour file), for the folder source.
 
 A DICOM pixel array is not an image yet: 12- or 16-bit stored values become physical values
 through the modality LUT (RescaleSlope/RescaleIntercept: Hounsfield units for CT), and a viewer
@@ -6,8 +6,10 @@ maps those to grey levels through the file's window (WindowCenter/WindowWidth, t
 when several are given, by DICOM's linear VOI function, PS3.3 C.11.2.1.2). Without a window the
 full range of the image's values is stretched to 0-255 (min-max), which is what a viewer does
 with no preset. ``MONOCHROME1`` stores the inverse (low values bright, as on film) and is inverted
-so that every image has bone bright. Colour files are read as luma; a multi-frame file gives its
-middle frame (a volume's central slice).
+so that every image has bone bright. Colour files (``SamplesPerPixel`` 3: ultrasound, photos; YBR
+converted to RGB) are read as RGB by ``read_dicom`` and as luma by ``read_dicom_gray``: which one a
+source gets is decided by its data (``colour.py``). A multi-frame file gives its middle frame (a
+volume's central slice).
 
 Files pydicom cannot decode (a compressed transfer syntax without a decoder installed, a
 truncated file) raise, and the folder source skips and counts them like unreadable JPEGs.
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .colour import LUMA_WEIGHTS
+from .colour import luma
 
 DICOM_EXTS = frozenset({".dcm", ".dicom"})
 
@@ -50,7 +52,14 @@ def min_max(values: np.ndarray) -> np.ndarray:
 
 
 def read_dicom_gray(path: str | Path) -> np.ndarray:
-    """The file's image as (rows, columns) uint8, windowed and with bone bright."""
+    """The file's image as (rows, columns) uint8, windowed and with bone bright; a colour file as luma."""
+    pixels = read_dicom(path)
+    return luma(pixels) if pixels.ndim == 3 else pixels
+
+
+def read_dicom(path: str | Path) -> np.ndarray:
+    """The file's image as (rows, columns) uint8, windowed and with bone bright, or, for a colour
+    file, as (rows, columns, 3) uint8 RGB."""
     import pydicom
     from pydicom.pixels import apply_modality_lut
 
@@ -60,11 +69,9 @@ def read_dicom_gray(path: str | Path) -> np.ndarray:
     if frames > 1:
         pixels = pixels[frames // 2]
     if int(getattr(ds, "SamplesPerPixel", 1)) == 3:
-        if str(getattr(ds, "PhotometricInterpretation", "RGB")).startswith("YBR"):
-            from pydicom.pixels import convert_color_space
-
-            pixels = convert_color_space(pixels, ds.PhotometricInterpretation, "RGB")
-        return np.clip(np.rint(pixels.astype(np.float32) @ LUMA_WEIGHTS), 0, 255).astype(np.uint8)
+        # pydicom 3 hands YBR_FULL/YBR_FULL_422 over already converted to RGB (``as_rgb`` is on by
+        # default); converting again, as this did before, turned a red bar blue.
+        return np.clip(pixels, 0, 255).astype(np.uint8)
     values = apply_modality_lut(pixels, ds).astype(np.float64)
     if "WindowCenter" in ds and "WindowWidth" in ds:
         grey = window(values, _first(ds.WindowCenter), _first(ds.WindowWidth))

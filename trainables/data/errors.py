@@ -14,3 +14,15 @@ class DataError(ValueError):
 
 class TooManyBadImages(DataError):
     """More unreadable images than ``DataConfig.max_bad_fraction`` allows (a setting the user can raise)."""
+
+
+class DataSettingError(DataError):
+    """A data setting that does not fit the data (a manifest column that is not there, a CSV setting
+    on a folder): ``setting`` is its ``data:`` name, so the space file's key can be named."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # Ray pickles a trial's errors
+        return type(self), (self.setting, str(self))

@@ -1,5 +1,7 @@
 """Kermany-layout folders: ROOT/{train,val,test}/<CLASS>/*.jpeg|jpg|png, decoded once to arrays.
 
+Split folders may be spelled as public data sets spell them (``Training/``, ``valid/``,
+``Testing/``: ``split_names``); the index records which folder was taken for which split.
 A class folder is read recursively, as torchvision's ``ImageFolder`` does: images in its
 subfolders (``NORMAL/batch2/*.jpeg``) belong to the class too. Hidden files and folders are skipped.
 """
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +19,12 @@ import numpy as np
 from medtune.trainables.progress import progress
 
 from .cache import Decoded
+from .colour import stack_in_mode
 from .dicom import DICOM_EXTS
 from .errors import DataError
-from .imaging import decode_file
+from .image_facts import facts_columns, file_facts
+from .imaging import decode_file_colour
+from .split_names import accepted_names, split_folders
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,7 @@ class FolderIndex:
     class_names: tuple[str, ...]
     files: dict[str, list[tuple[str, int]]]  # split -> [(path relative to root, label)]
     identity: list[tuple[str, int, int]]  # (relative path, size, mtime_ns): cache key material
+    split_dirs: dict[str, str] = field(default_factory=dict)  # split -> the folder taken for it ("Training")
 
     def labels(self, split: str) -> np.ndarray:
         return np.array([label for _, label in self.files[split]], dtype=np.int64)
@@ -52,11 +58,19 @@ def _layout_error(root: Path, why: str) -> DataError:
     except OSError:
         subdirs = []
     hint = ""
-    nested = [d for d in subdirs if (root / d / "train").is_dir() and (root / d / "test").is_dir()]
+    nested = [d for d in subdirs if _has_train_and_test(root / d)]
     if nested:
         hint = f" Did you mean {root / nested[0]}?"
     return DataError(f"{root}: {why}. Expected a Kermany-layout folder ROOT/{{train,test}}/<CLASS>/*.jpeg "
-                     f"(val/ optional); found subfolders {subdirs}.{hint}")
+                     f"(val/ optional; split folders may be named {accepted_names()}, any case); "
+                     f"found subfolders {subdirs}.{hint}")
+
+
+def _has_train_and_test(folder: Path) -> bool:
+    try:
+        return {"train", "test"} <= set(split_folders(folder))
+    except (DataError, OSError):
+        return False
 
 
 def _class_files(class_dir: str) -> list[tuple[str, os.stat_result]]:
@@ -72,8 +86,8 @@ def _class_files(class_dir: str) -> list[tuple[str, os.stat_result]]:
     return sorted(found, key=lambda item: item[0])
 
 
-def _scan_split(root: Path, split: str) -> dict[str, list[tuple[str, os.stat_result]]]:
-    split_dir = root / split
+def _scan_split(root: Path, folder: str) -> dict[str, list[tuple[str, os.stat_result]]]:
+    split_dir = root / folder
     classes: dict[str, list[tuple[str, os.stat_result]]] = {}
     loose: list[str] = []
     with os.scandir(split_dir) as entries:
@@ -96,24 +110,26 @@ def index_folder(root: Path, need_val: bool) -> FolderIndex:
     """Check the layout and list the image files; cheap (directory listings and stats only)."""
     if not root.is_dir():
         raise DataError(f"{root}: expected a Kermany-layout folder, but it is not a directory")
-    missing = [s for s in ("train", "test") if not (root / s).is_dir()]
+    folders = split_folders(root)
+    missing = [s for s in ("train", "test") if s not in folders]
     if missing:
         raise _layout_error(root, f"missing split folder(s) {[s + '/' for s in missing]}")
-    if not (root / "val").is_dir() and need_val:
-        raise DataError(f"{root}: has no val/ folder; set DataConfig.val_fraction to carve a "
-                        "validation split out of train/")
-    present = [s for s in SPLITS if (root / s).is_dir()]
-    scans = {s: _scan_split(root, s) for s in present}
+    if "val" not in folders and need_val:
+        raise DataError(f"{root}: has no val/ folder ({accepted_names('val')}); set DataConfig.val_fraction to "
+                        f"carve a validation split out of {folders['train']}/")
+    present = [s for s in SPLITS if s in folders]
+    scans = {s: _scan_split(root, folders[s]) for s in present}
 
     class_names = tuple(sorted(scans["train"]))
     for split in present:
         names = set(scans[split])
         if names != set(class_names):
             extra, lacking = sorted(names - set(class_names)), sorted(set(class_names) - names)
-            raise DataError(f"{root / split}: class folders {sorted(names)} differ from train/ {list(class_names)}"
+            raise DataError(f"{root / folders[split]}: class folders {sorted(names)} differ from "
+                            f"{folders['train']}/ {list(class_names)}"
                             f" (unknown: {extra}, missing: {lacking}); every split needs the same class folders")
     if len(class_names) < 2:
-        raise DataError(f"{root / 'train'}: expected at least 2 class folders, found {list(class_names)}")
+        raise DataError(f"{root / folders['train']}: expected at least 2 class folders, found {list(class_names)}")
 
     files: dict[str, list[tuple[str, int]]] = {}
     identity: list[tuple[str, int, int]] = []
@@ -121,16 +137,17 @@ def index_folder(root: Path, need_val: bool) -> FolderIndex:
         files[split] = []
         for label, name in enumerate(class_names):
             for relative, st in scans[split][name]:
-                rel = f"{split}/{name}/{relative}"
+                rel = f"{folders[split]}/{name}/{relative}"
                 files[split].append((rel, label))
                 identity.append((rel, st.st_size, st.st_mtime_ns))
         if not files[split] and (split != "val" or need_val):
-            raise DataError(f"{root / split}: empty split; expected image files ({', '.join(sorted(IMAGE_EXTS))}) "
-                            f"in its class folders {list(class_names)}")
+            raise DataError(f"{root / folders[split]}: empty split; expected image files "
+                            f"({', '.join(sorted(IMAGE_EXTS))}) in its class folders {list(class_names)}")
     for label, name in enumerate(class_names):
         if not any(lab == label for _, lab in files["train"]):
-            raise DataError(f"{root / 'train' / name}: no images; every class needs training images")
-    return FolderIndex(root=root, class_names=class_names, files=files, identity=identity)
+            raise DataError(f"{root / folders['train'] / name}: no images; every class needs training images")
+    return FolderIndex(root=root, class_names=class_names, files=files, identity=identity,
+                       split_dirs={s: folders[s] for s in present})
 
 
 #: Images smaller than this on a side carry almost nothing once upsampled: they are warned about.
@@ -140,18 +157,20 @@ TINY_SIDE = 16
 def _decode_one(args: tuple[str, int]) -> tuple[np.ndarray, tuple[int, int]] | None:
     path, size = args
     try:
-        return decode_file(path, size)
+        return decode_file_colour(path, size)
     except Exception as exc:  # noqa: BLE001 - any decoder failure means "unreadable file", counted below
         log.debug("Unreadable image %s: %s", path, exc)
         return None
 
 
 def decode_folder(index: FolderIndex, image_size: int) -> Decoded:
-    """Decode every listed file (threads: Pillow releases the GIL), skipping unreadable ones."""
+    """Decode every listed file (threads: Pillow releases the GIL), skipping unreadable ones; in
+    colour when any image is colour, else in grey (``colour.py``)."""
     workers = max(1, min(8, os.cpu_count() or 1))
-    splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    decoded: dict[str, tuple[list[np.ndarray], np.ndarray]] = {}
     bad: list[str] = []
     tiny: list[str] = []
+    evidence: dict[str, dict[str, np.ndarray]] = {}  # file properties for the leakage checks (image_facts.py)
     total = 0
     count = sum(len(files) for files in index.files.values())
     with ThreadPoolExecutor(max_workers=workers) as pool, \
@@ -166,15 +185,18 @@ def decode_folder(index: FolderIndex, image_size: int) -> Decoded:
             bad.extend(files[i][0] for i, r in enumerate(results) if r is None)
             tiny.extend(files[i][0] for i in ok if min(results[i][1]) < TINY_SIDE)
             total += len(files)
-            images = np.empty((len(ok), image_size, image_size, 1), dtype=np.uint8)
-            for j, i in enumerate(ok):
-                images[j, ..., 0] = results[i][0]
             labels = np.array([files[i][1] for i in ok], dtype=np.int64)
-            splits[split] = (images, labels)
-    log.info("Decoded %s at %d px: %s (%d unreadable)", index.root, image_size,
-             {k: len(v[1]) for k, v in splits.items()}, len(bad))
+            decoded[split] = ([results[i][0] for i in ok], labels)
+            facts = list(pool.map(file_facts, [jobs[i][0] for i in ok], chunksize=32))
+            evidence[split] = facts_columns([files[i][0] for i in ok], facts)
+    colour_images = sum(image.ndim == 3 for pixels, _ in decoded.values() for image in pixels)
+    channels = 3 if colour_images else 1
+    splits = {split: (stack_in_mode(pixels, image_size, channels), labels)
+              for split, (pixels, labels) in decoded.items()}
+    log.info("Decoded %s at %d px (%s): %s (%d unreadable)", index.root, image_size,
+             "colour" if channels == 3 else "grey", {k: len(v[1]) for k, v in splits.items()}, len(bad))
     return Decoded(splits=splits, class_names=index.class_names, bad_files=tuple(bad), total_files=total,
-                   tiny_files=tuple(tiny))
+                   tiny_files=tuple(tiny), evidence=evidence, channels=channels, colour_images=colour_images)
 
 
 def describe_bad(root: Path, bad: tuple[str, ...] | list[str], total: int) -> str:

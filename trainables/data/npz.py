@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import Decoded
-from .colour import rgb_to_gray
+from .colour import GREY_TOLERANCE, grey_to_rgb, mean_chroma, rgb_to_gray
 from .errors import DataError
 from .imaging import resize_stack
 from .medmnist import class_names_for_file
@@ -126,16 +126,35 @@ def index_npz(path: Path, need_val: bool) -> NpzIndex:
     return NpzIndex(path=path, labels=labels, image_shapes=shapes, class_names=_class_names(path, labels))
 
 
+def _colour_images(path: Path, index: NpzIndex) -> int:
+    """How many images of the file's (N, H, W, 3) splits are colour (``colour.py``); grey-shaped
+    splits are not read. A first pass over the file, so that the mode is known before any split is
+    converted (MedMNIST's colour sets: pathmnist, dermamnist, retinamnist, bloodmnist)."""
+    rgb = [s for s, shape in index.image_shapes.items() if len(shape) == 4 and shape[3] == 3]
+    if not rgb:
+        return 0
+    with np.load(path, allow_pickle=False) as z:
+        return sum(int((mean_chroma(z[f"{s}_images"]) > GREY_TOLERANCE).sum()) for s in rgb)
+
+
 def decode_npz(path: Path, image_size: int) -> Decoded:
-    """All present splits as (N, S, S, 1) uint8 + int64 labels; RGB -> luma, resized once if needed."""
+    """All present splits as (N, S, S, C) uint8 + int64 labels, resized once if needed: C = 3 when any
+    image is colour (grey splits repeated), else C = 1 (RGB that is grey inside -> luma)."""
     index = index_npz(path, need_val=False)
+    colour_images = _colour_images(path, index)
     splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     with np.load(path, allow_pickle=False) as z:
         for split, labels in index.labels.items():
             images = z[f"{split}_images"]
+            if colour_images:
+                images = images if images.ndim == 4 and images.shape[3] == 3 else grey_to_rgb(images)
+                splits[split] = (resize_stack(images, image_size), labels)
+                continue
             if images.ndim == 4:
                 images = images[..., 0] if images.shape[3] == 1 else rgb_to_gray(images)
             images = resize_stack(images, image_size)
             splits[split] = (images[..., None], labels)
-    log.info("Decoded %s at %d px: %s", path, image_size, {k: len(v[1]) for k, v in splits.items()})
-    return Decoded(splits=splits, class_names=index.class_names)
+    log.info("Decoded %s at %d px (%s): %s", path, image_size, "colour" if colour_images else "grey",
+             {k: len(v[1]) for k, v in splits.items()})
+    return Decoded(splits=splits, class_names=index.class_names, channels=3 if colour_images else 1,
+                   colour_images=colour_images)

@@ -53,6 +53,13 @@ SPACE_CASES = [
     ("data.max_bad_fraction=2", "data.max_bad_fraction"),
     ("data.source=", "data.source"),
     ("data.channels=3", "data.channels"),
+    ("data.on_leak=maybe", "data.on_leak"),
+    ("data.on_leak=[warn]", "data.on_leak"),
+    ("data.path_column=3", "data.path_column"),
+    ("data.label_columns=[Effusion, Mass]", "data.label_columns"),  # multi-label is not supported yet
+    ("data.label_columns=[]", "data.label_columns"),
+    ("data.split_column=a,b", "data.split_column"),
+    ("data.group_column=[patient]", "data.group_column"),
     ("name=", "name"),
     ("name=a/b", "name"),
     ("name=..", "name"),
@@ -127,8 +134,64 @@ def _bad_images(tmp: Path) -> list[str]:
 
 
 def _wrong_kind_of_file(tmp: Path) -> list[str]:
+    (tmp / "data.txt").write_text("a,b\n")
+    return ["validate", DEMO, "--set", f"data.source={tmp / 'data.txt'}"]
+
+
+def _csv_without_columns(tmp: Path) -> list[str]:
     (tmp / "data.csv").write_text("a,b\n")
     return ["validate", DEMO, "--set", f"data.source={tmp / 'data.csv'}"]
+
+
+def _manifest(tmp: Path, rows: str, **settings: str) -> list[str]:
+    from PIL import Image
+
+    for name in ("a.png", "b.png"):
+        Image.new("L", (16, 16)).save(tmp / name)
+    (tmp / "labels.csv").write_text("image,finding,fold,patient\n" + rows)
+    columns = {"path_column": "image", "label_columns": "finding", "split_column": "fold"} | settings
+    return ["validate", DEMO, "--set", f"data.source={tmp / 'labels.csv'}",
+            *[arg for key, value in columns.items() for arg in ("--set", f"data.{key}={value}")]]
+
+
+def _manifest_path_outside(tmp: Path) -> list[str]:
+    return _manifest(tmp, "a.png,x,train,1\n../b.png,y,train,2\nb.png,x,test,3\n")
+
+
+def _manifest_without_split_column(tmp: Path) -> list[str]:
+    return _manifest(tmp, "a.png,x,train,1\nb.png,y,test,2\n", split_column="null")
+
+
+def _manifest_unknown_label_column(tmp: Path) -> list[str]:
+    return _manifest(tmp, "a.png,x,train,1\nb.png,y,test,2\n", label_columns="diagnosis")
+
+
+def _manifest_unknown_group_column(tmp: Path) -> list[str]:
+    return _manifest(tmp, "a.png,x,train,1\nb.png,y,test,2\n", group_column="subject")
+
+
+def _manifest_unknown_split_value(tmp: Path) -> list[str]:
+    return _manifest(tmp, "a.png,x,train,1\nb.png,y,holdout,2\n")
+
+
+def _csv_setting_on_npz(tmp: Path) -> list[str]:
+    return ["validate", DEMO, "--set", "data.path_column=image"]
+
+
+def _two_folders_for_train(tmp: Path) -> list[str]:
+    from helpers import make_kermany
+
+    root = _kermany(tmp)
+    make_kermany(root, per_class=3, splits=("Training",))
+    return ["validate", DEMO, "--set", f"data.source={root}"]
+
+
+def _leak_is_an_error(tmp: Path) -> list[str]:
+    from leak_cases import make_leaky_folder
+
+    root = make_leaky_folder(tmp / "brain")
+    return ["validate", DEMO, "--set", f"data.source={root}", "--set", "data.image_size=16",
+            "--set", "data.val_fraction=0.2", "--set", "data.on_leak=error"]
 
 
 def _no_val_folder(tmp: Path) -> list[str]:
@@ -240,7 +303,16 @@ OTHER_CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("data: a class missing from val", _missing_val_class, "data.source"),
     ("data: empty val class folder", _empty_val_folder, "data.source"),
     ("data: too many unreadable images", _bad_images, "data.max_bad_fraction"),
-    ("data: a csv file", _wrong_kind_of_file, "data.source"),
+    ("data: a text file", _wrong_kind_of_file, "data.source"),
+    ("data: a csv file without its columns named", _csv_without_columns, "data.path_column"),
+    ("data: a manifest path leaving its folder", _manifest_path_outside, "data.path_column"),
+    ("data: a manifest without a split column", _manifest_without_split_column, "data.split_column"),
+    ("data: a manifest without the label column", _manifest_unknown_label_column, "data.label_columns"),
+    ("data: a manifest without the group column", _manifest_unknown_group_column, "data.group_column"),
+    ("data: a manifest split value that names no split", _manifest_unknown_split_value, "data.split_column"),
+    ("data: a CSV setting on an npz source", _csv_setting_on_npz, "data.path_column"),
+    ("data: train/ and Training/ both", _two_folders_for_train, "data.source"),
+    ("data: copies across splits with on_leak error", _leak_is_an_error, "data.on_leak"),
     ("data: no val folder", _no_val_folder, "data.source"),
     ("data: missing source", lambda tmp: ["validate", DEMO, "--set", f"data.source={tmp / 'none'}"], "data.source"),
     ("storage: under a file", _storage_under_a_file, "storage"),

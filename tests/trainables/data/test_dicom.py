@@ -82,5 +82,7 @@ def test_a_dicom_folder_trains_like_a_jpeg_folder_and_counts_unreadable_files(tm
     assert any("compressed.dcm" in str(w.message) for w in caught)
     assert splits.class_names == ("normal", "abnormal")  # the finding is the positive class
     assert len(splits.train.labels) == 12 and len(splits.test.labels) == 12
-    assert splits.train.images.shape[1:] == (32, 32, 1) and splits.train.images.dtype == np.uint8
+    # One colour file (RGB) among grey ones: the folder is read in colour, the grey files repeated.
+    assert splits.train.images.shape[1:] == (32, 32, 3) and splits.train.images.dtype == np.uint8
+    assert splits.colour and splits.colour_images == 9  # the RGB file, 3 copies in each of 3 splits
     assert splits.train.images.std() > 10  # real images, not blank ones

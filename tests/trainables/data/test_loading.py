@@ -41,8 +41,12 @@ def test_missing_and_wrong_kind_paths(tmp_path):
     assert str(missing) in str(err.value)
     with pytest.raises(DataError, match="pneumoniamnist"):
         load_splits(DataConfig("not-a-dataset"))
-    txt = tmp_path / "labels.csv"
+    txt = tmp_path / "labels.txt"
     txt.write_text("a,b")
-    with pytest.raises(DataError, match=r"\.npz file or a Kermany") as err:
+    with pytest.raises(DataError, match=r"\.npz file, a \.csv manifest or a Kermany") as err:
         inspect_source(DataConfig(str(txt)))
     assert str(txt) in str(err.value)
+    csv = tmp_path / "labels.csv"  # a .csv is a manifest: it needs its columns named
+    csv.write_text("a,b")
+    with pytest.raises(DataError, match=r"needs data\.path_column"):
+        inspect_source(DataConfig(str(csv)))

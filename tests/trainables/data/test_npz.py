@@ -22,11 +22,12 @@ def test_npz_rgb_and_flat_labels(tmp_path):
     arrays["train_labels"] = arrays["train_labels"][:, 0]
     path = write_npz(tmp_path / "custom.npz", **arrays)
     s = load_splits(DataConfig(str(path), image_size=8, cache_dir=str(tmp_path / "c")))
-    expected = np.rint(0.299 * 255 + 0.587 * rgb[..., 1].astype(float) + 0.114 * rgb[..., 2]).astype(np.uint8)
-    assert np.abs(s.train.images[..., 0].astype(int) - expected).max() <= 1
+    # Colour train images make the file colour: kept as they are, the grey splits repeated to RGB.
+    assert s.colour and np.array_equal(s.train.images, rgb)
+    assert np.array_equal(s.val.images, np.repeat(arrays["val_images"][..., None], 3, axis=-1))
     assert s.train.labels.shape == (10,) and s.class_names == ("0", "1")
     resized = load_splits(DataConfig(str(path), image_size=20, cache_dir=str(tmp_path / "c")))
-    assert resized.val.images.shape == (4, 20, 20, 1)
+    assert resized.val.images.shape == (4, 20, 20, 3)
 
 
 def test_npz_without_val_needs_val_fraction(tmp_path):
