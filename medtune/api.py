@@ -1,4 +1,4 @@
-"""The functions behind ``medtune sweep|resume|best|final|validate``, callable from Python.
+"""The functions behind ``medtune sweep|resume|best|final|predict|validate``, callable from Python.
 
 Each takes what its command takes (a space file or a dict instead of a path, a mapping of
 overrides instead of ``--set`` strings) and returns a typed result instead of printing. The CLI
@@ -14,9 +14,11 @@ from typing import Any, Mapping
 
 from medtune.search.results.final_outcome import FinalOutcome
 from medtune.search.results.leaderboard import LeaderboardEntry
+from medtune.search.results.predictions import PredictOutcome
 from medtune.search.run.outcome import SweepOutcome
 from medtune.search.spec.loader import Overrides, dump_yaml, load_space
 from medtune.search.spec.sweep_spec import BEST_CONFIG_FILE, DEFAULT_TRACKING_URI, SweepSpec
+from medtune.trainables.data.leakage import LeakReport
 
 Space = str | Path | Mapping[str, Any] | SweepSpec
 
@@ -95,11 +97,14 @@ def final(space: "Space | BestConfig", overrides: Overrides = (), *, epochs: str
 @dataclass
 class Validation:
     """What ``medtune validate`` found: the validated spec with its data resolved, a summary of
-    the data (images per split and class) and the warnings about a valid but risky sweep."""
+    the data (images per split and class), the warnings about a valid but risky sweep, and the
+    leakage and shortcut checks' report (``leaks.findings``, each also a warning; ``leaks.dropped``
+    under ``data.on_leak: drop``)."""
 
     spec: SweepSpec
     data_summary: Any
     warnings: list[str]
+    leaks: LeakReport | None = None
 
 
 def validate(space: Space, overrides: Overrides = ()) -> Validation:
@@ -107,11 +112,39 @@ def validate(space: Space, overrides: Overrides = ()) -> Validation:
     The data is decoded into the node's cache, which the sweep then reuses; bad input raises
     ``medtune.search.spec.sweep_spec.SpecError``."""
     spec = load_space(space, overrides)  # a bad space file fails here, before Ray and torch are imported
-    from medtune.search.run.preflight import prepare_data, resolved_spec
+    from medtune.search.run.preflight import check_leaks, leak_lines, prepare_data, resolved_spec
     from medtune.search.run.storage import check_storage
     from medtune.search.spec.advice import small_data_warnings, weights_warnings
 
     spec, summary = resolved_spec(spec)
     check_storage(spec)
-    prepare_data(spec)  # finds unreadable images
-    return Validation(spec, summary, weights_warnings(spec) + small_data_warnings(spec, summary))
+    prepare_data(spec, summary)  # finds unreadable images; adds the data's mode (colour or grey) to the summary
+    leaks = check_leaks(spec)  # on the cache prepare_data filled; data.on_leak: error raises SpecError
+    return Validation(spec, summary, weights_warnings(spec) + small_data_warnings(spec, summary) + leak_lines(leaks),
+                      leaks)
+
+
+def predict(model: str | Path, images: str | Path, *, out: str | Path | None = None,
+            gradcam: str | Path | None = None, batch_size: int | None = None, operating_point: str | None = None,
+            threshold: float | None = None, tracking_uri: str | None = None,
+            max_bad_fraction: float | None = None) -> PredictOutcome:
+    """Score new images with a trained model (``medtune predict``; docs/predict.md).
+
+    ``model`` is a ``medtune final`` output folder (or its ``model/``), a sweep trial's
+    ``best_checkpoint/`` folder, or an MLflow model URI (``models:/NAME@champion``,
+    ``models:/NAME/3``, ``runs:/ID/...``; the store is ``tracking_uri``, else
+    ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlruns.db``). ``images`` is an image file (JPEG, PNG,
+    DICOM), a folder of them (recursive), an ``.npz`` (its ``test_images``, else ``images``) or an
+    ``s3://`` prefix. The model decides at its stored operating point unless ``operating_point``
+    (a rule, chosen on its held-out scores: ``sensitivity:0.90``) or ``threshold`` (a number on the
+    calibrated scale) says otherwise. Returns the rows (``.frame()``: path or index, ``prob_<class>``,
+    ``predicted_class``, and for two classes ``score``, ``threshold``, ``decision``) and the
+    unreadable images (``.bad``); writes them to ``out`` (CSV) and heat maps to ``gradcam`` when
+    given. ``batch_size`` None is 64. Bad input raises ``SpecError`` naming ``MODEL``, ``INPUT`` or
+    the option.
+    """
+    from medtune.search.run.predict import run_predict
+
+    return run_predict(model, images, out=out, gradcam=gradcam, batch_size=batch_size,
+                       operating_point=operating_point, threshold=threshold, tracking_uri=tracking_uri,
+                       max_bad_fraction=max_bad_fraction)

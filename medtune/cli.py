@@ -22,6 +22,7 @@ from medtune.search.spec.sweep_spec import BEST_CONFIG_FILE, DEFAULT_TRACKING_UR
 from medtune.search.tracking.client import resolved_tracking_uri
 from medtune.search.tracking.sweep_reader import experiment_of
 from medtune.search.tracking.ui_links import final_link_lines, sweep_link_lines
+from medtune.trainables.data.split_names import describe_split_sources
 from medtune.trainables.objective import DEFAULT_OBJECTIVE, Objective
 from medtune.trainables.operating_point import DEFAULT_MULTICLASS_OPERATING_POINT, DEFAULT_OPERATING_POINT
 from medtune.trainables.progress import PROGRESS_ENV
@@ -91,6 +92,31 @@ def build_parser() -> argparse.ArgumentParser:
     final.add_argument("--register", metavar="NAME", help="register the model in MLflow's model registry")
     final.add_argument("--out", help="folder for the report, plots and predictions (default: a temp folder)")
 
+    predict = sub.add_parser("predict", help="score new images with a trained model: probabilities and decisions "
+                                             "as a CSV (docs/predict.md)")
+    predict.add_argument("model", metavar="MODEL",
+                         help="medtune final's output folder (or its model/), a sweep trial's best_checkpoint/ "
+                              "folder, or an MLflow model URI: models:/NAME@champion, models:/NAME/3, runs:/ID/PATH")
+    predict.add_argument("input", metavar="INPUT",
+                         help="an image (JPEG, PNG, DICOM), a folder of them (read recursively), an .npz (its "
+                              "test_images, else images) or an s3:// prefix")
+    predict.add_argument("--out", default="predictions.csv",
+                         help="the CSV to write, one row per image (default: %(default)s)")
+    predict.add_argument("--gradcam", metavar="DIR", help="also write a Grad-CAM heat map per image into DIR")
+    predict.add_argument("--batch-size", type=int, metavar="N", help="images per forward pass (default: 64)")
+    rule = predict.add_mutually_exclusive_group()
+    rule.add_argument("--operating-point", metavar="RULE",
+                      help="decide at another operating point, chosen on the held-out scores the model carries "
+                           "(medtune final's rules: auto, balanced, prior, youden-mid, sensitivity:0.90, "
+                           "specificity:0.95, cost:FN/FP=5, ...; more than two classes: balanced or prior); "
+                           "default: the model's own")
+    rule.add_argument("--threshold", type=float, metavar="X",
+                      help="decide at this threshold on the calibrated positive-class score (two classes)")
+    predict.add_argument("--tracking-uri", help="the MLflow store of a models:/ or runs:/ MODEL "
+                                                "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns.db)")
+    predict.add_argument("--max-bad-fraction", type=float, metavar="F",
+                         help="share of unreadable images tolerated (default: the model's training setting, 0.01)")
+
     validate = sub.add_parser("validate", help="check a space file and its data without running anything")
     _add_spec_arguments(validate)
 
@@ -104,6 +130,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     spec = checked.spec
     print(f"{args.space}: valid")
     print(f"  data: {spec.data.source} -> {checked.data_summary}")
+    if splits := describe_split_sources(checked.data_summary, spec.data.val_fraction):
+        print(f"  splits: {splits}")
+    if checked.leaks is not None:
+        print(f"  leakage and shortcut checks (data.on_leak: {spec.data.on_leak}): {checked.leaks.summary()}")
     print(f"  architectures: {', '.join(spec.architectures)}")
     print(f"  space: {', '.join(f'{k}={d.to_yaml()}' for k, d in spec.space.items()) or '(empty)'}")
     print(f"  objective: {spec.metric.name} ({spec.metric.mode}); {spec.search.num_samples} samples, "
@@ -165,6 +195,19 @@ def cmd_final(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    outcome = api.predict(args.model, args.input, out=args.out, gradcam=args.gradcam, batch_size=args.batch_size,
+                          operating_point=args.operating_point, threshold=args.threshold,
+                          tracking_uri=args.tracking_uri, max_bad_fraction=args.max_bad_fraction)
+    decided = f"decided by {outcome.rule}" + (f" at threshold {outcome.threshold:.4g}"
+                                              if outcome.threshold is not None else "")
+    skipped = f", {len(outcome.bad)} unreadable skipped" if outcome.bad else ""
+    print(f"{len(outcome.keys)} of {outcome.total} images scored ({decided}{skipped}): {outcome.out}")
+    if outcome.gradcam_dir is not None:
+        print(f"Grad-CAM heat maps: {outcome.gradcam_dir}")
+    return 0
+
+
 def _sweep_link_lines(outcome: SweepOutcome) -> list[str]:
     """The sweep's link: to the shared view the sweep stored (best value and searched values as
     columns) when it could store one, else to the plain filtered, sorted runs table."""
@@ -196,8 +239,8 @@ def cmd_architectures(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"sweep": cmd_sweep, "resume": cmd_resume, "best": cmd_best, "final": cmd_final, "validate": cmd_validate,
-            "architectures": cmd_architectures}
+COMMANDS = {"sweep": cmd_sweep, "resume": cmd_resume, "best": cmd_best, "final": cmd_final, "predict": cmd_predict,
+            "validate": cmd_validate, "architectures": cmd_architectures}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

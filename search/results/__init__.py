@@ -10,7 +10,9 @@
   (``medtune.search.run.final``);
 - ``calibration``: the reliability diagrams, ECE and Brier score of a two-class final model, before and
   after calibration;
-- ``report_html`` (with ``_html``): the final run's self-contained ``report.html``.
+- ``report_html`` (with ``_html``): the final run's self-contained ``report.html``;
+- ``final_bundle``: the final run's ``model/`` (the best model as a bundle ``medtune predict`` reads);
+  ``predictions`` and ``prediction_gradcam``: what ``medtune predict`` hands back, its CSV and heat maps.
 
 May import ``spec``, ``tracking`` and ``medtune.trainables``; never ``run`` (which uses this package).
 """

@@ -39,6 +39,7 @@ figure img { display: block; max-width: 100%; max-height: 520px; height: auto; m
 figure.wide { flex-basis: 100%; }
 figure.wide img { max-height: none; }
 figcaption { font-size: 0.85em; color: #57606a; margin-top: 4px; }
+.scroll { max-width: 100%; overflow-x: auto; }  /* a wide table scrolls inside its report */
 .columns { display: flex; flex-wrap: wrap; gap: 0 24px; align-items: flex-start; }
 code { font-family: ui-monospace, monospace; background: #f6f8fa; padding: 1px 4px; border-radius: 3px;
        overflow-wrap: anywhere; }

@@ -33,6 +33,11 @@ class FinalOutcome:
     sweep_link: tuple[str, str, str, str] | None = None
 
     @property
+    def model_dir(self) -> Path:
+        """The best model as a bundle (``model/``): what ``medtune predict`` takes as MODEL."""
+        return self.out_dir / "model"
+
+    @property
     def html(self) -> Path:
         """The self-contained page (``report.html``): ``IPython.display.IFrame`` shows it in a notebook."""
         return self.out_dir / "report.html"

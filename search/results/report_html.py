@@ -132,9 +132,9 @@ def _by_rule_table(report: dict[str, Any]) -> str:
     if report.get("kind") == "multiclass":
         return ("<h3>Each operating point (the probabilities and AUCs are the same)</h3>"
                 + _values_table("operating point", ("accuracy", "balanced_accuracy"), by_rule))
-    return ("<h3>Every threshold rule on the same held-out scores (read, not used to choose)</h3>"
+    return ('<h3>Every threshold rule on the same held-out scores (read, not used to choose)</h3><div class="scroll">'
             + _values_table("rule", ("threshold", "accuracy", "balanced_accuracy", "sensitivity", "specificity"),
-                            by_rule))
+                            by_rule) + "</div>")
 
 
 def _per_class_table(report: dict[str, Any]) -> str:
@@ -251,7 +251,7 @@ def _facts_table(summary: dict[str, Any]) -> str:
     facts = [("sweep", summary.get("sweep")), ("trial", summary.get("trial_id")),
              ("epochs trained", summary.get("epochs")), ("budget unit", summary.get("budget_unit")),
              ("cross-validation folds", summary.get("cv_folds")), ("training images", summary.get("train_images")),
-             ("threshold images", summary.get("calibration_images")),
+             ("threshold images", summary.get("calibration_images")), ("images read in", summary.get("image_mode")),
              ("training time", f"{float(seconds):.0f} s" if seconds is not None else None),
              ("threshold chosen on", summary.get("threshold_source"))]
     return table(row(k, [f"<td>{escape(v)}</td>"]) for k, v in facts if v not in (None, ""))

@@ -4,6 +4,7 @@
 - ``final`` and ``final_training``: ``medtune final``, one more training of the best configuration
   (the same training function the trials run) and one test evaluation, as a list of steps;
 - ``preflight``: every check of the input that can fail, before a trial starts;
+- ``predict``: ``medtune predict``, a trained model's probabilities and decisions for new images;
 - ``storage`` and ``record``: the run folder (local or a URI, through pyarrow) and its ``medtune_sweep.json``;
 - ``outcome``: ``SweepOutcome``, what a sweep returns (light: ``import medtune`` loads it);
 - ``ray_node``: starting or joining Ray;

@@ -11,9 +11,11 @@ list of steps, each owned by a module of its own:
 3. calibrate each two-class member's scores on its held-out scores (``final_calibration``), so the
    operating point (``--operating-point``) is chosen on, and applied to, calibrated probabilities;
 4. score the test split once: the reports with 95% bootstrap intervals (``final_reports``);
-5. write the output folder: ``report.json``, ``report.md``, predictions, figures, Grad-CAM and
-   ``report.html`` (``final_artifacts``, ``final_figures``, ``final_gradcam``, ``report_html``);
-6. log it all to one MLflow run linked to its sweep (``medtune.search.tracking.final_run``).
+5. write the output folder: ``report.json``, ``report.md``, predictions, figures, Grad-CAM,
+   ``report.html`` and ``model/``, the best model as a bundle that ``medtune predict`` reads
+   (``final_artifacts``, ``final_figures``, ``final_gradcam``, ``report_html``, ``final_bundle``);
+6. log it all to one MLflow run linked to its sweep (``medtune.search.tracking.final_run``), the
+   bundle as an MLflow model that takes raw images.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from medtune.search.results.final_artifacts import report_title, write_artifacts, write_report_page
+from medtune.search.results.final_bundle import MODEL_FOLDER, write_final_bundle
 from medtune.search.results.final_calibration import calibrated_training
 from medtune.search.results.final_outcome import FinalOutcome
 from medtune.search.results.final_reports import (
@@ -73,6 +76,7 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
     n_epochs = trained.members[0].epochs
 
     write_artifacts(out, spec, trained.members, reports, trained.data, n_epochs, trained.seconds, threshold_source)
+    write_final_bundle(out, trained.members[0], reports[0], trained.data, spec, threshold_source)
     _draw_gradcam(trained, reports, out, gradcam_samples)
     write_report_page(out, report_title(spec))  # after Grad-CAM, whose figure it embeds
     print(report_markdown(reports, report_title(spec)), flush=True)
@@ -141,8 +145,9 @@ def _log_to_mlflow(spec: SweepSpec, trained: FinalTraining, reports: list[Any], 
     best = trained.members[0]
     run = FinalRun.start(spec, best.config, len(trained.members), outcome.epochs, reports[0].threshold_rule)
     write_report_page(out, report_title(spec), mlflow_run_ref(run.tracking_uri, run.experiment_id, run.run_id))
-    run.log_report(reports, best.config, out)
-    outcome.model_uri = run.log_model(best.model, best.config, trained.data.test, register, reports[0].metrics,
+    run.log_report(reports, best.config, out, skip=(MODEL_FOLDER,))  # the bundle goes in once: as the model
+    outcome.model_uri = run.log_model(out / MODEL_FOLDER, best.config, trained.data.test.images[:2], register,
+                                      reports[0].metrics,
                                       metadata=model_metadata(reports[0], tuple(trained.data.class_names)))
     run.link_sweep(spec, reports[0])
     outcome.sweep_link = run.sweep_link(spec)

@@ -4,7 +4,9 @@
   the private ``_queue`` (an ordered MLflow work queue that waits out an outage), ``_child_runs`` (the
   MLflow calls) and ``_best`` (each trial's best epoch and checkpoint);
 - ``trial_runs``: a trial run's name, params, metrics, outcome and closing tags (no Ray or MLflow at import);
-- ``client`` and ``models``: the driver's MLflow client and the checks before a sweep relies on it; logged models;
+- ``client`` and ``models``: the driver's MLflow client and the checks before a sweep relies on it; logged models
+  (a model bundle as a pyfunc model from code, ``pyfunc_model``: raw images in, probabilities and decisions out);
+- ``model_download``: a model named by an MLflow URI, downloaded for ``medtune predict``;
 - ``client_process``: an MlflowClient in a child process, for stores that would run on the driver;
 - ``run_tags``: MLflow's context tags and medtune's version, on every run;
 - ``sweep_run``: the sweep's parent run (tags, params, artifacts, best model, shared view, failed-on-exit);

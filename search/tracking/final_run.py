@@ -5,11 +5,11 @@ The run is named ``final <sweep> <architecture> fd<frozen depth>`` (``final_run_
 test metrics with their interval ends (``test_*``, the ensemble's as ``ensemble_test_*``, a
 multi-class task's per-class rates as ``test_<rate>_<class>``), the best member's configuration
 as params, the operating point as tags (``operating_point_tags``: the rule, the threshold on the
-calibrated scale, the raw threshold and the calibration map), the output folder under ``report/``,
-and the model in ``pt2`` form (registered under ``--register`` with the alias ``champion``), whose
-MLflow metadata carries the same operating point (``model_metadata``): the model outputs
-uncalibrated logits, so whoever loads it needs the map and the threshold to decide as the report
-did. Its note links back to the sweep, whose note lists it (``run_notes``).
+calibrated scale, the raw threshold and the calibration map), the output folder under ``report/``
+(but for ``model/``), and the model: the bundle of ``model/`` as an MLflow model that takes raw
+images and returns probabilities and the decision at the stored threshold (``models``; registered
+under ``--register`` with the alias ``champion``), whose MLflow metadata carries the same operating
+point (``model_metadata``). Its note links back to the sweep, whose note lists it (``run_notes``).
 
 A thin writer over ``client``, ``models``, ``run_tags`` and ``run_notes``: the final run's steps
 call ``FinalRun``'s methods in order, and everything after the report is logged (the model, the
@@ -96,10 +96,10 @@ def model_metadata(report: Any, class_names: tuple[str, ...] | list[str]) -> dic
     """The operating point of the best model's report as the logged model's metadata (JSON-able).
 
     Two classes: the rule, the threshold on the calibrated scale, the same threshold on the raw
-    positive-class probability and on the raw logit difference (what the logged model outputs:
-    logit[1] - logit[0]), and the calibration map (p_cal = sigmoid(slope * that difference +
-    intercept)). More classes: the rule, the training class priors and the per-class offsets added to
-    the log-probabilities before the argmax.
+    positive-class probability and on the raw logit difference (logit[1] - logit[0] of the network),
+    and the calibration map (p_cal = sigmoid(slope * that difference + intercept)); the logged model
+    applies them itself (its ``score`` and ``decision``). More classes: the rule, the training class
+    priors and the per-class offsets added to the log-probabilities before the argmax.
     """
     rule = str(report.threshold_rule)
     names = [str(c) for c in class_names]
@@ -119,7 +119,8 @@ def model_metadata(report: Any, class_names: tuple[str, ...] | list[str]) -> dic
         "threshold": _number(report.threshold), "raw_threshold": _number(report.raw_threshold),
         "raw_logit_threshold": _number(raw_logit), "calibration": calibration,
         "decision": "positive when sigmoid(slope * (logits[1] - logits[0]) + intercept) >= threshold, i.e. when "
-                    "logits[1] - logits[0] >= raw_logit_threshold (the model outputs uncalibrated logits)"}}
+                    "logits[1] - logits[0] >= raw_logit_threshold; the model returns that calibrated score and "
+                    "decision"}}
 
 
 def operating_point_tags(report: Any) -> dict[str, str]:
@@ -161,9 +162,11 @@ class FinalRun:
                                 tags=run_tags(final_tags(spec, members, epochs, threshold_rule)))
         return cls(client, tracking_uri, experiment_id, run.info.run_id)
 
-    def log_report(self, reports: list[Any], config: dict[str, Any], out: Path) -> None:
+    def log_report(self, reports: list[Any], config: dict[str, Any], out: Path,
+                   skip: tuple[str, ...] = ()) -> None:
         """The test metrics, the best member's configuration as params, its operating point as tags,
-        and ``out`` under ``report/``."""
+        and ``out`` under ``report/``, but for its entries named in ``skip`` (the model bundle, which
+        the MLflow model holds: logged once, not twice)."""
         from mlflow.entities import Metric, Param, RunTag
 
         from medtune.search.tracking.trial_runs import trial_params
@@ -173,25 +176,35 @@ class FinalRun:
         params = [Param(k, v) for k, v in trial_params(config).items()]
         tags = [RunTag(k, v) for k, v in operating_point_tags(reports[0]).items()]
         self.client.log_batch(self.run_id, metrics=metrics, params=params, tags=tags)
-        self.client.log_artifacts(self.run_id, str(out), artifact_path="report")
+        if not skip:
+            self.client.log_artifacts(self.run_id, str(out), artifact_path="report")
+            return
+        for entry in sorted(out.iterdir()):
+            if entry.name in skip:
+                continue
+            if entry.is_dir():
+                self.client.log_artifacts(self.run_id, str(entry), artifact_path=f"report/{entry.name}")
+            else:
+                self.client.log_artifact(self.run_id, str(entry), artifact_path="report")
 
-    def log_model(self, model: Any, config: dict[str, Any], test_split: Any, register: str | None,
+    def log_model(self, bundle_dir: Path, config: dict[str, Any], example_images: Any, register: str | None,
                   test_metrics: dict[str, float], metadata: dict[str, Any] | None = None) -> str | None:
-        """The model as an MLflow model (``final-<architecture>``) with ``metadata`` (``model_metadata``:
-        its operating point); its URI, or None when it could not be logged (the report is logged
-        already; a model-format problem must not lose it)."""
-        from medtune.search.tracking.models import log_pt2_model
+        """The model bundle in ``bundle_dir`` as an MLflow model that takes raw images
+        (``final-<architecture>``, ``models.log_image_model``), with ``metadata`` (``model_metadata``:
+        its operating point) and an input example of ``example_images``; its URI, or None when it
+        could not be logged (the report is logged already; a model-format problem must not lose it)."""
+        from medtune.search.tracking.models import log_image_model
         from medtune.search.tracking.trial_runs import trial_params
-        from medtune.trainables.config import TrialConfig
 
         try:
-            cfg = TrialConfig.from_dict(config)
-            return log_pt2_model(self.tracking_uri, self.experiment_id, self.run_id, model, cfg, test_split, register,
-                                 name=f"final-{cfg.architecture}", params=trial_params(config),
-                                 metrics={f"test_{k}": v for k, v in test_metrics.items()}, alias=CHAMPION_ALIAS,
-                                 metadata=metadata).uri
+            return log_image_model(self.tracking_uri, self.experiment_id, self.run_id, bundle_dir, example_images,
+                                   register, name=f"final-{config.get('architecture')}", params=trial_params(config),
+                                   metrics={f"test_{k}": v for k, v in test_metrics.items()}, alias=CHAMPION_ALIAS,
+                                   metadata=metadata).uri
         except Exception as exc:
-            log.warning("could not log the final model as an MLflow model: %s", exc)
+            from medtune.search.credentials import redact_text
+
+            log.warning("could not log the final model as an MLflow model: %s", redact_text(str(exc)))
             return None
 
     def link_sweep(self, spec: SweepSpec, report: Any) -> None:

@@ -33,7 +33,7 @@ from medtune.search.locations import is_remote
 from medtune.search.spec.loader import dump_yaml
 from medtune.search.spec.sweep_spec import SweepSpec
 from medtune.search.tracking.client import ensure_experiment, mlflow_client, resolved_tracking_uri
-from medtune.search.tracking.models import log_pt2_model
+from medtune.search.tracking.models import EXAMPLE_IMAGES, log_image_model
 from medtune.search.tracking.run_notes import NOTE_TAG, sweep_note
 from medtune.search.tracking.run_tags import KIND_TAG, RUN_NAME_TAG, run_tags
 from medtune.search.tracking.trial_runs import trial_params
@@ -41,6 +41,7 @@ from medtune.search.tracking.ui_links import shared_view_tag, sweep_view_columns
 from medtune.trainables.checkpoints import load_checkpoint
 from medtune.trainables.data import DataConfig, load_splits
 from medtune.trainables.evaluate import model_from_checkpoint
+from medtune.trainables.model_bundle import write_bundle
 from medtune.trainables.objective import EPOCH
 
 if TYPE_CHECKING:  # mlflow itself is imported in the functions, after ``mlflow_client`` has set its
@@ -198,29 +199,37 @@ class SweepRun:
         return route
 
     def log_best_model(self, spec: SweepSpec, trial_id: str, results: Any) -> None:
-        """The best trial's best checkpoint as an MLflow PyTorch model on this run (registered if asked).
-        A model that cannot be logged is a warning: it must not fail a finished sweep."""
+        """The best trial's best checkpoint as an MLflow model that takes raw images on this run
+        (``models.log_image_model``: its bundle, without an operating point, so it predicts the most
+        probable class), registered if asked. A model that cannot be logged is a warning: it must
+        not fail a finished sweep."""
         best = next((r for r in results if (r.metrics or {}).get("trial_id") == trial_id), None)
         checkpoint = best.get_best_checkpoint(spec.metric.name, spec.metric.mode) if best is not None else None
         if checkpoint is None:
             log.warning("the best trial %s has no checkpoint to log as a model", trial_id)
             return
         try:
-            with checkpoint.as_directory() as folder:
+            with checkpoint.as_directory() as folder, tempfile.TemporaryDirectory(prefix="medtune-bundle-") as tmp:
                 model, cfg = model_from_checkpoint(folder)
-                state_metrics = load_checkpoint(folder).get("metrics") or {}
-            split = load_splits(DataConfig.from_trial(cfg)).val
-            run = self.client.get_run(self.run_id)
-            # What the Models tab shows for it: the model's own hyperparameters and its val metrics at
-            # the checkpointed epoch (not the sweep's settings, which are the parent run's params).
-            metrics = {k: v for k, v in state_metrics.items()
-                       if (k.startswith("val_") or k == EPOCH) and isinstance(v, (int, float)) and math.isfinite(v)}
-            logged = log_pt2_model(self.client.tracking_uri, run.info.experiment_id, self.run_id, model, cfg, split,
-                                   spec.mlflow.registered_model_name, name=f"sweep-best-{cfg.architecture}",
-                                   params=trial_params(cfg.to_dict()), metrics=metrics, alias=SWEEP_BEST_ALIAS)
+                state = load_checkpoint(folder)
+                split = load_splits(DataConfig.from_trial(cfg)).val
+                bundle = write_bundle(Path(tmp) / "bundle", model, cfg.to_dict(), tuple(state["class_names"]),
+                                      kind="sweep-trial", provenance={"sweep": spec.name, "trial_id": trial_id,
+                                                                      "epoch": state.get("epoch")},
+                                      image_channels=int(split.images.shape[-1]))
+                run = self.client.get_run(self.run_id)
+                # What the Models tab shows for it: the model's own hyperparameters and its val metrics at
+                # the checkpointed epoch (not the sweep's settings, which are the parent run's params).
+                metrics = {k: v for k, v in (state.get("metrics") or {}).items()
+                           if (k.startswith("val_") or k == EPOCH) and isinstance(v, (int, float)) and math.isfinite(v)}
+                logged = log_image_model(self.client.tracking_uri, run.info.experiment_id, self.run_id, bundle,
+                                         split.images[:EXAMPLE_IMAGES], spec.mlflow.registered_model_name,
+                                         name=f"sweep-best-{cfg.architecture}", params=trial_params(cfg.to_dict()),
+                                         metrics=metrics, alias=SWEEP_BEST_ALIAS)
             self.client.set_tag(self.run_id, "medtune.best_model_uri", logged.uri)
         except Exception as exc:
-            log.warning("could not log the best model of trial %s as an MLflow model: %s", trial_id, exc)
+            log.warning("could not log the best model of trial %s as an MLflow model: %s", trial_id,
+                        redact_text(str(exc)))
 
 
 @contextmanager

@@ -49,6 +49,7 @@ def final(three_class_npz, tmp_path_factory):
     return outcome, uri
 
 
+@pytest.mark.slow  # trains the final models
 def test_the_report_is_multi_class_with_intervals_per_class_rates_and_a_k_by_k_matrix(final):
     outcome, _ = final
     report = json.loads((outcome.out_dir / "report.json").read_text())
@@ -75,6 +76,7 @@ def test_the_report_is_multi_class_with_intervals_per_class_rates_and_a_k_by_k_m
         assert (outcome.out_dir / name).stat().st_size > 0, name
 
 
+@pytest.mark.slow  # trains the final models
 def test_predictions_hold_every_class_probability(final):
     outcome, _ = final
     with open(outcome.out_dir / "test_predictions.csv", newline="") as f:
@@ -88,6 +90,7 @@ def test_predictions_hold_every_class_probability(final):
         json.loads((outcome.out_dir / "report.json").read_text())["reports"][0]["confusion_matrix"]
 
 
+@pytest.mark.slow  # trains the final models
 def test_mlflow_gets_the_headline_and_per_class_metrics(final):
     from mlflow import MlflowClient
 
@@ -113,6 +116,7 @@ def test_a_threshold_rule_on_a_multi_class_task_is_refused_before_training(three
         medtune.final(_space(three_class_npz, tmp_path), out=tmp_path / "out", threshold="0.5")
 
 
+@pytest.mark.slow  # trains the final models
 def test_an_ensemble_averages_the_members_class_probabilities(final):
     outcome, _ = final
     report = json.loads((outcome.out_dir / "report.json").read_text())
@@ -125,3 +129,21 @@ def test_an_ensemble_averages_the_members_class_probabilities(final):
     matrix = np.zeros((CLASSES, CLASSES), int)
     np.add.at(matrix, ([int(r[0]) for r in rows[1:]], mean.argmax(axis=1)), 1)
     assert matrix.tolist() == report["reports"][1]["confusion_matrix"]  # the ensemble predicts from the mean
+
+
+@pytest.mark.slow  # trains the final models
+def test_predict_gives_the_final_runs_class_probabilities_and_its_operating_point(final, three_class_npz):
+    """The bundle in ``model/`` predicts the test split as the report did (``docs/predict.md``)."""
+    outcome, _ = final
+    with open(outcome.out_dir / "test_predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    expected = np.array([[float(r[f"best_model_{k}"]) for k in range(CLASSES)] for r in rows])
+    predicted = medtune.predict(outcome.out_dir, three_class_npz)
+    frame = predicted.frame()
+    assert np.allclose(frame[[f"prob_{k}" for k in range(CLASSES)]].to_numpy(), expected, atol=1e-5)
+    assert predicted.rule == "balanced" and predicted.threshold is None and "score" not in frame
+    assert frame["predicted_class"].tolist() == [str(k) for k in expected.argmax(axis=1)]  # a weighted model's argmax
+    prior = medtune.predict(outcome.out_dir, three_class_npz, operating_point="prior").frame()
+    assert len(prior) == 90 and set(prior["predicted_class"]) <= {"0", "1", "2"}
+    with pytest.raises(SpecError, match="--threshold: --threshold 0.5: a threshold applies to two-class models"):
+        medtune.predict(outcome.out_dir, three_class_npz, threshold=0.5)

@@ -315,27 +315,30 @@ def test_final_reports_on_test_with_intervals_and_logs_a_linked_run(sweep, final
 
 
 def test_final_model_loads_as_an_mlflow_model_and_predicts(sweep, final_run):
+    import csv
     import json
 
     import numpy as np
 
     import mlflow
+    from medtune.trainables.data import DataConfig, load_splits
 
     spec, _, _ = sweep
     mlflow.set_tracking_uri(spec.mlflow.tracking_uri)
-    model = mlflow.pytorch.load_model("models:/medtune-e2e/1")
+    model = mlflow.pyfunc.load_model("models:/medtune-e2e/1")
     info = mlflow.models.get_model_info("models:/medtune-e2e/1")
-    shape = info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]
-    batch = np.zeros([2, *shape[1:]], dtype=np.float32)
-    import torch
-
-    out = model(torch.from_numpy(batch))
-    assert tuple(out.shape) == (2, 2)
-    # the operating point travels with the model: the raw logit difference decides as the report did
+    # raw images in (the test split's own pixels), the report's calibrated scores and decisions out
+    test = load_splits(DataConfig("pneumoniamnist", image_size=28)).test
+    frame = model.predict(np.asarray(test.images[:8])[..., 0])
+    with open(final_run / "test_predictions.csv") as f:
+        rows = list(csv.DictReader(f))[:8]
+    assert np.allclose(frame["score"], [float(r["best_model_score"]) for r in rows], atol=1e-5)
+    # the operating point travels with the model: it decides as the report did
     point = info.metadata["medtune_operating_point"]
     report = json.loads((final_run / "report.json").read_text())["reports"][0]
     assert point["rule"] == report["threshold_rule"] and point["threshold"] == report["threshold"]
     assert point["calibration"] == report["calibration_map"] and point["raw_threshold"] == report["raw_threshold"]
+    assert (frame["decision"] == (frame["score"] >= report["threshold"]).astype(int)).all()
 
 
 def test_report_numbers_agree_with_the_saved_predictions(final_run):
@@ -358,7 +361,7 @@ def test_report_numbers_agree_with_the_saved_predictions(final_run):
 
 
 def test_the_sweeps_best_model_is_logged_on_the_parent_run_and_registered(sweep):
-    import torch
+    import numpy as np
 
     import mlflow
 
@@ -369,10 +372,9 @@ def test_the_sweeps_best_model_is_logged_on_the_parent_run_and_registered(sweep)
     versions = client.search_model_versions("name = 'medtune-e2e-sweep'")
     assert len(versions) == 1 and versions[0].run_id == outcome.parent_run_id
     mlflow.set_tracking_uri(spec.mlflow.tracking_uri)
-    model = mlflow.pytorch.load_model("models:/medtune-e2e-sweep/1")
-    shape = (mlflow.models.get_model_info("models:/medtune-e2e-sweep/1")
-             .signature.inputs.to_dict()[0]["tensor-spec"]["shape"])
-    assert tuple(model(torch.zeros([3, *shape[1:]])).shape) == (3, 2)
+    model = mlflow.pyfunc.load_model("models:/medtune-e2e-sweep/1")
+    frame = model.predict(np.zeros((3, 28, 28), np.uint8))  # raw images; no operating point: the argmax
+    assert len(frame) == 3 and list(frame.columns) == ["prob_normal", "prob_pneumonia", "predicted_class"]
 
 
 def test_models_are_named_by_role_and_architecture_with_their_params_metrics_and_aliases(sweep, final_outcome):
