@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -83,6 +85,7 @@ def test_resume_is_a_command():
     assert out.returncode == 0 and "run folder" in out.stdout
 
 
+@pytest.mark.slow  # runs the CLI in a fresh interpreter
 def test_resume_of_a_folder_that_is_not_a_sweep_is_a_clear_error(tmp_path):
     out = subprocess.run([sys.executable, "-m", "medtune", "resume", str(tmp_path)], cwd=REPO,
                          capture_output=True, text=True, timeout=120)

@@ -281,6 +281,7 @@ def cv_sweep(tmp_path_factory, pneumoniamnist_path):
     return outcome, root
 
 
+@pytest.mark.slow  # a real cross-validated sweep (about a minute)
 def test_a_sweep_cross_validates_small_data_and_counts_its_budget_in_steps(cv_sweep):
     outcome, _ = cv_sweep
     assert len(outcome.entries) == 3 and all(e.error is None for e in outcome.entries)
@@ -300,6 +301,7 @@ def test_a_sweep_cross_validates_small_data_and_counts_its_budget_in_steps(cv_sw
     assert any((r.metrics_dataframe["cv_folds_active"] == 3).any() for r in outcome.results)  # one passed the rung
 
 
+@pytest.mark.slow  # a real cross-validated sweep (about a minute)
 def test_final_after_a_cross_validated_sweep_takes_its_threshold_out_of_fold(cv_sweep, tmp_path):
     from medtune.search.run.final import run_final
     from medtune.search.spec.loader import load_spec

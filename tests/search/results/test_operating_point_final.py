@@ -158,6 +158,7 @@ def test_the_operating_point_travels_with_the_model_as_json_numbers(collapsed):
     assert json.loads(tags["medtune.calibration"]) == cal
 
 
+@pytest.mark.slow  # trains a final model
 def test_more_than_two_classes_read_the_argmax_at_an_operating_point():
     from medtune.search.tracking.final_run import model_metadata
 

@@ -290,6 +290,7 @@ def _sampled_study(spec, n: int, finished_every: int = 3) -> optuna.Study:
     return study
 
 
+@pytest.mark.slow  # renders a large figure
 def test_parallel_coordinates_of_many_parameters_with_long_names_stay_readable():
     fig = parallel_coordinates_figure(_sampled_study(WIDE, 16), WIDE)
     ax = fig.axes[0]

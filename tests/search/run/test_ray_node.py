@@ -102,6 +102,7 @@ print("LISTENING", json.dumps(listening))
 '''
 
 
+@pytest.mark.slow  # starts a Ray node
 def test_the_node_a_sweep_starts_listens_on_loopback_only(tmp_path):
     """Ray's daemons bind every interface by default on Linux; the node medtune starts is this machine's only."""
     import ipaddress

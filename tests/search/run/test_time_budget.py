@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from medtune.search.run.tuner import build_tuner
 from medtune.search.spec.sweep_spec import validate_spec
 
 EPOCHS = 3
 
 
+@pytest.mark.slow  # a real sweep run to its time budget
 def test_a_time_budget_ends_the_sweep_before_num_samples(tmp_path, monkeypatch):
     """The first trial finishes at once; every later one waits a minute before its first report,
     so the 20 s budget stops some trials that never reported. Tune's progress table used to sort

@@ -28,6 +28,8 @@ TRIAL_VALUES = (0.91, 0.97, 0.85, 0.95, 0.88, 0.93)
 #: The other sweep's trials: one beats them all, so a filter that let it in would change the first row.
 OTHER_VALUES = (0.99, 0.80)
 WAIT_MS = 30_000
+#: A real MLflow server and a headless browser: a minute on 2 cores, out of the fast loop.
+pytestmark = pytest.mark.slow
 #: MLflow 3's server otherwise starts seven job-runner processes (for GenAI jobs) that the UI needs not.
 NO_SERVER_JOBS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 #: The sweep's plots, as PNGs of different widths: the image the artifact view draws says which file it shows.
