@@ -11,7 +11,9 @@ majority class cannot inflate) and the macro one-vs-rest ROC AUC (the same numbe
 as ``val_auc``), each with a 95% percentile bootstrap interval over test images, as in the
 two-class report (``medtune.trainables.binary_report``). Per class: sensitivity (its recall), specificity (the
 recall of "not this class") and its one-vs-rest AUC, plus the K x K confusion matrix (rows: true
-class, columns: predicted).
+class, columns: predicted). A task of graded classes (``data.task: ordinal``) adds the
+quadratic-weighted kappa and the mean absolute grade error of the predicted grade
+(``medtune.trainables.ordinal``) to the headline metrics, intervals and operating points alike.
 """
 
 from __future__ import annotations
@@ -32,8 +34,19 @@ from medtune.trainables.operating_point import (
     parse_multiclass_operating_point,
     predict_classes,
 )
+from medtune.trainables.ordinal import grade_metrics
 
 HEADLINE = ("accuracy", "balanced_accuracy", "roc_auc")
+#: The headline metrics of graded classes: how far the predicted grade is from the true one too.
+ORDINAL_HEADLINE = (*HEADLINE, "qwk", "mae")
+#: ``task`` of a report on unordered classes and on grades.
+CLASSIFICATION, ORDINAL = "classification", "ordinal"
+#: What ``by_rule`` gives of each operating point (and, for graded classes, ``ORDINAL_BY_RULE`` too).
+BY_RULE = ("accuracy", "balanced_accuracy")
+ORDINAL_BY_RULE = ("qwk", "mae")
+#: What a report on grades says of its two extra metrics.
+ORDINAL_NOTE = ("The classes are grades in the order listed: qwk is Cohen's kappa with quadratic weights and mae the "
+                "mean absolute grade error, both of the predicted grade.")
 #: The rule of a report built before operating points (the plain argmax).
 ARGMAX_RULE = "argmax"
 
@@ -55,16 +68,19 @@ def _macro_auc(probs: np.ndarray, labels: np.ndarray, classes: int) -> float:
 
 
 def headline_metrics(probs: np.ndarray, labels: np.ndarray, classes: int,
-                     matrix: np.ndarray | None = None, offsets: np.ndarray | None = None) -> dict[str, float]:
-    """Accuracy, balanced accuracy and macro one-vs-rest AUC; ``matrix`` is the confusion matrix of
-    ``probs`` and ``labels`` (at ``offsets``) when the caller has it already."""
+                     matrix: np.ndarray | None = None, offsets: np.ndarray | None = None,
+                     ordinal: bool = False) -> dict[str, float]:
+    """Accuracy, balanced accuracy and macro one-vs-rest AUC (``ordinal``: and ``qwk``, ``mae`` of the
+    predicted grade); ``matrix`` is the confusion matrix of ``probs`` and ``labels`` (at ``offsets``)
+    when the caller has it already."""
     if matrix is None:
         matrix = confusion_matrix(probs, labels, classes, offsets)
     support = matrix.sum(axis=1)
     recalls = np.diag(matrix)[support > 0] / support[support > 0]
-    return {"accuracy": float(np.trace(matrix) / max(len(labels), 1)),
-            "balanced_accuracy": float(recalls.mean()) if len(recalls) else math.nan,
-            "roc_auc": _macro_auc(probs, labels, classes)}
+    metrics = {"accuracy": float(np.trace(matrix) / max(len(labels), 1)),
+               "balanced_accuracy": float(recalls.mean()) if len(recalls) else math.nan,
+               "roc_auc": _macro_auc(probs, labels, classes)}
+    return (metrics | grade_metrics(matrix)) if ordinal else metrics
 
 
 def per_class_metrics(probs: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
@@ -88,11 +104,12 @@ def per_class_metrics(probs: np.ndarray, labels: np.ndarray, class_names: tuple[
 
 
 def bootstrap_headline(probs: np.ndarray, labels: np.ndarray, classes: int, samples: int = BOOTSTRAP_SAMPLES,
-                       seed: int = 0, level: float = CI_LEVEL,
-                       offsets: np.ndarray | None = None) -> dict[str, tuple[float, float]]:
+                       seed: int = 0, level: float = CI_LEVEL, offsets: np.ndarray | None = None,
+                       ordinal: bool = False) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap interval of each headline metric (test images resampled with replacement)."""
-    return percentile_bootstrap(lambda idx: headline_metrics(probs[idx], labels[idx], classes, offsets=offsets),
-                                len(labels), samples, seed, level)
+    return percentile_bootstrap(
+        lambda idx: headline_metrics(probs[idx], labels[idx], classes, offsets=offsets, ordinal=ordinal),
+        len(labels), samples, seed, level)
 
 
 @dataclass
@@ -100,7 +117,8 @@ class MulticlassReport:
     """A multi-class model's (or ensemble's) test report; ``to_dict`` is its part of report.json.
 
     ``threshold_rule`` names the operating point (``balanced`` or ``prior``); ``by_rule`` gives both
-    operating points' test accuracy and balanced accuracy (when the training class shares are known).
+    operating points' test accuracy and balanced accuracy (when the training class shares are known),
+    and for graded classes (``task`` ``ordinal``) their kappa and grade error.
     """
 
     name: str
@@ -115,6 +133,12 @@ class MulticlassReport:
     by_rule: dict[str, dict[str, float]] = field(default_factory=dict)
     class_priors: list[float] | None = None  # the training labels' class shares
     class_weighted: bool | None = None  # whether the model trained with inverse-frequency class weights
+    task: str = CLASSIFICATION  # ORDINAL: the classes are grades, in class index order
+
+    @property
+    def headline(self) -> tuple[str, ...]:
+        """The metrics this report leads with, in order."""
+        return ORDINAL_HEADLINE if self.task == ORDINAL else HEADLINE
 
     def log_offsets(self) -> np.ndarray | None:
         """What the operating point adds to the log-probabilities before the argmax (None: plain argmax)."""
@@ -123,9 +147,10 @@ class MulticlassReport:
         return multiclass_log_offsets(self.threshold_rule, np.asarray(self.class_priors), bool(self.class_weighted))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "multiclass", "name": self.name, "n_test": self.n_test, "class_names": list(self.class_names),
-                "threshold_rule": self.threshold_rule, "confusion_matrix": self.confusion,
-                "metrics": {m: {"value": self.metrics[m], "ci95": list(self.intervals[m])} for m in HEADLINE},
+        return {"kind": "multiclass", "task": self.task, "name": self.name, "n_test": self.n_test,
+                "class_names": list(self.class_names), "threshold_rule": self.threshold_rule,
+                "confusion_matrix": self.confusion,
+                "metrics": {m: {"value": self.metrics[m], "ci95": list(self.intervals[m])} for m in self.headline},
                 "per_class": self.per_class,
                 "by_rule": {rule: dict(values) for rule, values in self.by_rule.items()},
                 "class_priors": self.class_priors, "class_weighted": self.class_weighted}
@@ -142,11 +167,13 @@ def _offsets(rule: str, priors: np.ndarray | None, class_weighted: bool) -> np.n
 def build_multiclass_report(name: str, test_probs: np.ndarray, test_labels: np.ndarray,
                             class_names: tuple[str, ...], seed: int = 0,
                             samples: int = BOOTSTRAP_SAMPLES, *, rule: str = DEFAULT_MULTICLASS_OPERATING_POINT,
-                            priors: np.ndarray | None = None, class_weighted: bool = True) -> MulticlassReport:
+                            priors: np.ndarray | None = None, class_weighted: bool = True,
+                            ordinal: bool = False) -> MulticlassReport:
     """The report of one model's (or an ensemble's mean) test probabilities at operating point
     ``rule`` (``priors``: the training labels' class shares; ``class_weighted``: how the model
-    trained). The confusion matrix is counted once and gives the headline numbers, the per-class
-    rates and the matrix itself; the AUCs are the probabilities' own."""
+    trained; ``ordinal``: the classes are grades in index order, ``data.task: ordinal``). The
+    confusion matrix is counted once and gives the headline numbers, the per-class rates and the
+    matrix itself; the AUCs are the probabilities' own."""
     rule = parse_multiclass_operating_point(rule)
     classes = len(class_names)
     labels = np.asarray(test_labels, dtype=np.int64)
@@ -155,15 +182,18 @@ def build_multiclass_report(name: str, test_probs: np.ndarray, test_labels: np.n
     by_rule = {}
     if priors is not None:
         for other in MULTICLASS_RULES:
-            m = headline_metrics(test_probs, labels, classes, offsets=_offsets(other, priors, class_weighted))
-            by_rule[other] = {"accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"]}
+            m = headline_metrics(test_probs, labels, classes, offsets=_offsets(other, priors, class_weighted),
+                                 ordinal=ordinal)
+            by_rule[other] = {k: m[k] for k in BY_RULE + (ORDINAL_BY_RULE if ordinal else ())}
     return MulticlassReport(
-        name=name, metrics=headline_metrics(test_probs, labels, classes, matrix),
-        intervals=bootstrap_headline(test_probs, labels, classes, samples=samples, seed=seed, offsets=offsets),
+        name=name, metrics=headline_metrics(test_probs, labels, classes, matrix, ordinal=ordinal),
+        intervals=bootstrap_headline(test_probs, labels, classes, samples=samples, seed=seed, offsets=offsets,
+                                     ordinal=ordinal),
         confusion=matrix.tolist(),
         per_class=per_class_metrics(test_probs, labels, tuple(class_names), matrix), n_test=int(len(labels)),
         class_names=tuple(class_names), threshold_rule=rule, by_rule=by_rule,
-        class_priors=None if priors is None else [float(p) for p in priors], class_weighted=bool(class_weighted))
+        class_priors=None if priors is None else [float(p) for p in priors], class_weighted=bool(class_weighted),
+        task=ORDINAL if ordinal else CLASSIFICATION)
 
 
 def multiclass_markdown(reports: list[MulticlassReport], title: str) -> str:
@@ -171,19 +201,20 @@ def multiclass_markdown(reports: list[MulticlassReport], title: str) -> str:
     rule = reports[0].threshold_rule
     lines = [f"# {title}", "", f"Held-out test split, evaluated once; {len(reports[0].class_names)} classes, the "
              f"predicted class is {_rule_text(rule)}. 95% percentile bootstrap intervals over test images; "
-             "roc_auc is the macro one-vs-rest AUC.", "",
-             "| metric | " + " | ".join(r.name for r in reports) + " |",
+             "roc_auc is the macro one-vs-rest AUC." + (f" {ORDINAL_NOTE}" if reports[0].task == ORDINAL else ""),
+             "", "| metric | " + " | ".join(r.name for r in reports) + " |",
              "| --- | " + " | ".join("---" for _ in reports) + " |"]
-    for m in HEADLINE:
+    for m in reports[0].headline:
         lines.append(f"| {m} | " + " | ".join(
             f"{r.metrics[m]:.3f} ({r.intervals[m][0]:.3f}-{r.intervals[m][1]:.3f})" for r in reports) + " |")
     lines.append("| operating point | " + " | ".join(r.threshold_rule for r in reports) + " |")
     lines.append("")
     for r in reports:
         if r.by_rule:
+            columns = list(next(iter(r.by_rule.values())))
             lines += [f"**{r.name}**: each operating point (the probabilities and AUCs are the same)", "",
-                      "| operating point | accuracy | balanced_accuracy |", "| --- | --- | --- |"]
-            lines += [f"| {rule} | {v['accuracy']:.3f} | {v['balanced_accuracy']:.3f} |"
+                      "| operating point | " + " | ".join(columns) + " |", "| --- " * (len(columns) + 1) + "|"]
+            lines += [f"| {rule} | " + " | ".join(f"{v[c]:.3f}" for c in columns) + " |"
                       for rule, v in r.by_rule.items()]
             lines.append("")
     for r in reports:

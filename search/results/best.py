@@ -20,7 +20,15 @@ from medtune.search.spec.sweep_spec import MetricSpec, SpecError, SweepSpec, val
 from medtune.search.tracking.client import check_tracking_server, resolved_tracking_uri
 from medtune.search.tracking.sweep_reader import ParentRun, SweepReader, TrialRun
 from medtune.trainables.config import config_keys, parse_param
-from medtune.trainables.objective import EPOCH, REPORTED_METRICS, SHOWN_METRICS, Objective, trial_summary
+from medtune.trainables.objective import (
+    EPOCH,
+    REPORTED_METRICS,
+    SHOWN_METRICS,
+    Objective,
+    objective_task_problem,
+    shown_metrics,
+    trial_summary,
+)
 
 
 def _objective(spec: SweepSpec) -> Objective:
@@ -42,15 +50,17 @@ def _entry_from_tags(trial: TrialRun, metric: str) -> LeaderboardEntry | None:
     return LeaderboardEntry(trial.trial_id, _config_of(trial), value, epoch, trial.last_epoch(epoch), {})
 
 
-def _entry_from_history(reader: SweepReader, trial: TrialRun, objective: Objective) -> LeaderboardEntry | None:
-    """An entry from the run's metric history: another metric than the sweep's, or a run not closed."""
+def _entry_from_history(reader: SweepReader, trial: TrialRun, objective: Objective,
+                        shown: tuple[str, ...] = SHOWN_METRICS) -> LeaderboardEntry | None:
+    """An entry from the run's metric history: another metric than the sweep's, or a run not closed
+    (with the ``shown`` metrics at its best epoch)."""
     history = [{EPOCH: step, objective.name: value} for step, value in reader.history(trial.run_id, objective.name)]
     summary = trial_summary(history, objective)  # the first of equal values, as the sweep's ranking
     if summary is None:
         return None
     return LeaderboardEntry(trial.trial_id, _config_of(trial), summary.best_value, summary.best_epoch,
                             trial.last_epoch(summary.epochs_run),
-                            reader.values_at(trial.run_id, SHOWN_METRICS, summary.best_epoch))
+                            reader.values_at(trial.run_id, shown, summary.best_epoch))
 
 
 def entries_from_leaderboard(reader: SweepReader, run_id: str, spec: SweepSpec) -> list[LeaderboardEntry] | None:
@@ -81,15 +91,16 @@ def entries_from_child_runs(reader: SweepReader, parent: ParentRun, spec: SweepS
     """Every trial ranked from its child run: by the tags it was closed with when ranking by the
     sweep's own objective, else (or for a run never closed) from its metric history."""
     objective = _objective(spec)
+    shown = shown_metrics(spec.data.task)
     trials = reader.trial_runs(parent)
     entries = objective.sorted(
         [e for e in ((_entry_from_tags(t, spec.metric.name) if sweeps_objective else None)
-                     or _entry_from_history(reader, t, objective) for t in trials) if e is not None],
+                     or _entry_from_history(reader, t, objective, shown) for t in trials) if e is not None],
         key=lambda e: e.best_value)
     run_of_trial = {t.trial_id: t for t in trials}
     for entry in entries[:max(top, 1)]:  # the entries shown and written get their metrics at the best epoch
         if not entry.metrics_at_best:
-            entry.metrics_at_best.update(reader.values_at(run_of_trial[entry.trial_id].run_id, SHOWN_METRICS,
+            entry.metrics_at_best.update(reader.values_at(run_of_trial[entry.trial_id].run_id, shown,
                                                           entry.best_epoch))
     return entries
 
@@ -108,6 +119,8 @@ def best_from_mlflow(experiment: str, tracking_uri: str, *, metric: str | None =
         if metric not in REPORTED_METRICS:
             raise SpecError(where, [("--metric", f"{metric!r} is not reported; "
                                                  f"reported: {', '.join(REPORTED_METRICS)}")])
+        if problem := objective_task_problem(metric, swept.data.task):
+            raise SpecError(where, [("--metric", problem)])
         spec = dataclasses.replace(spec, metric=MetricSpec(metric, Objective.of(metric, mode).mode))
     sweeps_objective = spec.metric == swept.metric
     entries = entries_from_leaderboard(reader, parent.run_id, spec) if sweeps_objective else None

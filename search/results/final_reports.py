@@ -4,7 +4,8 @@ Two classes: each member's scores are calibrated on its held-out (or out-of-fold
 (``final_calibration``), the operating point is chosen on the calibrated held-out scores by a rule
 (``medtune.trainables.operating_point``), then applied to the calibrated test scores once
 (``medtune.trainables.binary_report``). More classes: the predicted class is read at an operating
-point (``balanced`` or ``prior``) and there is no threshold (``medtune.trainables.multiclass_report``).
+point (``balanced`` or ``prior``) and there is no threshold (``medtune.trainables.multiclass_report``);
+graded classes (``data.task: ordinal``) add the kappa and grade error of the predicted grade.
 Either way every metric carries a 95% bootstrap interval over test images, and an ensemble
 averages its members' (calibrated) probabilities.
 """
@@ -52,16 +53,17 @@ def check_threshold_applies(rule: str, class_names: tuple[str, ...], source: str
                                   "points: auto, balanced, prior)")]) from None
 
 
-def build_reports(members: list[FinalMember], data: Any, rule: str, threshold_source: str) -> tuple[list[Any], str]:
+def build_reports(members: list[FinalMember], data: Any, rule: str, threshold_source: str,
+                  ordinal: bool = False) -> tuple[list[Any], str]:
     """The best model's report, then (K > 1 members) the ensemble's; and where the threshold came
-    from, completed with the rule ``auto`` chose."""
+    from, completed with the rule ``auto`` chose. ``ordinal``: the classes are grades (``data.task``)."""
     from medtune.trainables.operating_point import AUTO, parse_multiclass_operating_point, parse_operating_point
 
     auto = str(rule).strip().lower() == AUTO
     if members[0].test_scores.ndim == 2:
         chosen = parse_multiclass_operating_point(rule)
         source = f"{NO_THRESHOLD}, {chosen}" + ("; rule auto: " + chosen if auto else "")
-        return multiclass_reports(members, data, chosen), source
+        return multiclass_reports(members, data, chosen, ordinal=ordinal), source
     label = parse_operating_point(rule).label
     if auto:
         threshold_source += f"; rule auto: {label}"
@@ -102,9 +104,10 @@ def member_anchor(member: FinalMember, train_labels: np.ndarray) -> float:
     return raw if member.calibration is None else float(member.calibration.apply(np.array([raw]))[0])
 
 
-def multiclass_reports(members: list[FinalMember], data: Any, rule: str = "auto") -> list[Any]:
+def multiclass_reports(members: list[FinalMember], data: Any, rule: str = "auto", ordinal: bool = False) -> list[Any]:
     """Reports at operating point ``rule``; the priors are the final model's training labels' class
-    shares, and the best member's ``class_weighted`` says which way round the shift goes."""
+    shares, and the best member's ``class_weighted`` says which way round the shift goes. ``ordinal``
+    adds the test kappa and grade error (``medtune.trainables.ordinal``)."""
     from medtune.trainables.multiclass_report import build_multiclass_report
     from medtune.trainables.operating_point import class_priors
 
@@ -112,11 +115,11 @@ def multiclass_reports(members: list[FinalMember], data: Any, rule: str = "auto"
     priors = class_priors(data.train.labels, len(names))
     weighted = bool(members[0].config.get("class_weighted", True))
     reports = [build_multiclass_report("best model", members[0].test_scores, labels, names, rule=rule, priors=priors,
-                                       class_weighted=weighted)]
+                                       class_weighted=weighted, ordinal=ordinal)]
     if len(members) > 1:
         mean = _mean([m.test_scores for m in members])
         reports.append(build_multiclass_report(f"ensemble of {len(members)}", mean, labels, names, rule=rule,
-                                               priors=priors, class_weighted=weighted))
+                                               priors=priors, class_weighted=weighted, ordinal=ordinal))
     return reports
 
 

@@ -20,7 +20,14 @@ from typing import Any
 from medtune.search.credentials import redact_document
 from medtune.search.spec.sweep_spec import SweepSpec, epoch_plan
 from medtune.trainables.budget import TrialOutcome
-from medtune.trainables.objective import EPOCH, PRINTED_METRICS, SHOWN_METRICS, Objective, trial_summary
+from medtune.trainables.objective import (
+    EPOCH,
+    SHOWN_METRICS,
+    Objective,
+    printed_metrics,
+    shown_metrics,
+    trial_summary,
+)
 
 
 @dataclass
@@ -68,12 +75,13 @@ def leaderboard(results: Any, spec: SweepSpec) -> list[LeaderboardEntry]:
 def format_leaderboard(entries: list[LeaderboardEntry], spec: SweepSpec, top: int = 5) -> str:
     """The first ``top`` rows as the console prints them after a sweep."""
     keys = list(spec.space)
-    header = ["rank", "trial", *keys, "epochs", "best_epoch", *PRINTED_METRICS]
+    printed = printed_metrics(spec.data.task)
+    header = ["rank", "trial", *keys, "epochs", "best_epoch", *printed]
     rows = [header]
     for rank, e in enumerate(entries[:top], start=1):
         rows.append([
             str(rank), e.trial_id, *[_short(e.config.get(k)) for k in keys], str(e.epochs_run), str(e.best_epoch),
-            *[_short(e.metrics_at_best.get(k)) for k in PRINTED_METRICS],
+            *[_short(e.metrics_at_best.get(k)) for k in printed],
         ])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) for r in rows]
@@ -87,10 +95,11 @@ def leaderboard_table(entries: list[LeaderboardEntry], spec: SweepSpec) -> tuple
     value, epochs), then the searched values only (the fixed ones are in best_config.yaml), then
     the other metrics at the best epoch. ``leaderboard.csv`` and ``leaderboard_frame`` both show it."""
     keys = list(spec.space)
+    shown = shown_metrics(spec.data.task)  # val_qwk and val_mae for graded classes only
     header = ["rank", "trial_id", "outcome", f"best_{spec.metric.name}", "best_epoch", "epochs_run",
-              *keys, *SHOWN_METRICS, "error"]
+              *keys, *shown, "error"]
     rows = [[rank, e.trial_id, e.outcome, e.best_value, e.best_epoch, e.epochs_run,
-             *[e.config.get(k) for k in keys], *[e.metrics_at_best.get(k) for k in SHOWN_METRICS], e.error or ""]
+             *[e.config.get(k) for k in keys], *[e.metrics_at_best.get(k) for k in shown], e.error or ""]
             for rank, e in enumerate(entries, start=1)]
     return header, rows
 

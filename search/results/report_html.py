@@ -129,9 +129,9 @@ def _by_rule_table(report: dict[str, Any]) -> str:
     by_rule = report.get("by_rule") or {}
     if not by_rule:
         return ""
-    if report.get("kind") == "multiclass":
+    if report.get("kind") == "multiclass":  # accuracy and balanced accuracy (graded classes: kappa, grade error)
         return ("<h3>Each operating point (the probabilities and AUCs are the same)</h3>"
-                + _values_table("operating point", ("accuracy", "balanced_accuracy"), by_rule))
+                + _values_table("operating point", tuple(next(iter(by_rule.values()))), by_rule))
     return ('<h3>Every threshold rule on the same held-out scores (read, not used to choose)</h3><div class="scroll">'
             + _values_table("rule", ("threshold", "accuracy", "balanced_accuracy", "sensitivity", "specificity"),
                             by_rule) + "</div>")
@@ -177,8 +177,11 @@ def _report_section(index: int, report: dict[str, Any]) -> str:
         rule = str(report.get("threshold_rule", "argmax"))
         how = ("the most probable one" if rule == "argmax" else
                f"{describe_multiclass_rule(rule)}, operating point <code>{escape(rule)}</code>")
+        from medtune.trainables.multiclass_report import ORDINAL, ORDINAL_NOTE
+
+        grades = f" {escape(ORDINAL_NOTE)}" if report.get("task") == ORDINAL else ""
         return _section(index, report, f"<p>roc_auc: macro one-vs-rest. The predicted class is {how} (no "
-                                       "threshold).</p>", _per_class_table(report),
+                                       f"threshold).{grades}</p>", _per_class_table(report),
                         _multiclass_matrix_table(index, report) + _by_rule_table(report))
     return _section(index, report, "", f"<h3>Operating point</h3>{_operating_point(index, report)}",
                     _confusion_table(index, report) + _by_rule_table(report))

@@ -72,7 +72,8 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
 
     budget = final_budget(spec, epochs, configs[0], trial_train_images(spec, splits))
     trained = calibrated_training(train_members(spec, configs, splits, budget, out, calibration_fraction))
-    reports, threshold_source = build_reports(trained.members, trained.data, rule, trained.threshold_source)
+    reports, threshold_source = build_reports(trained.members, trained.data, rule, trained.threshold_source,
+                                              ordinal=spec.data.task == "ordinal")
     n_epochs = trained.members[0].epochs
 
     write_artifacts(out, spec, trained.members, reports, trained.data, n_epochs, trained.seconds, threshold_source)

@@ -30,7 +30,7 @@ from medtune.search.spec.sections import (
 from medtune.trainables.budget import BUDGET_UNITS
 from medtune.trainables.checks import Check, Field, Problems, at_least, is_blank, one_of, read_section
 from medtune.trainables.data.config import DATA_SETTING, DATA_SETTINGS
-from medtune.trainables.objective import REPORTED_METRICS, Objective
+from medtune.trainables.objective import REPORTED_METRICS, Objective, objective_task_problem
 
 TOP_LEVEL = ("name", "data", "metric", "search", "resources", "space", "fixed", "mlflow", "storage", "provenance")
 #: What a space file checks on top of a data setting's own rule: a URI written there holds no password.
@@ -89,6 +89,13 @@ def read_metric(raw: dict[str, Any], problems: Problems) -> dict[str, Any]:
         problems("metric.mode", f"{name} is better when {better}: mode must be {direction!r}, got {mode!r}")
     metric["mode"] = metric["mode"] or "min"
     return metric
+
+
+def check_metric_task(data: dict[str, Any], metric: dict[str, Any], problems: Problems) -> None:
+    """An objective only some tasks report (``val_qwk``: ordinal tasks) on a task whose trials never
+    report it would leave every trial without a value: refused before any trial."""
+    if isinstance(metric.get("name"), str) and (problem := objective_task_problem(metric["name"], data.get("task"))):
+        problems("metric.name", problem)
 
 
 def _cv_setting(v: Any) -> str | None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from medtune.search.spec.section_checks import (
     TOP_LEVEL,
+    check_metric_task,
     folder_name_problem,
     read_data,
     read_metric,
@@ -178,6 +179,7 @@ def validate_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
     name = read_name(raw, problems)
     data = read_data(raw, problems)
     metric = read_metric(raw, problems)
+    check_metric_task(data, metric, problems)
     search, sampler, scheduler = read_search(raw, problems)
     resources = read_resources(raw, problems)
     mlflow = read_mlflow(raw, problems)

@@ -21,6 +21,7 @@ import platformdirs
 from medtune.trainables.checks import Check, Types, at_least, in_range, is_blank, one_of, quoted, type_problem
 
 from .errors import DataError
+from .task import AUTO, TASKS
 
 if TYPE_CHECKING:
     from medtune.trainables.config import TrialConfig
@@ -117,6 +118,9 @@ DATA_SETTINGS: tuple[DataSetting, ...] = (
     DataSetting("on_leak", "data_on_leak", str, "warn", one_of(ON_LEAK),
                 "what a leakage or shortcut finding of validate does: warn, error, or drop (exact copies in "
                 "val/test of an earlier split's images)"),
+    DataSetting("task", "data_task", str, AUTO, one_of(TASKS),
+                "auto or classification: unordered classes; ordinal: the classes are grades in class index "
+                "order (at least 3), and trials also report val_qwk and val_mae"),
 )
 #: The settings only a CSV manifest reads.
 MANIFEST_SETTINGS = ("path_column", "label_columns", "split_column", "group_column")
@@ -161,6 +165,8 @@ class DataConfig:
     group_column: str | None = DATA_SETTING["group_column"].default
     #: What a leakage or shortcut finding does (``ON_LEAK``; ``leakage.py``).
     on_leak: str = DATA_SETTING["on_leak"].default
+    #: What the labels are (``TASKS``; ``task.py``): ``ordinal`` reads the classes as grades.
+    task: str = DATA_SETTING["task"].default
 
     def __post_init__(self) -> None:
         if self.positive_class is not None:

@@ -24,6 +24,7 @@ from .medmnist import MEDMNIST, is_medmnist_name, resolve_medmnist
 from .npz import decode_npz, index_npz
 from .splits import DatasetSplits, SplitArrays, plan_indices, take
 from .staging import is_s3_uri, stage_s3
+from .task import ORDINAL, check_task, grade_order, leading_integers
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,13 @@ def inspect_source(cfg: DataConfig) -> dict[str, Any]:
         class_names = findex.class_names
         summary["split_folders"] = dict(findex.split_dirs)  # split <- the folder taken for it
     class_names, lookup = order_with_positive_last(class_names, cfg.positive_class, str(source.path))
+    check_task(class_names, cfg.task, str(source.path))
+    if cfg.task == ORDINAL:
+        summary["grades"] = grade_order(class_names)
+        if leading_integers(class_names) is None:  # names such as mild/moderate sort by name, not by grade
+            warnings.warn(f"data.task: ordinal reads the grades of {source.path} in class index order "
+                          f"({grade_order(class_names)}); if that is not the scale, name the classes so that they "
+                          "sort in grade order (0_none, 1_mild, ...)", stacklevel=2)
     if lookup is not None:
         labels = {s: lookup[v] for s, v in labels.items()}
     num_classes = len(class_names)
@@ -202,6 +210,7 @@ def _planned(cfg: DataConfig) -> _Planned:
     if cfg.val_fraction is None and "val" not in decoded.splits:
         raise DataError(f"{source.path}: has no val split; set DataConfig.val_fraction to carve one out of train")
     class_names, lookup = order_with_positive_last(decoded.class_names, cfg.positive_class, str(source.path))
+    check_task(class_names, cfg.task, str(source.path))
     labels = {s: lab if lookup is None else lookup[lab] for s, (_, lab) in decoded.splits.items()}
     for split in ("train", "test") + (("val",) if cfg.val_fraction is None else ()):
         if len(labels[split]) == 0:
