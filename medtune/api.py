@@ -115,13 +115,14 @@ def validate(space: Space, overrides: Overrides = ()) -> Validation:
     from medtune.search.run.preflight import check_leaks, leak_lines, prepare_data, resolved_spec
     from medtune.search.run.storage import check_storage
     from medtune.search.spec.advice import small_data_warnings, weights_warnings
+    from medtune.search.spec.gpu_advice import local_gpu_warnings
 
     spec, summary = resolved_spec(spec)
     check_storage(spec)
     prepare_data(spec, summary)  # finds unreadable images; adds the data's mode (colour or grey) to the summary
     leaks = check_leaks(spec)  # on the cache prepare_data filled; data.on_leak: error raises SpecError
-    return Validation(spec, summary, weights_warnings(spec) + small_data_warnings(spec, summary) + leak_lines(leaks),
-                      leaks)
+    return Validation(spec, summary, weights_warnings(spec) + local_gpu_warnings(spec)
+                      + small_data_warnings(spec, summary) + leak_lines(leaks), leaks)
 
 
 def predict(model: str | Path, images: str | Path, *, out: str | Path | None = None,

@@ -104,3 +104,14 @@ def test_predict_throughput_times_the_predict_path_against_the_bare_forward_pass
         assert row[key] > 0, key
     written = json.loads(out.read_text())["rows"][0]
     assert written["ratio"] == row["ratio"] and len(written["runs_wall_cpu"]["predict"]) == 1
+
+
+def test_first_epoch_times_the_first_report_against_steady_epochs(tmp_path, pneumoniamnist_path):
+    first_epoch = benchmark_module("first_epoch")
+    out = tmp_path / "first_epoch.json"
+    result = first_epoch.main(["--epochs", "3", "--architecture", "simple_cnn", "--pretrained", "none",
+                               "--train-subset", "64", "--val-subset", "32", "--in-process", "--out", str(out)])
+    for key in ("start_to_first_report_s", "steady_epoch_s", "ratio", "cpu_ratio", "data_load_s"):
+        assert result[key] > 0, key
+    assert len(result["report_wall_s"]) == 3 and result["config"]["architecture"] == "simple_cnn"
+    assert json.loads(out.read_text())["ratio"] == result["ratio"]

@@ -21,12 +21,13 @@ from medtune.trainables.checks import Check, Types, at_least, in_range, is_type,
 from medtune.trainables.data.config import DATA_SETTING
 from medtune.trainables.objective import REPORTED_METRICS
 
-__all__ = ["CHANNEL_MODES", "LR_SCHEDULES", "OPTIMIZERS", "REPORTED_METRICS", "TrialConfig", "check_value",
-           "config_keys", "parse_param", "progress_params"]
+__all__ = ["AMP_DTYPES", "CHANNEL_MODES", "LR_SCHEDULES", "OPTIMIZERS", "REPORTED_METRICS", "TrialConfig",
+           "check_value", "config_keys", "parse_param", "progress_params"]
 
 OPTIMIZERS = ("adamw", "sgd")
 LR_SCHEDULES = ("cosine", "none")
 CHANNEL_MODES = ("auto", 1, 3)
+AMP_DTYPES = ("auto", "bfloat16", "float16")
 
 _positive = at_least(0, inclusive=False)
 _non_negative = at_least(0)
@@ -47,6 +48,16 @@ def _pretrained(v: Any) -> str | None:
     if not isinstance(v, str) or not v:
         return "must be 'none', 'imagenet' or a path to a weights file"
     return None
+
+
+def _auto_or_bool(v: Any) -> str | None:
+    return None if v == "auto" or isinstance(v, bool) else "must be auto, true or false"
+
+
+def _auto_or_positive(v: Any) -> str | None:
+    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v > 0):
+        return None
+    return "must be auto or an integer > 0"
 
 
 def _key(type_: Types, check: Check | None = None, doc: str = "", default: Any = None, progress: bool = False) -> Any:
@@ -97,7 +108,15 @@ class TrialConfig:
                         "auto = 3 for colour data or a pretrained stem, else 1", "auto")
     seed: int = _key(int, None, "", 0)
     amp: bool = _key(bool, None, "mixed precision on GPU", True)
-    channels_last: bool = _key(bool, None, "1.5-1.8x on CPU", True)
+    # Device settings: ``auto`` resolves per device (``medtune.trainables.device_defaults``, docs/gpu.md).
+    amp_dtype: str = _key(str, one_of(AMP_DTYPES), "autocast dtype on GPU; auto: bfloat16 where the GPU has it, "
+                          "else float16", "auto")
+    channels_last: Any = _key((str, bool), _auto_or_bool, "auto: on for CPU (1.5-1.8x), off for CUDA (first step "
+                              "and every eval pass 10-20x slower)", "auto")
+    cudnn_benchmark: Any = _key((str, bool), _auto_or_bool, "cuDNN autotuner; auto: on for CUDA (fixed input sizes)",
+                                "auto")
+    eval_batch_size: Any = _key((str, int), _auto_or_positive, "validation/test batch; auto: 256 on CPU, 4x the "
+                                "training batch (256-1024) on CUDA", "auto")
     # Data: filled by the sweep driver from the YAML's ``data`` section.
     data_source: str = _data_key("source", "pneumoniamnist")
     data_val_fraction: float | None = _data_key("val_fraction")
@@ -111,6 +130,7 @@ class TrialConfig:
     data_split_column: str | None = _data_key("split_column")
     data_group_column: str | None = _data_key("group_column")
     data_on_leak: str = _data_key("on_leak")
+    data_task: str = _data_key("task")
     # Where files are: set by the sweep driver from the environment.
     data_dir: str | None = _key(str, None, "where MedMNIST files resolve")
     cache_dir: str | None = _key(str, None, "decode-once cache")

@@ -16,8 +16,8 @@ import torch
 from medtune.trainables.checkpoints import checkpoint_model_state, load_checkpoint
 from medtune.trainables.config import TrialConfig
 from medtune.trainables.data import SplitArrays
-from medtune.trainables.factories import make_batches, pick_device
-from medtune.trainables.loop import Precision, predict_proba
+from medtune.trainables.factories import make_batches, pick_device, precision_for
+from medtune.trainables.loop import predict_proba
 from medtune.trainables.metrics import classification_metrics
 from medtune.trainables.model_bundle import rebuild_model
 from medtune.trainables.models import TransferModel
@@ -28,7 +28,7 @@ def predict_split(model: TransferModel, cfg: TrialConfig, split: SplitArrays,
     """Class probabilities and labels for every image of ``split``, preprocessed as ``cfg`` trains."""
     device = device or next(model.parameters()).device
     batches = make_batches(cfg, split, train=False, device=device)
-    return predict_proba(model, batches, Precision.for_device(device, cfg.amp))
+    return predict_proba(model, batches, precision_for(cfg, device))
 
 
 def model_from_checkpoint(checkpoint_dir: str | Path,

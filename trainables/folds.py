@@ -20,6 +20,7 @@ from torch import nn
 from medtune.trainables.config import TrialConfig
 from medtune.trainables.data import DatasetSplits, SplitArrays
 from medtune.trainables.data.splits import kfold_pairs, pooled
+from medtune.trainables.device_defaults import resolved
 from medtune.trainables.factories import (
     build_lr_schedule,
     build_optimizer,
@@ -57,7 +58,13 @@ class FoldRun:
 
     def restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        # Whether the step is fused belongs to this device (factories.fused_on), not to the one that
+        # saved; torch also places the step counters by it (on the GPU for a fused step).
+        saved = state["optimizer"]
+        if len(saved["param_groups"]) == len(self.optimizer.param_groups):  # else torch says what differs
+            saved = {**saved, "param_groups": [{**group, "fused": mine.get("fused")} for group, mine
+                                               in zip(saved["param_groups"], self.optimizer.param_groups)]}
+        self.optimizer.load_state_dict(saved)
         if self.lr_schedule is not None and state.get("lr_schedule") is not None:
             self.lr_schedule.load_state_dict(state["lr_schedule"])
 
@@ -65,7 +72,7 @@ class FoldRun:
 def build_fold_run(cfg: TrialConfig, train: SplitArrays, val: SplitArrays, val_rows: np.ndarray | None,
                    num_classes: int, epochs: int, device: torch.device) -> FoldRun:
     model = build_trial_model(cfg, num_classes).to(device)
-    if cfg.channels_last:
+    if resolved(cfg, device).channels_last:  # the batches' layout (make_batches resolves the same)
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model)
     weight = class_weights(train.labels, num_classes).to(device) if cfg.class_weighted else None

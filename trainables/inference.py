@@ -29,8 +29,9 @@ import torch
 
 from medtune.trainables.config import TrialConfig
 from medtune.trainables.data import SplitArrays
-from medtune.trainables.factories import make_batches, pick_device
-from medtune.trainables.loop import Precision, predict_proba
+from medtune.trainables.device_defaults import resolved
+from medtune.trainables.factories import make_batches, pick_device, precision_for
+from medtune.trainables.loop import predict_proba
 from medtune.trainables.model_bundle import MACHINE_KEYS, BundleError, ModelBundle, load_model, read_bundle
 from medtune.trainables.models import TransferModel
 from medtune.trainables.prediction_rule import DecisionRule, decision_rule
@@ -117,11 +118,13 @@ class Predictor:
         self.rule = rule or decision_rule(bundle)
         config = {k: v for k, v in bundle.config.items() if k not in MACHINE_KEYS}
         # batch_size only sets how many images make_batches yields at once (one batch per call here).
-        self.cfg = dataclasses.replace(TrialConfig.from_dict(config), batch_size=batch_size)
-        self.precision = Precision.for_device(self.device, self.cfg.amp)
+        self.cfg = dataclasses.replace(TrialConfig.from_dict(config), batch_size=batch_size,
+                                       eval_batch_size=batch_size)
+        self.precision = precision_for(self.cfg, self.device)
         model = (model or load_model(bundle)).to(self.device).eval()
-        # In the memory layout it trained and was tested in (folds.py), matching the batches' own.
-        self.model = model.to(memory_format=torch.channels_last) if self.cfg.channels_last else model
+        # In the memory layout the batches have on this device (make_batches resolves the same).
+        channels_last = resolved(self.cfg, self.device).channels_last
+        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
 
     @classmethod
     def from_folder(cls, folder: str | Path, **kwargs: Any) -> "Predictor":

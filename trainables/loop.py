@@ -3,6 +3,13 @@
 Modelled on timm's ``train_one_epoch``/``validate``: the caller owns the model, optimizer and
 batches; these functions only run them. Mixed precision is used on CUDA only (bfloat16 where the
 GPU has it, else float16 with a gradient scaler); on the CPU everything stays float32.
+
+Nothing here reads a GPU value back per batch: the loss is summed on the device and read once an
+epoch, and inference keeps its probabilities on the device until the pass ends. A host read
+(``.item()``, ``.cpu()``, ``float(t)``) waits for every queued kernel, so one per step would stall a
+launch-bound GPU each step (``tests/trainables/test_host_sync.py`` counts them). With a float16
+scaler, the optimizer is fused (``factories.build_optimizer``) so the scaler's inf check stays on
+the GPU too.
 """
 
 from __future__ import annotations
@@ -26,12 +33,12 @@ class Precision:
     scaler: torch.amp.GradScaler | None
 
     @classmethod
-    def for_device(cls, device: torch.device, amp: bool) -> "Precision":
-        if device.type != "cuda" or not amp:
+    def for_dtype(cls, device: torch.device, dtype: torch.dtype | None) -> "Precision":
+        """Autocast to ``dtype`` on CUDA (float16 with a gradient scaler); None, or any other device: float32.
+        The dtype comes from ``medtune.trainables.device_defaults.resolved``."""
+        if device.type != "cuda" or dtype is None:
             return cls(device, None, None)
-        if torch.cuda.is_bf16_supported():
-            return cls(device, torch.bfloat16, None)
-        return cls(device, torch.float16, torch.amp.GradScaler("cuda"))
+        return cls(device, dtype, torch.amp.GradScaler("cuda") if dtype == torch.float16 else None)
 
     def autocast(self):
         if self.dtype is None:
@@ -103,6 +110,7 @@ def predict_proba(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.
     for images, y in batches:
         with precision.autocast():
             logits = model(images)
-        probs.append(torch.softmax(logits.float(), dim=1).cpu())
-        labels.append(y.cpu())
-    return torch.cat(probs).numpy().astype(np.float64), torch.cat(labels).numpy().astype(np.int64)
+        probs.append(torch.softmax(logits.float(), dim=1))
+        labels.append(y)
+    # One read back per pass, not one per batch (the probabilities are N x classes: small).
+    return torch.cat(probs).cpu().numpy().astype(np.float64), torch.cat(labels).cpu().numpy().astype(np.int64)

@@ -29,7 +29,9 @@ DEFAULT_OBJECTIVE = "val_auc"
 class Metric:
     """One reported metric. ``objective``: a sweep may optimise it; ``logged``: an MLflow metric of
     every trial run; ``shown``: a column of the leaderboard; ``progress``: a column of Tune's table;
-    ``printed``: a column of the leaderboard ``medtune sweep`` prints."""
+    ``printed``: a column of the leaderboard ``medtune sweep`` prints; ``task``: the ``data.task``
+    whose trials alone report it (None: every task's), so a sweep of another task neither optimises
+    it nor shows an empty column of it."""
 
     name: str
     mode: str
@@ -38,7 +40,11 @@ class Metric:
     shown: bool = False
     progress: bool = False
     printed: bool = False
+    task: str | None = None
 
+
+#: The ``data.task`` that reports quadratic-weighted kappa and grade error (``medtune.trainables.ordinal``).
+ORDINAL = "ordinal"
 
 _MEASURED: tuple[Metric, ...] = (
     Metric("val_loss", "min", shown=True, progress=True, printed=True),
@@ -47,10 +53,16 @@ _MEASURED: tuple[Metric, ...] = (
     Metric("val_sensitivity", "max", shown=True),
     Metric("val_specificity", "max", shown=True),
     Metric("val_balanced_acc", "max"),
+    # graded classes only (data.task: ordinal): agreement and distance of the predicted grade
+    Metric("val_qwk", "max", shown=True, printed=True, task=ORDINAL),
+    Metric("val_mae", "min", shown=True, task=ORDINAL),
     Metric("train_loss", "min"),
     Metric("images_per_sec", "max"),
     Metric("epoch_seconds", "min", progress=True),
     Metric("data_seconds", "min"),
+    # CUDA trials only (trainables/gpu_metrics.py): logged, absent on the CPU, never an objective
+    Metric("gpu_util_pct", "max", objective=False),
+    Metric("gpu_mem_peak_mib", "min", objective=False),
     # bookkeeping and uncertainty: logged, never an objective
     Metric("lr", "min", objective=False),
     Metric("step", "max", objective=False),
@@ -59,6 +71,8 @@ _MEASURED: tuple[Metric, ...] = (
     Metric("val_auc_sem", "min", objective=False),
     Metric("val_acc_sem", "min", objective=False),
     Metric("val_balanced_acc_sem", "min", objective=False),
+    Metric("val_qwk_sem", "min", objective=False, task=ORDINAL),
+    Metric("val_mae_sem", "min", objective=False, task=ORDINAL),
 )
 #: Suffix of a racing trial's estimate over the folds trained so far (``val_auc_race``): ASHA's
 #: rungs compare it, while the objective itself waits for every fold (``race_metric``).
@@ -68,7 +82,8 @@ RACE_SUFFIX = "_race"
 FOLD_MEAN_METRICS: tuple[str, ...] = tuple(m.name for m in _MEASURED if m.name.startswith("val_")
                                            and not m.name.endswith("_sem"))
 METRICS: tuple[Metric, ...] = _MEASURED + tuple(
-    Metric(f"{m.name}{RACE_SUFFIX}", m.mode, objective=False) for m in _MEASURED if m.name in FOLD_MEAN_METRICS)
+    Metric(f"{m.name}{RACE_SUFFIX}", m.mode, objective=False, task=m.task) for m in _MEASURED
+    if m.name in FOLD_MEAN_METRICS)
 
 #: Metrics a sweep may optimise, with the direction that is better.
 REPORTED_METRICS: dict[str, str] = {m.name: m.mode for m in METRICS if m.objective}
@@ -80,6 +95,37 @@ SHOWN_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.shown)
 PRINTED_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.printed)
 #: Tune's console table: the epoch, then these (the objective is appended where it is not one of them).
 PROGRESS_METRICS: tuple[str, ...] = (EPOCH, *(m.name for m in METRICS if m.progress))
+#: The objectives only an ordinal task's trials report (``val_qwk``, ``val_mae``).
+ORDINAL_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.objective and m.task == ORDINAL)
+_TASK_OF: dict[str, str | None] = {m.name: m.task for m in METRICS}
+
+
+def _of_task(names: Iterable[str], task: str | None) -> tuple[str, ...]:
+    return tuple(name for name in names if _TASK_OF.get(name) in (None, task))
+
+
+def reported_by(task: str | None) -> dict[str, str]:
+    """The objectives (name: mode) a trial on a ``data.task`` of ``task`` reports every epoch."""
+    return {name: mode for name, mode in REPORTED_METRICS.items() if _TASK_OF.get(name) in (None, task)}
+
+
+def shown_metrics(task: str | None) -> tuple[str, ...]:
+    """The leaderboard's metric columns for a sweep on ``task`` (no column its trials never fill)."""
+    return _of_task(SHOWN_METRICS, task)
+
+
+def printed_metrics(task: str | None) -> tuple[str, ...]:
+    """The printed leaderboard's metric columns for a sweep on ``task``."""
+    return _of_task(PRINTED_METRICS, task)
+
+
+def objective_task_problem(name: str, task: str | None) -> str | None:
+    """Why ``name`` cannot be the objective of a sweep on ``task`` (its trials never report it), or None."""
+    needed = _TASK_OF.get(name)
+    if needed is None or needed == task:
+        return None
+    return (f"{name} is reported only when data.task is {needed!r} (graded classes), and this sweep's data.task "
+            f"is {task!r}; set data.task: {needed} for graded classes, or choose another objective")
 
 
 def race_metric(name: str) -> str:

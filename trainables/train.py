@@ -46,8 +46,8 @@ from medtune.trainables.checkpoints import (
 )
 from medtune.trainables.config import TrialConfig
 from medtune.trainables.data import DataConfig, DatasetSplits, load_splits
+from medtune.trainables.device_defaults import configure_backends
 from medtune.trainables.factories import (
-    EVAL_BATCH_SIZE,
     build_lr_schedule,
     build_optimizer,
     build_trial_model,
@@ -56,6 +56,7 @@ from medtune.trainables.factories import (
     input_channels,
     make_batches,
     pick_device,
+    precision_for,
     seed_everything,
     with_data_channels,
 )
@@ -68,14 +69,16 @@ from medtune.trainables.folds import (
     folds_in_epoch,
     mean_over_folds,
 )
+from medtune.trainables.gpu_metrics import EpochGpuMeter
 from medtune.trainables.loop import Precision, predict_proba, train_one_epoch
 from medtune.trainables.metrics import classification_metrics
 from medtune.trainables.models import TransferModel
+from medtune.trainables.ordinal import ordinal_metrics
 from medtune.trainables.reporters import Reporter, TuneReporter
 
 # The pieces other modules and tests import from here, where they lived before the split.
 __all__ = [
-    "CHECKPOINTS_PER_TRIAL", "EVAL_BATCH_SIZE", "FoldRun", "TrainingOutcome", "build_fold_run", "build_lr_schedule",
+    "CHECKPOINTS_PER_TRIAL", "FoldRun", "TrainingOutcome", "build_fold_run", "build_lr_schedule",
     "build_optimizer", "build_trial_model", "catch_up", "checkpoint_due", "checkpoint_model_state", "class_weights",
     "cuda_rng_state", "effective_pretrained", "fold_metrics", "fold_splits", "folds_in_epoch", "input_channels",
     "load_checkpoint", "make_batches", "mean_over_folds", "pick_device", "planned_epochs", "restore_cuda_rng",
@@ -144,8 +147,9 @@ def _restored_runs(reporter: Reporter, fold_run: Any, cfg: TrialConfig) -> tuple
         return runs, int(state["epoch"]) + 1
 
 
-def _train_folds(runs: list[FoldRun], epoch: int, precision: Precision) -> dict[str, Any]:
-    """One epoch of every fold run, then each one's validation pass: per-fold metrics and probabilities."""
+def _train_folds(runs: list[FoldRun], epoch: int, precision: Precision, ordinal: bool = False) -> dict[str, Any]:
+    """One epoch of every fold run, then each one's validation pass: per-fold metrics and probabilities
+    (``ordinal``: graded classes, whose metrics add ``val_qwk`` and ``val_mae``)."""
     per_fold, losses, probs_of, seen, seconds = [], [], [], 0, 0.0
     for run in runs:
         started = time.perf_counter()
@@ -158,7 +162,8 @@ def _train_folds(runs: list[FoldRun], epoch: int, precision: Precision) -> dict[
             run.lr_schedule.step()
         probs, labels = predict_proba(run.model, run.val_batches, precision)
         probs_of.append(probs)
-        per_fold.append(classification_metrics(probs, labels, prefix="val_"))
+        per_fold.append(classification_metrics(probs, labels, prefix="val_")
+                        | (ordinal_metrics(probs, labels, prefix="val_") if ordinal else {}))
     return {"per_fold": per_fold, "losses": losses, "probs": probs_of, "seen": seen, "train_seconds": seconds}
 
 
@@ -195,7 +200,9 @@ def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter,
         torch.set_num_threads(threads)
     seed_everything(cfg.seed)
     device = pick_device()
-    precision = Precision.for_device(device, cfg.amp)
+    gpu_meter = EpochGpuMeter.for_device(device)  # per-epoch GPU memory and utilisation; nothing on the CPU
+    configure_backends(cfg, device)  # cudnn.benchmark, once per trial on CUDA
+    precision = precision_for(cfg, device)
 
     load_started = time.perf_counter()
     if data is None:
@@ -224,11 +231,12 @@ def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter,
     last_checkpoint_at: float | None = None  # monotonic time of this process's last checkpoint
     for epoch in range(start_epoch, epochs + 1):
         started = time.perf_counter()
+        gpu_meter.start_epoch()
         while len(runs) < folds_in_epoch(cfg, epoch, units_each):  # the race is over: the other folds join
             runs.append(fold_run(len(runs)))
             catch_up(runs[-1], epoch - 1, precision)
         lr = runs[0].optimizer.param_groups[0]["lr"]
-        trained = _train_folds(runs, epoch, precision)
+        trained = _train_folds(runs, epoch, precision, ordinal=cfg.data_task == "ordinal")
         probs = trained["probs"]
         metrics: dict[str, Any] = fold_metrics(trained["per_fold"], cfg.cv_folds, racing)
         metrics.update(
@@ -242,6 +250,7 @@ def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter,
             epoch_seconds=time.perf_counter() - started,
             data_seconds=sum(run.train_batches.take_seconds() + run.val_batches.take_seconds() for run in runs),
         )
+        metrics.update(gpu_meter.end_epoch())  # docs/gpu.md; absent on the CPU, never zero
         if cfg.cv_folds:
             metrics["cv_folds"] = cfg.cv_folds
         if epoch == start_epoch:  # before the first epoch this process loaded the data (decoded, or a cache hit)

@@ -31,6 +31,7 @@ class SweepOutcome:
     spec: SweepSpec | None = field(default=None, repr=False)  # the validated space that ran
     experiment_id: str | None = None  # the parent run's MLflow experiment
     view_route: str | None = None  # the UI route of the shared runs-table view the sweep stored, if it could
+    gpu_busy_pct: float | None = None  # mean GPU utilisation of the driver's node over fit; None without GPU/NVML
 
     @property
     def best(self) -> LeaderboardEntry | None:

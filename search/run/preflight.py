@@ -21,6 +21,7 @@ from medtune.search.locations import is_remote
 from medtune.search.run.storage import check_storage
 from medtune.search.run.trial_values import trial_fixed_values
 from medtune.search.spec.advice import small_data_warnings
+from medtune.search.spec.gpu_advice import gpu_warnings
 from medtune.search.spec.sweep_spec import SpecError, SweepSpec, resolve_cv
 from medtune.search.tracking.client import check_tracking_server
 from medtune.trainables.data import DataConfig, DataError, inspect_source, load_splits
@@ -199,7 +200,8 @@ def check_not_in_job_copy(spec: SweepSpec, cwd: str | Path | None = None) -> Non
 
 
 def check_cluster_resources(spec: SweepSpec) -> None:
-    """A GPU request on a cluster without GPUs would leave every trial pending forever."""
+    """A GPU request on a cluster without GPUs would leave every trial pending forever; GPUs that the
+    sweep's concurrency leaves idle, or that a CPU-only sweep ignores, are warnings."""
     import ray
 
     available = ray.cluster_resources()
@@ -212,3 +214,5 @@ def check_cluster_resources(spec: SweepSpec) -> None:
                                           f"{available.get('CPU', 0):g}"))
     if problems:
         raise SpecError(spec.source, problems)
+    for warning in gpu_warnings(spec, available.get("GPU", 0), available.get("CPU", 0), "the Ray cluster"):
+        log.warning(warning)  # GPUs left idle, or GPUs a CPU-only sweep ignores (docs/gpu.md)

@@ -48,6 +48,7 @@ from medtune.search.spec.sweep_spec import (
 from medtune.search.tracking.callback import MlflowTrialCallback
 from medtune.search.tracking.sweep_run import SweepRun, failed_on_exit, report_unlogged, shared_view
 from medtune.trainables.budget import TIME_ATTR
+from medtune.trainables.gpu_metrics import GPU_BUSY, sweep_sampler
 
 __all__ = ["SweepOutcome", "default_run_name", "read_sweep_record", "resume_sweep", "run_path_of", "run_sweep",
            "shared_view"]
@@ -113,15 +114,23 @@ def _fit_and_finish(tuned: SweepTuner, spec: SweepSpec, run_name: str, run_path:
                     best_config_out: str | Path | None) -> SweepOutcome:
     """``fit``, then the leaderboard, ``best_config.yaml``, ``asha_rungs.json`` and the parent run's end."""
     tracker, fail_fast = tuned.callback(MlflowTrialCallback), tuned.callback(FailFast)
+    gpu_sampler = sweep_sampler()  # the GPUs of the driver's node, over fit; None on CPU machines (docs/gpu.md)
+    if gpu_sampler is not None:
+        gpu_sampler.start()
     fit_started = time.perf_counter()
     unlogged: list[str] = []
     try:
         results = tuned.tuner.fit()
     finally:
+        gpu_busy = gpu_sampler.stop() if gpu_sampler is not None else None
         # The trials' MLflow calls run on the callback's thread: let it finish, even when fit failed
         # (the caller's failed_on_exit then marks the parent run FAILED).
         unlogged = tracker.finish() if tracker is not None else []
     fit_seconds = time.perf_counter() - fit_started
+    if gpu_busy is not None:
+        gpus = len(gpu_sampler.handles)
+        print(f"GPU busy {gpu_busy:.0f}% of Tuner.fit ({fit_seconds:.0f} s, {gpus} GPU{'s' * (gpus != 1)} on the "
+              "driver's node)", flush=True)
 
     entries = leaderboard(results, spec)
     print(format_leaderboard(entries, spec), flush=True)
@@ -133,6 +142,8 @@ def _fit_and_finish(tuned: SweepTuner, spec: SweepSpec, run_name: str, run_path:
                   if rungs else None)
     view_route = None
     if parent is not None:
+        if gpu_busy is not None:
+            parent.totals[GPU_BUSY] = gpu_busy
         try:
             view_route = _finish_parent_run(parent, spec, entries, [best_path, rungs_path], results,
                                             searcher_study(tuned.search_alg))
@@ -142,7 +153,7 @@ def _fit_and_finish(tuned: SweepTuner, spec: SweepSpec, run_name: str, run_path:
         report_unlogged(unlogged, spec.mlflow.tracking_uri, run_path)
     return SweepOutcome(run_name, run_path, entries, best_path, parent.run_id if parent else None, results,
                         tracker.seconds_logging if tracker is not None else 0.0, fit_seconds, spec,
-                        parent.experiment_id if parent else None, view_route)
+                        parent.experiment_id if parent else None, view_route, gpu_busy_pct=gpu_busy)
 
 
 def _write_best_config(spec: SweepSpec, entries: list[LeaderboardEntry], run_name: str, run_path: str,

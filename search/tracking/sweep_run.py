@@ -122,6 +122,8 @@ class SweepRun:
         self.experiment_id = experiment_id
         self.tracking_uri = tracking_uri  # what the trials' callback logs to
         self.view_route: str | None = None  # set by ``finish`` when the shared view was stored
+        #: More metrics of the whole sweep, logged with the totals at its end (``gpu_busy_pct``, docs/gpu.md).
+        self.totals: dict[str, float] = {}
 
     @classmethod
     def start(cls, spec: SweepSpec, run_name: str, data_fingerprint: str) -> "SweepRun":
@@ -184,7 +186,8 @@ class SweepRun:
 
         now = int(time.time() * 1000)
         metrics = [Metric("trials", float(len(entries)), now, 0),
-                   Metric("total_epochs", float(sum(e.epochs_run for e in entries)), now, 0)]
+                   Metric("total_epochs", float(sum(e.epochs_run for e in entries)), now, 0),
+                   *(Metric(name, float(value), now, 0) for name, value in self.totals.items())]
         tags = []
         if ranked:
             metrics.append(Metric(f"best_{spec.metric.name}", ranked[0].best_value, now, 0))

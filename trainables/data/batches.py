@@ -209,9 +209,10 @@ class BatchIterator:
             cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
             tx, ty = u[:, 1] * (2 * a.shift), u[:, 2] * (2 * a.shift)  # grid coords span 2 units
             theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
-            grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+            # non_blocking: a blocking host-to-GPU copy waits for the GPU's queue, every batch.
+            grid = F.affine_grid(theta.to(x.device, non_blocking=True), list(x.shape), align_corners=False)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         if a.hflip:
-            flip = (u[:, 4] < 0).to(x.device).view(-1, 1, 1, 1)
+            flip = (u[:, 4] < 0).to(x.device, non_blocking=True).view(-1, 1, 1, 1)
             x = torch.where(flip, x.flip(-1), x)
         return x

@@ -55,6 +55,8 @@ SPACE_CASES = [
     ("data.channels=3", "data.channels"),
     ("data.on_leak=maybe", "data.on_leak"),
     ("data.on_leak=[warn]", "data.on_leak"),
+    ("data.task=graded", "data.task"),
+    ("metric.name=val_qwk", "metric.name"),  # the demo's classes are not grades (data.task: auto)
     ("data.path_column=3", "data.path_column"),
     ("data.label_columns=[Effusion, Mass]", "data.label_columns"),  # multi-label is not supported yet
     ("data.label_columns=[]", "data.label_columns"),
@@ -83,6 +85,9 @@ SPACE_CASES = [
     ("fixed.frozen_fraction=0.5", "space.frozen_depth"),
     ("fixed.lr=0.001", "space.lr"),  # given in both space and fixed
     ("fixed.weight_decay=1e-4", "fixed.weight_decay"),  # YAML 1.1 reads 1e-4 (no dot) as a string
+    ("fixed.channels_last=sometimes", "fixed.channels_last"),  # auto, true or false
+    ("fixed.amp_dtype=fp8", "fixed.amp_dtype"),
+    ("fixed.eval_batch_size=0", "fixed.eval_batch_size"),
     ("search.sampler.name=grid", "space.frozen_depth"),  # the grid sampler needs choices only
     ("surprise=1", "surprise"),
 ]
@@ -202,6 +207,11 @@ def _no_val_folder(tmp: Path) -> list[str]:
     return ["validate", DEMO, "--set", f"data.source={root}"]
 
 
+def _ordinal_two_classes(tmp: Path) -> list[str]:
+    return ["validate", DEMO, "--set", f"data.source={_npz(tmp / 'two.npz', [0, 1] * 5, [0, 1] * 2)}",
+            "--set", "data.task=ordinal"]
+
+
 def _storage_under_a_file(tmp: Path) -> list[str]:
     (tmp / "file").write_text("x")
     return ["validate", DEMO, "--set", f"storage={tmp / 'file' / 'results'}"]
@@ -314,6 +324,7 @@ OTHER_CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("data: train/ and Training/ both", _two_folders_for_train, "data.source"),
     ("data: copies across splits with on_leak error", _leak_is_an_error, "data.on_leak"),
     ("data: no val folder", _no_val_folder, "data.source"),
+    ("data: ordinal grades on two classes", _ordinal_two_classes, "data.task"),
     ("data: missing source", lambda tmp: ["validate", DEMO, "--set", f"data.source={tmp / 'none'}"], "data.source"),
     ("storage: under a file", _storage_under_a_file, "storage"),
     ("tracking: dead server (sweep)", _dead_server, "mlflow.tracking_uri"),
