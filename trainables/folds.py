@@ -30,6 +30,7 @@ from medtune.trainables.factories import (
 )
 from medtune.trainables.loop import Precision, TimedBatches, train_one_epoch
 from medtune.trainables.models import TransferModel
+from medtune.trainables.multilabel_loss import multilabel_criterion
 from medtune.trainables.objective import FOLD_MEAN_METRICS, race_metric
 
 
@@ -75,21 +76,27 @@ def build_fold_run(cfg: TrialConfig, train: SplitArrays, val: SplitArrays, val_r
     if resolved(cfg, device).channels_last:  # the batches' layout (make_batches resolves the same)
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model)
-    weight = class_weights(train.labels, num_classes).to(device) if cfg.class_weighted else None
+    if train.labels.ndim == 2:  # multi-label findings: a sigmoid per output, pos_weight for class_weighted
+        criterion: nn.Module = multilabel_criterion(train.labels, cfg.class_weighted, cfg.label_smoothing, device)
+    else:
+        weight = class_weights(train.labels, num_classes).to(device) if cfg.class_weighted else None
+        criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
     return FoldRun(model=model, optimizer=optimizer, lr_schedule=build_lr_schedule(cfg, optimizer, epochs),
-                   criterion=nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing),
+                   criterion=criterion,
                    train_batches=TimedBatches(make_batches(cfg, train, train=True, device=device)),
                    val_batches=TimedBatches(make_batches(cfg, val, train=False, device=device)),
                    val_rows=val_rows)
 
 
 def mean_over_folds(per_fold: list[dict[str, float]]) -> dict[str, float]:
-    """Each metric's mean over folds, and for k > 1 its standard error as ``<name>_sem``."""
+    """Each metric's mean over folds, and for k > 1 its standard error as ``<name>_sem``. A metric
+    some folds lack (a finding's AUC where a fold's val has no positive of it) is the mean over the
+    folds that have it."""
     if len(per_fold) == 1:
         return dict(per_fold[0])
     out: dict[str, float] = {}
-    for key in per_fold[0]:
-        values = np.array([m[key] for m in per_fold], dtype=np.float64)
+    for key in dict.fromkeys(key for m in per_fold for key in m):
+        values = np.array([m[key] for m in per_fold if key in m], dtype=np.float64)
         out[key] = float(np.nanmean(values))
         finite = values[np.isfinite(values)]
         out[f"{key}_sem"] = float(finite.std(ddof=1) / np.sqrt(len(finite))) if len(finite) > 1 else float("nan")

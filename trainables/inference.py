@@ -65,8 +65,17 @@ class Predictions:
 
     def columns(self) -> dict[str, Any]:
         """Column name -> values: ``prob_<class>`` for each class, ``predicted_class``, and with a
-        threshold ``score``, ``threshold`` and ``decision`` (1 when score >= threshold)."""
+        threshold ``score``, ``threshold`` and ``decision`` (1 when score >= threshold). Multi-label
+        findings: ``prob_<finding>``, ``threshold_<finding>`` and ``decision_<finding>`` for each,
+        then ``findings``, the names of those decided present (``;``-joined)."""
         out: dict[str, Any] = {f"prob_{name}": self.probabilities[:, k] for k, name in enumerate(self.class_names)}
+        if self.rule.thresholds is not None:
+            decisions = np.asarray(self.predicted, dtype=np.int64).reshape(len(self), len(self.class_names))
+            for k, name in enumerate(self.class_names):
+                out[f"threshold_{name}"] = np.full(len(self), float(self.rule.thresholds[k]))
+                out[f"decision_{name}"] = decisions[:, k]
+            out["findings"] = [";".join(n for n, d in zip(self.class_names, row) if d) for row in decisions]
+            return out
         out["predicted_class"] = [self.class_names[int(i)] for i in self.predicted]
         if self.score is not None and self.decision is not None and self.threshold is not None:
             out["score"] = self.score
@@ -80,7 +89,7 @@ class Predictions:
         k = len(class_names)
         probs = np.concatenate([p.probabilities for p in parts]) if parts else np.empty((0, k))
         predicted = np.concatenate([p.predicted for p in parts]) if parts else np.empty(0, dtype=np.int64)
-        with_scores = rule.threshold is not None
+        with_scores = rule.threshold is not None or rule.thresholds is not None
         score = np.concatenate([p.score for p in parts]) if with_scores and parts else (
             np.empty(0) if with_scores else None)
         decision = np.concatenate([p.decision for p in parts]) if with_scores and parts else (
@@ -165,7 +174,8 @@ class Predictor:
         """(N, K) class probabilities (float64) of decoded (N, S, S[, 1]) uint8 images."""
         if len(images) == 0:
             return np.empty((0, len(self.class_names)))
-        probs, _ = predict_proba(self.model, self.batches(images), self.precision)
+        probs, _ = predict_proba(self.model, self.batches(images), self.precision,
+                                 multilabel=self.bundle.multilabel)  # findings: a sigmoid per output
         return probs
 
     def predict_arrays(self, images: np.ndarray) -> Predictions:

@@ -103,14 +103,18 @@ def train_one_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torc
 
 @torch.inference_mode()
 def predict_proba(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                  precision: Precision) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities and labels for every image of ``batches`` (model in eval mode)."""
+                  precision: Precision, multilabel: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities and labels for every image of ``batches`` (model in eval mode).
+
+    Multi-label findings get a sigmoid per output (each finding's own probability) instead of a
+    softmax; ``multilabel=None`` reads it off the labels, which are (B, L) for findings."""
     model.eval()
     probs, labels = [], []
     for images, y in batches:
         with precision.autocast():
             logits = model(images)
-        probs.append(torch.softmax(logits.float(), dim=1))
+        sigmoid = y.ndim == 2 if multilabel is None else multilabel
+        probs.append(torch.sigmoid(logits.float()) if sigmoid else torch.softmax(logits.float(), dim=1))
         labels.append(y)
     # One read back per pass, not one per batch (the probabilities are N x classes: small).
     return torch.cat(probs).cpu().numpy().astype(np.float64), torch.cat(labels).cpu().numpy().astype(np.int64)

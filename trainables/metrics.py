@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from medtune.trainables.multilabel import multilabel_metrics
+
 
 def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
     """Mean negative log-likelihood of the true class (unweighted: a proper scoring rule)."""
@@ -30,8 +32,11 @@ def roc_auc(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def classification_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float = 0.5,
                            prefix: str = "") -> dict[str, float]:
-    """Loss, accuracy, AUC, sensitivity, specificity and balanced accuracy for one split."""
+    """Loss, accuracy, AUC, sensitivity, specificity and balanced accuracy for one split (multi-label
+    findings, labels (N, L): ``multilabel.multilabel_metrics``, the same keys)."""
     labels = np.asarray(labels, dtype=np.int64)
+    if labels.ndim == 2:
+        return multilabel_metrics(probs, labels, threshold, prefix)
     if probs.shape[1] == 2:
         predicted = (probs[:, 1] >= threshold).astype(np.int64)
     else:

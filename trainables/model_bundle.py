@@ -102,8 +102,13 @@ class ModelBundle:
         return len(self.class_names)
 
     @property
+    def multilabel(self) -> bool:
+        """Whether the model scores multi-label findings (a sigmoid per output, a threshold per finding)."""
+        return bool((self.operating_point or {}).get("multilabel"))
+
+    @property
     def binary(self) -> bool:
-        return self.num_classes == 2
+        return self.num_classes == 2 and not self.multilabel
 
     @property
     def positive_class(self) -> str | None:

@@ -98,6 +98,16 @@ PROGRESS_METRICS: tuple[str, ...] = (EPOCH, *(m.name for m in METRICS if m.progr
 #: The objectives only an ordinal task's trials report (``val_qwk``, ``val_mae``).
 ORDINAL_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.objective and m.task == ORDINAL)
 _TASK_OF: dict[str, str | None] = {m.name: m.task for m in METRICS}
+#: Multi-label trials also report each finding's AUC, ``val_auc_<finding>`` (and, cross-validated,
+#: its ``_sem``; ``medtune.trainables.multilabel.label_aucs``). Their names depend on the data, so
+#: they have no row above: they are logged to MLflow (``is_finding_metric``), never an objective,
+#: never a column of a leaderboard or of Tune's table.
+FINDING_METRIC_PREFIX = "val_auc_"
+
+
+def is_finding_metric(key: str) -> bool:
+    """Whether a result key is one finding's metric of a multi-label trial (``val_auc_effusion``)."""
+    return key.startswith(FINDING_METRIC_PREFIX) and key not in _TASK_OF
 
 
 def _of_task(names: Iterable[str], task: str | None) -> tuple[str, ...]:

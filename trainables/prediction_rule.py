@@ -4,7 +4,8 @@
 (``model_bundle``). At prediction time the same decision is taken the same way: two classes, the
 positive-class probability goes through the stored Platt map (``calibration``) and is compared with
 the stored threshold (``score >= threshold`` is positive); more classes, the argmax of the
-log-probabilities plus the stored rule's offsets (``operating_point.predict_classes``).
+log-probabilities plus the stored rule's offsets (``operating_point.predict_classes``);
+multi-label findings, each finding's sigmoid probability against its own stored threshold.
 
 A user may ask for another operating point: ``threshold`` (a number on the calibrated scale, as
 ``medtune final --operating-point 0.3``) or a rule (``sensitivity:0.90``, ``auto``, ...), which is
@@ -52,6 +53,8 @@ class DecisionRule:
     calibration: ScoreCalibration | None = None
     offsets: np.ndarray | None = None
     source: str = "stored"  # stored (the model's own), chosen (on its held-out scores), given (--threshold)
+    #: Multi-label findings: each finding's threshold on its own probability, in class order.
+    thresholds: tuple[float, ...] | None = None
 
     def scores(self, probabilities: np.ndarray) -> np.ndarray:
         """The calibrated positive-class probability (two classes)."""
@@ -60,7 +63,12 @@ class DecisionRule:
 
     def apply(self, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """(predicted class index, score, decision) of every row; score and decision are None
-        without a threshold."""
+        without a threshold. Multi-label findings: the (N, L) 0/1 decisions, each finding's
+        probability as its score, and the decisions as booleans."""
+        if self.thresholds is not None:
+            probs = np.asarray(probabilities, dtype=np.float64)
+            decision = probs >= np.asarray(self.thresholds, dtype=np.float64)[None, :]
+            return decision.astype(np.int64), probs.copy(), decision
         if self.threshold is None:
             return predict_classes(probabilities, self.offsets), None, None
         score = self.scores(probabilities)
@@ -75,12 +83,37 @@ def decision_rule(bundle: ModelBundle, operating_point: str | None = None,
     scores) asks for another. Raises ``OperatingPointError`` when the request does not apply."""
     if threshold is not None and operating_point is not None:
         raise OperatingPointError(f"operating point {operating_point!r} and threshold {threshold!r}: give one")
+    if bundle.multilabel:
+        return _multilabel_rule(bundle, operating_point, threshold)
     if bundle.binary:
         return _binary_rule(bundle, operating_point, threshold)
     if threshold is not None:
         raise OperatingPointError(f"--threshold {threshold}: a threshold applies to two-class models; this one has "
                                   f"{bundle.num_classes} classes (its operating points: balanced, prior)")
     return _multiclass_rule(bundle, operating_point)
+
+
+#: A finding ``medtune final`` could not score (no held-out or test positives) has no stored
+#: threshold; it is decided at the sigmoid's midpoint.
+UNSCORED_THRESHOLD = 0.5
+
+
+def _multilabel_rule(bundle: ModelBundle, operating_point: str | None, threshold: float | None) -> DecisionRule:
+    """Each finding at its stored threshold, or every finding at ``threshold``. Another rule would be
+    chosen per finding on held-out scores, which a multi-label bundle does not carry: refused."""
+    if operating_point is not None:
+        raise OperatingPointError(f"operating point {operating_point!r}: a multi-label model's thresholds were chosen "
+                                  "per finding by medtune final, on held-out scores this model does not carry; give a "
+                                  "number (--threshold) for every finding, or run medtune final with that rule")
+    if threshold is not None:
+        try:
+            value = float(parse_operating_point(float(threshold)).value)
+        except (TypeError, ValueError) as exc:
+            raise OperatingPointError(f"--threshold {threshold!r}: {exc}") from None
+        return DecisionRule(FIXED_RULE, thresholds=(value,) * bundle.num_classes, source="given")
+    stored = (bundle.operating_point or {}).get("thresholds") or {}
+    return DecisionRule(str((bundle.operating_point or {}).get("rule")),
+                        thresholds=tuple(float(stored.get(name, UNSCORED_THRESHOLD)) for name in bundle.class_names))
 
 
 def _stored_calibration(bundle: ModelBundle) -> ScoreCalibration | None:

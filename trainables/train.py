@@ -73,6 +73,7 @@ from medtune.trainables.gpu_metrics import EpochGpuMeter
 from medtune.trainables.loop import Precision, predict_proba, train_one_epoch
 from medtune.trainables.metrics import classification_metrics
 from medtune.trainables.models import TransferModel
+from medtune.trainables.multilabel import absent_findings, label_aucs
 from medtune.trainables.ordinal import ordinal_metrics
 from medtune.trainables.reporters import Reporter, TuneReporter
 
@@ -147,10 +148,14 @@ def _restored_runs(reporter: Reporter, fold_run: Any, cfg: TrialConfig) -> tuple
         return runs, int(state["epoch"]) + 1
 
 
-def _train_folds(runs: list[FoldRun], epoch: int, precision: Precision, ordinal: bool = False) -> dict[str, Any]:
+def _train_folds(runs: list[FoldRun], epoch: int, precision: Precision, ordinal: bool = False,
+                 findings: tuple[str, ...] | None = None) -> dict[str, Any]:
     """One epoch of every fold run, then each one's validation pass: per-fold metrics and probabilities
-    (``ordinal``: graded classes, whose metrics add ``val_qwk`` and ``val_mae``)."""
+    (``ordinal``: graded classes, whose metrics add ``val_qwk`` and ``val_mae``; ``findings``: the
+    names of multi-label findings, whose metrics add each one's ``val_auc_<finding>``, and whose
+    findings that a val split cannot score are returned as ``absent``)."""
     per_fold, losses, probs_of, seen, seconds = [], [], [], 0, 0.0
+    absent: set[str] = set()
     for run in runs:
         started = time.perf_counter()
         run.train_batches.set_epoch(epoch)
@@ -163,8 +168,23 @@ def _train_folds(runs: list[FoldRun], epoch: int, precision: Precision, ordinal:
         probs, labels = predict_proba(run.model, run.val_batches, precision)
         probs_of.append(probs)
         per_fold.append(classification_metrics(probs, labels, prefix="val_")
-                        | (ordinal_metrics(probs, labels, prefix="val_") if ordinal else {}))
-    return {"per_fold": per_fold, "losses": losses, "probs": probs_of, "seen": seen, "train_seconds": seconds}
+                        | (ordinal_metrics(probs, labels, prefix="val_") if ordinal else {})
+                        | (label_aucs(probs, labels, findings, prefix="val_") if findings else {}))
+        if findings:
+            absent.update(absent_findings(labels, findings))
+    return {"per_fold": per_fold, "losses": losses, "probs": probs_of, "seen": seen, "train_seconds": seconds,
+            "absent": absent}
+
+
+def _warn_absent(absent: set[str], warned: set[str], findings: tuple[str, ...]) -> None:
+    """Name, once per trial, the findings a val split cannot score (no positive or no negative
+    image): ``val_auc`` is the mean over the others, and their own AUCs are not reported."""
+    new = absent - warned
+    if new:
+        warned.update(new)
+        names = [name for name in findings if name in new]
+        log.warning("val has no positive or no negative image of %s: left out of val_auc (the macro AUC over the "
+                    "other findings) and not reported on their own", ", ".join(names))
 
 
 def _report(reporter: Reporter, metrics: dict[str, Any], runs: list[FoldRun], cfg: TrialConfig, epoch: int,
@@ -229,6 +249,7 @@ def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter,
     probs: list[np.ndarray] = []
     checkpoint_interval = reporter.checkpoint_interval_s()
     last_checkpoint_at: float | None = None  # monotonic time of this process's last checkpoint
+    warned: set[str] = set()  # multi-label findings already named as unscorable on val
     for epoch in range(start_epoch, epochs + 1):
         started = time.perf_counter()
         gpu_meter.start_epoch()
@@ -236,7 +257,9 @@ def run_training(config: dict[str, Any] | TrialConfig, reporter: Reporter,
             runs.append(fold_run(len(runs)))
             catch_up(runs[-1], epoch - 1, precision)
         lr = runs[0].optimizer.param_groups[0]["lr"]
-        trained = _train_folds(runs, epoch, precision, ordinal=cfg.data_task == "ordinal")
+        trained = _train_folds(runs, epoch, precision, ordinal=cfg.data_task == "ordinal",
+                               findings=data.class_names if data.multilabel else None)
+        _warn_absent(trained["absent"], warned, data.class_names)
         probs = trained["probs"]
         metrics: dict[str, Any] = fold_metrics(trained["per_fold"], cfg.cv_folds, racing)
         metrics.update(

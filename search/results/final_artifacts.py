@@ -15,6 +15,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from medtune.search.results.final_members import FinalMember
 from medtune.search.results.final_reports import report_markdown
 from medtune.search.spec.sweep_spec import SweepSpec
@@ -33,9 +35,10 @@ def write_artifacts(out: Path, spec: SweepSpec, members: list[FinalMember], repo
                     n_epochs: int, train_seconds: float, threshold_source: str) -> None:
     """``report.json``, ``report.md``, ``test_predictions.csv`` and the figures (Grad-CAM aside)."""
     from medtune.search.results.calibration import write_calibration
-    from medtune.search.results.final_figures import plot_binary, plot_multiclass
+    from medtune.search.results.final_figures import plot_binary, plot_multiclass, plot_multilabel
 
-    multiclass = members[0].test_scores.ndim == 2
+    multilabel = bool(getattr(data, "multilabel", False))
+    multiclass = members[0].test_scores.ndim == 2 and not multilabel
     summary = {
         "sweep": spec.provenance.get("sweep"), "trial_id": spec.provenance.get("trial_id"),
         "epochs": n_epochs, "budget_unit": spec.search.scheduler.unit, "cv_folds": spec.search.cv,
@@ -49,7 +52,9 @@ def write_artifacts(out: Path, spec: SweepSpec, members: list[FinalMember], repo
     }
     if getattr(data, "colour", None) is not None:  # the data's mode (trainables/data/colour.py)
         summary["image_mode"] = "colour (RGB)" if data.colour else "grey"
-    if not multiclass:  # reliability diagrams of the positive class's probability, before and after calibration
+    if multilabel:
+        summary["task"] = "multilabel"
+    elif not multiclass:  # reliability diagrams of the positive class's probability, before and after calibration
         best = members[0]
         calibration = getattr(best, "calibration", None)
         summary["calibration"] = write_calibration(out, _raw_test_scores(best), best.test_scores, data.test.labels,
@@ -58,7 +63,9 @@ def write_artifacts(out: Path, spec: SweepSpec, members: list[FinalMember], repo
     markdown = report_markdown(reports, report_title(spec))
     (out / "report.md").write_text(f"{markdown}\nThreshold chosen on {threshold_source}.\n")
     (out / "test_predictions.csv").write_text(predictions_csv(members, data))
-    if multiclass:
+    if multilabel:
+        plot_multilabel(out, reports, members, data)
+    elif multiclass:
         plot_multiclass(out, reports, members, data)
     else:
         plot_binary(out, reports, members, data)
@@ -73,9 +80,12 @@ def _raw_test_scores(member: Any) -> Any:
 def predictions_csv(members: list[FinalMember], data: Any) -> str:
     """One row per test image: its label, then each member's scores. Two classes: the calibrated
     positive-class probability the report decides on (``<member>_score``) and the model's own,
-    uncalibrated one (``<member>_raw_score``); more: one probability column per class."""
+    uncalibrated one (``<member>_raw_score``); more: one probability column per class; multi-label
+    findings: one 0/1 label column per finding (``label_<finding>``), then each member's probability
+    of each finding."""
     multiclass = members[0].test_scores.ndim == 2
-    header = ["label"]
+    findings = np.ndim(data.test.labels) == 2
+    header = [f"label_{name}" for name in data.class_names] if findings else ["label"]
     for i in range(len(members)):
         prefix = "best_model" if i == 0 else f"member{i}"
         header += [f"{prefix}_{name}" for name in data.class_names] if multiclass else [f"{prefix}_score",
@@ -85,7 +95,7 @@ def predictions_csv(members: list[FinalMember], data: Any) -> str:
     writer.writerow(header)
     raws = [_raw_test_scores(m) for m in members]
     for i, label in enumerate(data.test.labels):
-        row: list[Any] = [int(label)]
+        row: list[Any] = [int(v) for v in label] if findings else [int(label)]
         for m, raw in zip(members, raws):
             row += [repr(float(v)) for v in (m.test_scores[i] if multiclass else [m.test_scores[i], raw[i]])]
         writer.writerow(row)

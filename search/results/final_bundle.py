@@ -6,7 +6,8 @@ the threshold on the calibrated scale and on the raw one, the model's own balanc
 anchor of ``balanced-1se``) and the Platt map, plus the calibrated held-out scores and labels the
 threshold was chosen on (``heldout.npz``), so ``medtune predict --operating-point sensitivity:0.90``
 chooses another threshold on the very scores ``medtune final`` used. More classes: the rule, the
-training class shares and whether the loss was class-weighted.
+training class shares and whether the loss was class-weighted. Multi-label findings: the rule and
+each finding's threshold on the model's own sigmoid scores.
 
 An ensemble's report decides on the mean of its members' probabilities; the bundle is the best
 model alone (as the logged MLflow model always was), at the best model's operating point.
@@ -28,6 +29,9 @@ PROVENANCE_KEYS = ("sweep", "experiment", "parent_run_id", "trial_id", "space_ha
 
 def bundle_operating_point(report: Any) -> dict[str, Any]:
     """The best model's operating point, as the bundle stores it (see ``ModelBundle``)."""
+    if hasattr(report, "per_finding"):  # multi-label findings: a threshold per finding
+        return {"rule": str(report.threshold_rule), "multilabel": True,
+                "thresholds": {name: float(t) for name, t in report.thresholds.items()}}
     if hasattr(report, "per_class"):  # more than two classes
         return {"rule": str(report.threshold_rule), "class_priors": report.class_priors,
                 "class_weighted": bool(report.class_weighted)}

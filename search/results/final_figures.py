@@ -102,3 +102,25 @@ def plot_multiclass(out: Path, reports: list[Any], members: list[FinalMember], d
         ax.set_yticklabels(names, fontsize=8)
 
     _save(_matrix_panels(reports, max(4.0, 0.55 * len(names) + 2), draw), out / "confusion_matrix.png", dpi=110)
+
+
+def plot_multilabel(out: Path, reports: list[Any], members: list[FinalMember], data: Any) -> None:
+    """One ROC curve per scored finding of the best model, each with its operating point marked
+    (``roc_curve.png``); multi-label findings have no confusion matrix of classes to draw."""
+    from sklearn.metrics import roc_curve
+
+    best, labels = reports[0], np.asarray(data.test.labels)
+    fig, ax = _pyplot().subplots(figsize=(6, 5.5))
+    for k, name in enumerate(data.class_names):
+        numbers = best.per_finding.get(name)
+        if numbers is None:  # skipped: named in the report
+            continue
+        fpr, tpr, _ = roc_curve(labels[:, k], members[0].test_scores[:, k])
+        line = ax.plot(fpr, tpr, label=f"{name} (AUC {numbers['roc_auc']['value']:.3f})")[0]
+        ax.plot(1 - numbers["specificity"]["value"], numbers["sensitivity"]["value"], "o", color=line.get_color())
+    ax.plot([0, 1], [0, 1], "--", color="grey")
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity",
+           title=f"ROC per finding (best model), dots at each threshold\nmacro AUC {best.metrics['auc_macro']:.3f}, "
+                 f"micro AUC {best.metrics['auc_micro']:.3f}")
+    ax.legend(loc="lower right", fontsize=7)
+    _save(fig, out / "roc_curve.png", dpi=110)

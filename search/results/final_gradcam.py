@@ -12,7 +12,11 @@ panels names the feature map, so a coarse map is never mistaken for a sharp one.
 * More classes: per true class, its most confident right and wrong predictions (the predicted
   class read at the report's operating point), each with the Grad-CAM of the class the model predicted.
 
-Both figures are drawn by one ``_draw_cam_grid``.
+* Multi-label findings: a few test images that show findings (the most findings first), one panel
+  per finding an image shows, each with the Grad-CAM of that finding's logit: where the model looked
+  for that finding, red when its threshold missed it.
+
+All figures are drawn by one ``_draw_cam_grid``.
 """
 
 from __future__ import annotations
@@ -37,10 +41,13 @@ class Caption:
 
 
 def gradcam_figure(member: FinalMember, threshold: float, data: Any, path: Path, per_group: int,
-                   offsets: np.ndarray | None = None) -> None:
+                   offsets: np.ndarray | None = None, thresholds: dict[str, float] | None = None) -> None:
     """The Grad-CAM figure of ``member``'s test predictions (two classes at ``threshold``; more at the
-    operating point's log-probability ``offsets``, None for the plain argmax)."""
-    if member.test_scores.ndim == 2:
+    operating point's log-probability ``offsets``, None for the plain argmax; multi-label findings
+    at each finding's threshold in ``thresholds``)."""
+    if thresholds is not None:
+        _multilabel_figure(member, data, path, thresholds, per_group)
+    elif member.test_scores.ndim == 2:
         _multiclass_figure(member, data, path, per_group, offsets)
     else:
         _binary_figure(member, threshold, data, path, per_group)
@@ -112,6 +119,35 @@ def _multiclass_figure(member: FinalMember, data: Any, path: Path, per_class: in
                          note=f"each map scaled to its own maximum; feature map: {layer.describe()}")
     fig.savefig(path, dpi=100)
     _close(fig)
+
+
+def _multilabel_figure(member: FinalMember, data: Any, path: Path, thresholds: dict[str, float],
+                       images: int) -> None:
+    """One panel per (image, finding it shows) for up to ``images`` test images with the most
+    findings, at most ``MAX_PANELS``; each map is of that finding's logit."""
+    probs, labels, names = member.test_scores, np.asarray(data.test.labels), tuple(data.class_names)
+    order = np.argsort(-labels.sum(axis=1), kind="stable")
+    rows = [int(i) for i in order[:max(1, images)] if labels[i].any()]
+    pairs = [(i, k) for i in rows for k in np.flatnonzero(labels[i])][:MAX_PANELS]
+    if not pairs:
+        return
+    maps: dict[tuple[int, int], np.ndarray] = {}
+    layer = None
+    for k in sorted({k for _, k in pairs}):  # one pass per finding
+        these = [i for i, kk in pairs if kk == k]
+        heat, layer = _cams(member, data, these, int(k))
+        maps.update({(i, k): h for i, h in zip(these, heat)})
+    captions = []
+    for i, k in pairs:
+        threshold = thresholds.get(names[k], 0.5)
+        found = probs[i, k] >= threshold
+        captions.append(Caption(f"{names[k]}: {'found' if found else 'missed'}\nscore {probs[i, k]:.2f} "
+                                f"(threshold {threshold:.2f})", bool(found)))
+    fig = _draw_cam_grid([data.test.images[i] for i, _ in pairs], [maps[p] for p in pairs], captions, fontsize=10,
+                         ticks=None, title="Grad-CAM for each finding an image shows (test images)",
+                         note=f"each map of that finding's logit, scaled to its own maximum; feature map: "
+                              f"{layer.describe()}")
+    _save_palette_png(fig, path)
 
 
 def _draw_cam_grid(images: list[Any], maps: list[np.ndarray], captions: list[Caption], *, fontsize: int,

@@ -39,11 +39,12 @@ def check_operating_point(rule: str, source: str) -> None:
 check_threshold_rule = check_operating_point
 
 
-def check_threshold_applies(rule: str, class_names: tuple[str, ...], source: str) -> None:
-    """With more than two classes only ``auto``, ``balanced`` and ``prior`` apply: a threshold does not."""
+def check_threshold_applies(rule: str, class_names: tuple[str, ...], source: str, multilabel: bool = False) -> None:
+    """With more than two classes only ``auto``, ``balanced`` and ``prior`` apply: a threshold does not.
+    Multi-label findings take every two-class rule (each finding gets its own threshold by it)."""
     from medtune.trainables.operating_point import parse_multiclass_operating_point
 
-    if len(class_names) <= 2:
+    if len(class_names) <= 2 or multilabel:
         return
     try:
         parse_multiclass_operating_point(rule)
@@ -60,6 +61,9 @@ def build_reports(members: list[FinalMember], data: Any, rule: str, threshold_so
     from medtune.trainables.operating_point import AUTO, parse_multiclass_operating_point, parse_operating_point
 
     auto = str(rule).strip().lower() == AUTO
+    if getattr(data, "multilabel", False):  # one threshold per finding, by the two-class rule
+        label = parse_operating_point(rule).label
+        return multilabel_reports(members, data, label), threshold_source + (f"; rule auto: {label}" if auto else "")
     if members[0].test_scores.ndim == 2:
         chosen = parse_multiclass_operating_point(rule)
         source = f"{NO_THRESHOLD}, {chosen}" + ("; rule auto: " + chosen if auto else "")
@@ -95,6 +99,23 @@ def binary_reports(members: list[FinalMember], data: Any, rule: str) -> list[Any
     return reports
 
 
+def multilabel_reports(members: list[FinalMember], data: Any, rule: str) -> list[Any]:
+    """Reports on multi-label findings (``medtune.trainables.multilabel_report``): each finding's
+    threshold from the held-out scores by ``rule``; an ensemble averages its members' probabilities."""
+    from medtune.trainables.multilabel_report import build_multilabel_report
+
+    weighted = bool(members[0].config.get("class_weighted", True))
+    common = {"threshold_rule": rule, "train_labels": data.train.labels, "class_weighted": weighted}
+    names, val_labels, test_labels = tuple(data.class_names), members[0].val_labels, data.test.labels
+    reports = [build_multilabel_report("best model", members[0].val_scores, val_labels, members[0].test_scores,
+                                       test_labels, names, **common)]
+    if len(members) > 1:
+        reports.append(build_multilabel_report(
+            f"ensemble of {len(members)}", _mean([m.val_scores for m in members]), val_labels,
+            _mean([m.test_scores for m in members]), test_labels, names, **common))
+    return reports
+
+
 def member_anchor(member: FinalMember, train_labels: np.ndarray) -> float:
     """The member's own balanced point (``model_anchor``) on the scale its decisions are taken on:
     through its calibration map when it has one."""
@@ -127,7 +148,10 @@ def report_markdown(reports: list[Any], title: str) -> str:
     """``report.md``'s table (also printed): the two-class or the multi-class layout."""
     from medtune.trainables.binary_report import report_markdown as binary_markdown
     from medtune.trainables.multiclass_report import MulticlassReport, multiclass_markdown
+    from medtune.trainables.multilabel_report import MultilabelReport, multilabel_markdown
 
+    if isinstance(reports[0], MultilabelReport):
+        return multilabel_markdown(reports, title)
     if isinstance(reports[0], MulticlassReport):
         return multiclass_markdown(reports, title)
     return binary_markdown(reports, title)

@@ -170,7 +170,29 @@ def _section(index: int, report: dict[str, Any], metrics_note: str, side: str, t
             f"{_metrics_table(index, report)}{metrics_note}</div><div>{side}</div></div>{tail}</section>")
 
 
+def _per_finding_table(report: dict[str, Any]) -> str:
+    """Multi-label findings: each scored finding's threshold and test numbers with intervals, then the
+    findings that could not be scored, each with its reason."""
+    rows = [header("finding", "positives", "threshold", "AUC", "95% CI", "sensitivity", "95% CI", "specificity",
+                   "95% CI")]
+    for name, v in (report.get("per_finding") or {}).items():
+        cells = [num_cell(v.get("n_positive")), num_cell(v.get("threshold"))]
+        for key in ("roc_auc", "sensitivity", "specificity"):
+            low, high = v[key]["ci95"]
+            cells += [num_cell(v[key]["value"]), f"<td>{escape(format_number(low))}-{escape(format_number(high))}</td>"]
+        rows.append(row(name, cells))
+    skipped = "".join(f"<li>{escape(name)}: {escape(why)}</li>" for name, why in (report.get("skipped") or {}).items())
+    return ('<h3>Per finding, each at its own threshold</h3><div class="scroll">' + table(rows) + "</div>"
+            + (f"<p>Not scored:</p><ul>{skipped}</ul>" if skipped else ""))
+
+
 def _report_section(index: int, report: dict[str, Any]) -> str:
+    if report.get("kind") == "multilabel":
+        rule = escape(str(report.get("threshold_rule", "")))
+        return _section(index, report, "<p>auc_macro: the mean of the findings' AUCs; auc_micro: one AUC over every "
+                                       f"image-finding pair. Each finding is decided at its own threshold, chosen on "
+                                       f"held-out scores by the rule <code>{rule}</code>.</p>", "",
+                        _per_finding_table(report))
     if report.get("kind") == "multiclass":
         from medtune.trainables.operating_point import describe_multiclass_rule
 

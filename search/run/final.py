@@ -68,7 +68,7 @@ def run_final(spec: SweepSpec, *, epochs: str = "budget", ensemble: int = 1, reg
     out = Path(out_dir or tempfile.mkdtemp(prefix="medtune-final-"))
     out.mkdir(parents=True, exist_ok=True)
     splits = _load_splits(configs[0])
-    check_threshold_applies(rule, tuple(splits.class_names), spec.source)
+    check_threshold_applies(rule, tuple(splits.class_names), spec.source, multilabel=splits.multilabel)
 
     budget = final_budget(spec, epochs, configs[0], trial_train_images(spec, splits))
     trained = calibrated_training(train_members(spec, configs, splits, budget, out, calibration_fraction))
@@ -131,7 +131,8 @@ def _draw_gradcam(trained: FinalTraining, reports: list[Any], out: Path, samples
     try:
         offsets = reports[0].log_offsets() if hasattr(reports[0], "log_offsets") else None  # more than two classes
         gradcam_figure(trained.members[0], reports[0].threshold, trained.data, out / "gradcam.png",
-                       per_group=max(1, samples // 4), offsets=offsets)
+                       per_group=max(1, samples // 4), offsets=offsets,
+                       thresholds=getattr(reports[0], "thresholds", None))  # multi-label: one per finding
     except Exception as exc:
         log.warning("Grad-CAM failed: %s", exc)
 

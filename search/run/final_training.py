@@ -10,7 +10,8 @@ predictions calibrate the scores first: ``final_calibration``):
   predictions for every image of train + val, which choose the threshold; then the model trains
   on all of train + val (``train_cv_member``).
 
-With more than two classes the predicted class is the most probable one and there is no threshold
+Multi-label findings are thresholded one by one, so they hold out as two classes do. With more
+than two classes the predicted class is the most probable one and there is no threshold
 to choose, so nothing is held out: the model trains on all of train + val (``cv_final_splits``).
 (After a cross-validated sweep the fold models still train first, as for two classes; their
 out-of-fold predictions are not used.)
@@ -62,7 +63,7 @@ def train_members(spec: SweepSpec, configs: list[dict[str, Any]], splits: Any, b
                    for i, config in enumerate(configs)]
         source = (f"out-of-fold predictions of {folds}-fold cross-validation over train + val "
                   f"({len(data.train.labels)} images)")
-    elif len(splits.class_names) > 2:  # no threshold to choose: nothing is held out
+    elif len(splits.class_names) > 2 and not splits.multilabel:  # no threshold to choose: nothing is held out
         data = cv_final_splits(splits)
         members = [train_member(config, data, budget, out / f"member{i}") for i, config in enumerate(configs)]
         source = "none"
@@ -125,14 +126,16 @@ def train_member(config: dict[str, Any], data: Any, budget: dict[str, Any], work
     cfg = outcome.config  # on colour data its channels are pinned (with_data_channels): the model's bundle needs them
     val_probs, _ = predict_split(outcome.model, cfg, data.val)
     test_probs, _ = predict_split(outcome.model, cfg, data.test)
-    return FinalMember(cfg.to_dict(), outcome.model, member_scores(val_probs), member_scores(test_probs),
-                       data.val.labels, outcome.epochs)
+    multilabel = data.multilabel
+    return FinalMember(cfg.to_dict(), outcome.model, member_scores(val_probs, multilabel),
+                       member_scores(test_probs, multilabel), data.val.labels, outcome.epochs)
 
 
-def member_scores(probs: np.ndarray) -> np.ndarray:
+def member_scores(probs: np.ndarray, multilabel: bool = False) -> np.ndarray:
     """Two classes: the positive (last) class's probability, which thresholds and ROC curves take;
-    more: every class's, since the prediction is the most probable class."""
-    return probs[:, -1] if probs.shape[1] == 2 else probs
+    more: every class's, since the prediction is the most probable class; multi-label findings:
+    every finding's own probability (each thresholded on its own)."""
+    return probs[:, -1] if probs.shape[1] == 2 and not multilabel else probs
 
 
 def train_cv_member(config: dict[str, Any], splits: Any, folds: int, budget: dict[str, Any],
@@ -141,7 +144,7 @@ def train_cv_member(config: dict[str, Any], splits: Any, folds: int, budget: dic
     cfg = TrialConfig.from_dict({**config, **budget, "cv_folds": folds})
     cv = _train(cfg, splits, workdir / "folds", f"final {cfg.architecture}, {folds} folds")
     member = train_member(config, cv_final_splits(splits), budget, workdir / "all")
-    return FinalMember(member.config, member.model, member_scores(cv.oof_probs), member.test_scores,
+    return FinalMember(member.config, member.model, member_scores(cv.oof_probs, splits.multilabel), member.test_scores,
                        cv.oof_labels, member.epochs)
 
 

@@ -240,7 +240,7 @@ def _npz_source(path: Path, shown: str) -> ImageSource:
                                                   "'images' array (N, H, W) or (N, H, W, C)")])
             image_key, label_key = found
             array = z[image_key]
-            labels = np.asarray(z[label_key]).reshape(len(array), -1)[:, 0].tolist() if label_key in keys else None
+            labels = _npz_labels(np.asarray(z[label_key]).reshape(len(array), -1)) if label_key in keys else None
     except (OSError, ValueError) as exc:
         raise SpecError(WHERE, [("INPUT", f"{shown}: cannot read it as an .npz of arrays ({exc})")]) from None
     if array.ndim not in (3, 4) or (array.ndim == 4 and array.shape[3] not in ARRAY_CHANNELS):
@@ -270,6 +270,13 @@ def _check_bad(source: ImageSource, bad: list[tuple[str, str]], limit: float) ->
     log.warning("%s; skipped them", text)
 
 
+def _npz_labels(labels: np.ndarray) -> list[Any]:
+    """Each row's label: the class index, or multi-label findings' 0/1 values ``;``-joined (``1;0;1``)."""
+    if labels.shape[1] == 1:
+        return labels[:, 0].tolist()
+    return [";".join(str(int(v)) for v in row) for row in labels]
+
+
 # --- 6. Grad-CAM ------------------------------------------------------------------------------------
 
 
@@ -291,8 +298,11 @@ def _write_gradcams(predictor: Any, source: ImageSource, rows: list[int], outcom
                            predictor.channels)
             if predictor.channels == 1:
                 images = images[..., 0]
-            targets = np.full(len(chunk), predictor.bundle.num_classes - 1) if binary else \
-                predicted[start:start + len(chunk)]
+            if predictor.bundle.multilabel:  # the map of each image's most probable finding
+                targets = outcome.predictions.probabilities[start:start + len(chunk)].argmax(axis=1)
+            else:
+                targets = np.full(len(chunk), predictor.bundle.num_classes - 1) if binary else \
+                    predicted[start:start + len(chunk)]
             maps, _ = predictor.gradcam(images, targets)
             for i, image, heat in zip(chunk, images, maps):
                 write_heatmap(heatmap_path(folder, source.keys[i], source.key_name), image, heat)

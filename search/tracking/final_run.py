@@ -77,6 +77,8 @@ def report_metrics(reports: list[Any]) -> dict[str, float]:
                             f"{prefix}{name}_ci_high": float(high)})
         if math.isfinite(report.threshold):
             metrics[f"{prefix}threshold"] = float(report.threshold)
+        for finding, threshold in getattr(report, "thresholds", {}).items():  # multi-label: one per finding
+            metrics[f"{prefix}threshold_{metric_safe(finding)}"] = float(threshold)
         for class_name, values in getattr(report, "per_class", {}).items():
             for key in ("sensitivity", "specificity", "roc_auc"):
                 if math.isfinite(values[key]):
@@ -104,6 +106,11 @@ def model_metadata(report: Any, class_names: tuple[str, ...] | list[str]) -> dic
     rule = str(report.threshold_rule)
     names = [str(c) for c in class_names]
     priors = getattr(report, "class_priors", None)
+    if hasattr(report, "per_finding"):  # multi-label findings
+        return {"medtune_operating_point": {
+            "rule": rule, "class_names": names, "multilabel": True,
+            "thresholds": {name: float(t) for name, t in report.thresholds.items()},
+            "decision": "each finding present when sigmoid(logits[finding]) >= thresholds[finding]"}}
     if hasattr(report, "per_class"):  # more than two classes
         offsets = report.log_offsets()
         return {"medtune_operating_point": {
@@ -126,6 +133,9 @@ def model_metadata(report: Any, class_names: tuple[str, ...] | list[str]) -> dic
 def operating_point_tags(report: Any) -> dict[str, str]:
     """The final run's tags for the best model's operating point (what ``model_metadata`` holds, flat)."""
     tags = {"medtune.operating_point": str(report.threshold_rule)}
+    if hasattr(report, "per_finding"):
+        tags["medtune.thresholds"] = json.dumps(report.thresholds, sort_keys=True)
+        return tags
     if hasattr(report, "per_class"):
         if getattr(report, "class_priors", None) is not None:
             tags["medtune.class_priors"] = json.dumps(report.class_priors)

@@ -15,7 +15,7 @@ from typing import Any
 
 from medtune.search.tracking.run_tags import BEST_EPOCH_TAG, LAST_EPOCH_TAG, best_value_tag
 from medtune.trainables.budget import TrialOutcome
-from medtune.trainables.objective import LOGGED_METRICS
+from medtune.trainables.objective import LOGGED_METRICS, is_finding_metric
 
 #: Trial-config keys that describe the machine rather than the model; not logged as params.
 NOT_PARAMS = ("data_dir", "cache_dir", "weights_dir")
@@ -37,7 +37,7 @@ def metric_batch(result: dict[str, Any], step: int) -> list:
 
     now = int(time.time() * 1000)
     out = []
-    for key in LOGGED_METRICS:
+    for key in (*LOGGED_METRICS, *(k for k in result if is_finding_metric(k))):
         value = result.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             out.append(Metric(METRIC_NAMES.get(key, key), float(value), now, step))

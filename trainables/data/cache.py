@@ -100,6 +100,8 @@ def content_hash(splits: dict[str, tuple[np.ndarray, np.ndarray]], class_names: 
         images, labels = splits[name]
         h.update(f"{name}:{images.shape}:".encode())
         h.update(np.ascontiguousarray(images).data)
+        if np.ndim(labels) == 2:  # multi-label findings: their shape too (single-label hashes are unchanged)
+            h.update(f"labels:{np.shape(labels)}:".encode())
         h.update(np.ascontiguousarray(labels, dtype=np.int64).data)
     return h.hexdigest()
 

@@ -73,16 +73,15 @@ def column_name_problem(value: object) -> str | None:
 
 
 def label_columns_problem(value: object) -> str | None:
-    """One categorical column (a name, or a list of one); several 0/1 columns are multi-label."""
+    """One categorical column (a name, or a list of one), or several 0/1 columns: a multi-label task."""
     names = value.split(",") if isinstance(value, str) else value
     if not isinstance(names, list) or not names:
         return f"expected a column name or a list of column names, got {value!r}"
     for name in names:
         if problem := column_name_problem(name):
             return problem
-    if len(names) > 1:
-        return (f"several label columns ({', '.join(map(str, names))}) make a multi-label task, and multi-label "
-                "is not supported yet; give one categorical column")
+    if len(set(names)) < len(names):
+        return f"a label column is named twice in {value!r}"
     return None
 
 
@@ -110,7 +109,8 @@ DATA_SETTINGS: tuple[DataSetting, ...] = (
     DataSetting("path_column", "data_path_column", str, None, column_name_problem,
                 "CSV manifests: the column of image paths, relative to the CSV's folder"),
     DataSetting("label_columns", "data_label_columns", str, None, label_columns_problem,
-                "CSV manifests: the label column (one categorical column)", accepts=(str, list)),
+                "CSV manifests: the label column (one categorical column), or several 0/1 columns (multi-label "
+                "findings)", accepts=(str, list)),
     DataSetting("split_column", "data_split_column", str, None, column_name_problem,
                 "CSV manifests: each row's split (train/training, val/valid/validation, test/testing)"),
     DataSetting("group_column", "data_group_column", str, None, column_name_problem,
@@ -120,7 +120,8 @@ DATA_SETTINGS: tuple[DataSetting, ...] = (
                 "val/test of an earlier split's images)"),
     DataSetting("task", "data_task", str, AUTO, one_of(TASKS),
                 "auto or classification: unordered classes; ordinal: the classes are grades in class index "
-                "order (at least 3), and trials also report val_qwk and val_mae"),
+                "order (at least 3), and trials also report val_qwk and val_mae; multilabel: any number of 0/1 "
+                "findings per image (auto detects them)"),
 )
 #: The settings only a CSV manifest reads.
 MANIFEST_SETTINGS = ("path_column", "label_columns", "split_column", "group_column")

@@ -13,6 +13,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -39,12 +40,21 @@ class FolderIndex:
 
     root: Path
     class_names: tuple[str, ...]
-    files: dict[str, list[tuple[str, int]]]  # split -> [(path relative to root, label)]
+    #: split -> [(path relative to root, label)]; a multi-label manifest's label is a tuple of 0/1 findings.
+    files: dict[str, list[tuple[str, Any]]]
     identity: list[tuple[str, int, int]]  # (relative path, size, mtime_ns): cache key material
     split_dirs: dict[str, str] = field(default_factory=dict)  # split -> the folder taken for it ("Training")
 
     def labels(self, split: str) -> np.ndarray:
-        return np.array([label for _, label in self.files[split]], dtype=np.int64)
+        return labels_of(self.files[split], range(len(self.files[split])))
+
+
+def labels_of(files: list[tuple[str, Any]], rows: Iterable[int]) -> np.ndarray:
+    """The labels of ``files[rows]``: (N,) class indices, or (N, L) 0/1 findings when the labels are
+    tuples (a multi-label manifest), kept (0, L) when no row is left."""
+    width = len(files[0][1]) if files and isinstance(files[0][1], tuple) else None
+    labels = np.array([files[i][1] for i in rows], dtype=np.int64)
+    return labels if width is None else labels.reshape(-1, width)
 
 
 def _hidden(name: str) -> bool:
@@ -185,7 +195,7 @@ def decode_folder(index: FolderIndex, image_size: int) -> Decoded:
             bad.extend(files[i][0] for i, r in enumerate(results) if r is None)
             tiny.extend(files[i][0] for i in ok if min(results[i][1]) < TINY_SIDE)
             total += len(files)
-            labels = np.array([files[i][1] for i in ok], dtype=np.int64)
+            labels = labels_of(files, ok)
             decoded[split] = ([results[i][0] for i in ok], labels)
             facts = list(pool.map(file_facts, [jobs[i][0] for i in ok], chunksize=32))
             evidence[split] = facts_columns([files[i][0] for i in ok], facts)

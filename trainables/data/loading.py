@@ -22,9 +22,9 @@ from .leakage import LeakReport, drop_copies, planned_views, run_checks
 from .manifest import decoded_groups, index_manifest, is_manifest, stage_manifest
 from .medmnist import MEDMNIST, is_medmnist_name, resolve_medmnist
 from .npz import decode_npz, index_npz
-from .splits import DatasetSplits, SplitArrays, plan_indices, take
+from .splits import DatasetSplits, SplitArrays, plan_indices, stratum_key, take
 from .staging import is_s3_uri, stage_s3
-from .task import ORDINAL, check_task, grade_order, leading_integers
+from .task import MULTILABEL, ORDINAL, check_task, grade_order, leading_integers
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,11 @@ def inspect_source(cfg: DataConfig) -> dict[str, Any]:
         labels = {s: findex.labels(s) for s in findex.files}
         class_names = findex.class_names
         summary["split_folders"] = dict(findex.split_dirs)  # split <- the folder taken for it
-    class_names, lookup = order_with_positive_last(class_names, cfg.positive_class, str(source.path))
-    check_task(class_names, cfg.task, str(source.path))
+    multilabel = _is_multilabel(labels)
+    class_names, lookup = _class_order(class_names, cfg, str(source.path), multilabel)
+    check_task(class_names, cfg.task, str(source.path), multilabel)
+    if multilabel:
+        summary["task"] = MULTILABEL
     if cfg.task == ORDINAL:
         summary["grades"] = grade_order(class_names)
         if leading_integers(class_names) is None:  # names such as mild/moderate sort by name, not by grade
@@ -138,7 +141,28 @@ def inspect_source(cfg: DataConfig) -> dict[str, Any]:
     return summary
 
 
+def _is_multilabel(labels: dict[str, np.ndarray]) -> bool:
+    """Whether the labels are (N, L) 0/1 findings (every source reads them so, or as (N,) classes)."""
+    return any(np.ndim(v) == 2 for v in labels.values())
+
+
+def _class_order(class_names: tuple[str, ...], cfg: DataConfig, where: str,
+                 multilabel: bool) -> tuple[tuple[str, ...], np.ndarray | None]:
+    """The classes with the positive one last (``classes.py``); multi-label findings keep their order,
+    since each is a positive class of its own (``data.positive_class`` is refused there)."""
+    if not multilabel:
+        return order_with_positive_last(class_names, cfg.positive_class, where)
+    if cfg.positive_class is not None:
+        raise DataSettingError("positive_class", f"{where}: data.positive_class applies to two-class tasks; in this "
+                               f"multi-label data every finding ({', '.join(class_names)}) is scored as positive "
+                               "against its absence")
+    return class_names, None
+
+
 def _class_counts(labels: np.ndarray, class_names: tuple[str, ...]) -> dict[str, int]:
+    """Images per class; for multi-label findings, the images that show each finding."""
+    if np.ndim(labels) == 2:
+        return {name: int(n) for name, n in zip(class_names, np.asarray(labels).sum(axis=0))}
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
     return {name: int(n) for name, n in zip(class_names, counts)}
 
@@ -188,8 +212,12 @@ def check_leakage(cfg: DataConfig) -> LeakReport:
         warnings.simplefilter("ignore")
         planned = _planned(cfg)
     images = {split: arrays[0] for split, arrays in planned.decoded.splits.items()}
-    views = planned_views(planned.plan, planned.labels, planned.decoded.evidence, planned.groups, images)
-    return run_checks(views, planned.class_names, dropped=planned.dropped)
+    labels, class_names = planned.labels, planned.class_names
+    if _is_multilabel(labels):  # the checks compare one class per image: each row's stratum (splits.py)
+        labels = {s: stratum_key(v, len(class_names))[0] for s, v in labels.items()}
+        class_names = (*class_names, "no finding")
+    views = planned_views(planned.plan, labels, planned.decoded.evidence, planned.groups, images)
+    return run_checks(views, class_names, dropped=planned.dropped)
 
 
 def _planned(cfg: DataConfig) -> _Planned:
@@ -209,8 +237,9 @@ def _planned(cfg: DataConfig) -> _Planned:
 
     if cfg.val_fraction is None and "val" not in decoded.splits:
         raise DataError(f"{source.path}: has no val split; set DataConfig.val_fraction to carve one out of train")
-    class_names, lookup = order_with_positive_last(decoded.class_names, cfg.positive_class, str(source.path))
-    check_task(class_names, cfg.task, str(source.path))
+    multilabel = _is_multilabel({s: lab for s, (_, lab) in decoded.splits.items()})
+    class_names, lookup = _class_order(decoded.class_names, cfg, str(source.path), multilabel)
+    check_task(class_names, cfg.task, str(source.path), multilabel)
     labels = {s: lab if lookup is None else lookup[lab] for s, (_, lab) in decoded.splits.items()}
     for split in ("train", "test") + (("val",) if cfg.val_fraction is None else ()):
         if len(labels[split]) == 0:

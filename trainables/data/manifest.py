@@ -21,6 +21,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -108,11 +109,40 @@ def _class_names(values: set[str]) -> tuple[str, ...]:
     return tuple(sorted(values))
 
 
+#: What a multi-label manifest's 0/1 columns may hold, and the finding each value means.
+_FINDING_VALUES = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
+
+
+def _label_columns(cfg: DataConfig, header: list[str], csv_path: Path) -> tuple[str, ...]:
+    """The label columns, each checked to be in the header: one categorical column, or several 0/1
+    columns (one finding each: a multi-label task, ``medtune.trainables.data.task``)."""
+    names = cfg.label_column_names
+    if not names:
+        raise _setting("label_columns", csv_path, f"a CSV manifest needs data.label_columns; its columns are {header}")
+    absent = [name for name in names if name not in header]
+    if absent:
+        raise _setting("label_columns", csv_path, f"no column {absent[0]!r}; its columns are {header}")
+    return names
+
+
+def _row_label(row: dict[str, str], columns: tuple[str, ...], csv_path: Path, line: int) -> str:
+    """The row's label: the categorical column's value, or the findings of several 0/1 columns
+    as one comma-joined string of 0s and 1s (decoded to a tuple by ``_indexed``)."""
+    values = [(row.get(column) or "").strip() for column in columns]
+    for column, value in zip(columns, values):
+        if not value:
+            raise _setting("label_columns", csv_path, f"line {line}: no label in column {column!r}")
+        if len(columns) > 1 and value not in _FINDING_VALUES:
+            raise _setting("label_columns", csv_path, f"line {line}: {value!r} in column {column!r}; several label "
+                           "columns are read as multi-label findings, each 0 (absent) or 1 (present)")
+    return values[0] if len(columns) == 1 else ",".join(str(_FINDING_VALUES[v]) for v in values)
+
+
 def index_manifest(csv_path: Path, cfg: DataConfig, need_val: bool) -> ManifestIndex:
     """Read and check the manifest, and list its images; cheap (the CSV and a stat per image)."""
     header, rows = _read_rows(csv_path)
     path_col = _column(cfg, "path_column", header, csv_path, required=True)
-    label_col = _column(cfg, "label_columns", header, csv_path, required=True)
+    label_cols = _label_columns(cfg, header, csv_path)
     split_col = _column(cfg, "split_column", header, csv_path, required=False)
     group_col = _column(cfg, "group_column", header, csv_path, required=False)
     if split_col is None:
@@ -125,9 +155,7 @@ def index_manifest(csv_path: Path, cfg: DataConfig, need_val: bool) -> ManifestI
     parsed: dict[str, list[tuple[str, str, str]]] = {s: [] for s in SPLITS}  # split -> (path, label, group)
     split_values: dict[str, set[str]] = {s: set() for s in SPLITS}
     for line, row in rows:
-        label = (row.get(label_col) or "").strip()
-        if not label:
-            raise _setting("label_columns", csv_path, f"line {line}: no label in column {label_col!r}")
+        label = _row_label(row, label_cols, csv_path, line)
         raw_split = (row.get(split_col) or "").strip()
         split = split_of(raw_split)
         if split is None:
@@ -137,7 +165,8 @@ def index_manifest(csv_path: Path, cfg: DataConfig, need_val: bool) -> ManifestI
         relative = inside(root, row.get(path_col) or "", csv_path, line, base)
         parsed[split].append((relative, label, group or f"<row {line}>"))  # no ID: the row is its own group
         split_values[split].add(raw_split)
-    class_names = _class_names({label for entries in parsed.values() for _, label, _ in entries})
+    class_names = (label_cols if len(label_cols) > 1
+                   else _class_names({label for entries in parsed.values() for _, label, _ in entries}))
     return _indexed(csv_path, cfg, need_val, parsed, class_names, group_col is not None,
                     {s: sorted(v) for s, v in split_values.items() if v})
 
@@ -145,11 +174,12 @@ def index_manifest(csv_path: Path, cfg: DataConfig, need_val: bool) -> ManifestI
 def _indexed(csv_path: Path, cfg: DataConfig, need_val: bool, parsed: dict[str, list[tuple[str, str, str]]],
              class_names: tuple[str, ...], grouped: bool, split_values: dict[str, list[str]]) -> ManifestIndex:
     """The parsed rows checked (splits, classes, files) and listed as a ``FolderIndex``."""
-    root = csv_path.parent
     for split in ("train", "test") + (("val",) if need_val else ()):
         if not parsed[split]:
             hint = "; set data.val_fraction to carve val out of train" if split == "val" else ""
             raise _setting("split_column", csv_path, f"no {split} rows ({accepted_names(split)}){hint}")
+    if len(cfg.label_column_names) > 1:
+        return _indexed_findings(csv_path, cfg, parsed, class_names, grouped, split_values)
     if len(class_names) < 2:
         raise _setting("label_columns", csv_path, f"found {len(class_names)} class ({', '.join(class_names)}) in "
                        f"column {cfg.label_columns!r}; expected at least two classes to tell apart")
@@ -158,10 +188,35 @@ def _indexed(csv_path: Path, cfg: DataConfig, need_val: bool, parsed: dict[str, 
     if lacking:
         raise _setting("label_columns", csv_path, f"classes {lacking} have no train rows; every class needs "
                        "training images")
+    return _listed(csv_path, cfg, parsed, class_names, grouped, split_values,
+                   lambda label: label_of[label])
+
+
+def _indexed_findings(csv_path: Path, cfg: DataConfig, parsed: dict[str, list[tuple[str, str, str]]],
+                      class_names: tuple[str, ...], grouped: bool,
+                      split_values: dict[str, list[str]]) -> ManifestIndex:
+    """A multi-label manifest listed: each row's label is the tuple of its 0/1 findings. A finding
+    with no positive training row cannot be learnt, so it is refused, named."""
+    positives = np.zeros(len(class_names), dtype=np.int64)
+    for _, label, _ in parsed["train"]:
+        positives += np.array(label.split(","), dtype=np.int64)
+    lacking = [name for name, n in zip(class_names, positives) if n == 0]
+    if lacking:
+        raise _setting("label_columns", csv_path, f"findings {lacking} have no positive train rows; every finding "
+                       "needs training images that show it")
+    return _listed(csv_path, cfg, parsed, class_names, grouped, split_values,
+                   lambda label: tuple(int(v) for v in label.split(",")))
+
+
+def _listed(csv_path: Path, cfg: DataConfig, parsed: dict[str, list[tuple[str, str, str]]],
+            class_names: tuple[str, ...], grouped: bool, split_values: dict[str, list[str]],
+            label_of: Callable[[str], Any]) -> ManifestIndex:
+    """The rows as a ``FolderIndex`` (each file stat'ed: missing ones within ``max_bad_fraction``)."""
+    root = csv_path.parent
     st = csv_path.stat()
     identity: list[tuple[str, int, int]] = [
         (f"manifest:{cfg.path_column}:{cfg.label_columns}:{cfg.split_column}", st.st_size, st.st_mtime_ns)]
-    files: dict[str, list[tuple[str, int]]] = {}
+    files: dict[str, list[tuple[str, Any]]] = {}
     missing: list[str] = []
     for split, entries in parsed.items():
         if not entries:
@@ -174,7 +229,7 @@ def _indexed(csv_path: Path, cfg: DataConfig, need_val: bool, parsed: dict[str, 
             except OSError:
                 missing.append(relative)  # decoding counts it as unreadable, under max_bad_fraction
                 identity.append((relative, -1, -1))
-            files[split].append((relative, label_of[label]))
+            files[split].append((relative, label_of(label)))
     total = sum(len(v) for v in files.values())
     if len(missing) > cfg.max_bad_fraction * total:
         named = ", ".join(missing[:MAX_NAMED]) + (f" and {len(missing) - MAX_NAMED} more"

@@ -77,13 +77,9 @@ def class_names_for_file(path: Path) -> tuple[str, ...] | None:
     return info.class_names if info else None
 
 
-def check_single_label(info: MedMNISTInfo) -> None:
-    """ChestMNIST gives each image a set of 14 findings; medtune trains single-label classifiers."""
-    if info.task.startswith("multi-label"):
-        raise DataError(f"{info.name} is a {info.task} data set (each image has any number of its "
-                        f"{len(info.class_names)} labels: {', '.join(info.class_names)}); medtune trains single-label "
-                        f"classifiers (binary or multi-class). Use another MedMNIST set, or export one finding as a "
-                        f"binary folder (ROOT/{{train,val,test}}/{{absent,present}}/*.png)")
+def is_multilabel(info: MedMNISTInfo) -> bool:
+    """ChestMNIST gives each image a set of its 14 findings: its labels are (N, 14) 0/1."""
+    return info.task.startswith("multi-label")
 
 
 def resolve_medmnist(name: str, data_dir: Path, image_size: int) -> Path:
@@ -99,7 +95,6 @@ def resolve_medmnist(name: str, data_dir: Path, image_size: int) -> Path:
         raise DataError(f"{name}: not a MedMNIST 2D name; expected one of {', '.join(MEDMNIST)}, "
                         f"optionally with a MedMNIST+ size (_64, _128, _224)")
     info, size = parsed
-    check_single_label(info)
     if size == 28 and image_size in info.files and image_size != 28:
         plus = data_dir / f"{info.name}_{image_size}.npz"
         if plus.is_file():

@@ -81,11 +81,17 @@ def _check_images(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype)
 
 
 def _check_labels(path: Path, key: str, labels: np.ndarray) -> np.ndarray:
+    """(N,) int64 class labels, or (N, L) int64 0/1 findings when the file is multi-label (L > 1)."""
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
+    if labels.ndim == 2 and labels.shape[1] > 1:
+        if labels.dtype.kind not in "iub" or (labels.size and not np.isin(labels, (0, 1)).all()):
+            raise DataError(f"{path}[{key}]: labels shaped {labels.shape} are read as multi-label findings and must "
+                            f"be 0/1 integers; found values {np.unique(labels)[:10].tolist()}")
+        return labels.astype(np.int64)
     if labels.ndim != 1:
-        raise DataError(f"{path}[{key}]: expected single-label labels shaped (N,) or (N, 1), got {labels.shape}"
-                        " (multi-label data is not supported)")
+        raise DataError(f"{path}[{key}]: expected labels shaped (N,) or (N, 1) (one class per image) or (N, L) "
+                        f"(L 0/1 findings per image: multi-label), got {labels.shape}")
     if labels.dtype.kind not in "iub":
         raise DataError(f"{path}[{key}]: expected integer class labels, got dtype {labels.dtype}")
     if labels.size and labels.min() < 0:
@@ -94,6 +100,14 @@ def _check_labels(path: Path, key: str, labels: np.ndarray) -> np.ndarray:
 
 
 def _class_names(path: Path, labels: dict[str, np.ndarray]) -> tuple[str, ...]:
+    widths = {v.shape[1] if v.ndim == 2 else 0 for v in labels.values()}
+    if len(widths) > 1:
+        shapes = ", ".join(f"{split}_labels {v.shape}" for split, v in labels.items())
+        raise DataError(f"{path}: the splits' labels differ in shape ({shapes}); expected one class per image "
+                        "(N,) or the same L 0/1 findings (N, L) in every split")
+    if widths != {0}:  # multi-label: the findings' names
+        width, known = widths.pop(), class_names_for_file(path)
+        return known if known is not None and len(known) == width else tuple(f"label_{i}" for i in range(width))
     top = max((int(v.max()) for v in labels.values() if v.size), default=0)
     known = class_names_for_file(path)
     if known is None:

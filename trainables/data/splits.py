@@ -3,6 +3,13 @@
 With groups (a CSV manifest's ``group_column``: a patient or study ID) every carved split is
 grouped: a carved val and each cross-validation fold take whole groups, so no patient's images
 are on both sides. Without groups the carving is the ungrouped one, unchanged to the bit.
+
+Multi-label labels ((N, L) 0/1 findings) are stratified on one derived key per row
+(``stratum_key``): the row's rarest finding (by its count in the labels being carved), or "no
+finding" (key L) when it has none. Every carving here then works unchanged on the key, and each
+finding, the rare ones first, is spread over the carved splits in proportion; iterative
+multi-label stratification would balance co-occurrences too, at a cost and a dependency this
+does not need for a val split or a few folds.
 """
 
 from __future__ import annotations
@@ -16,9 +23,25 @@ from .config import DataConfig
 from .errors import DataError
 
 
+def stratum_key(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, int]:
+    """(one stratum per row, number of strata): the class itself for (N,) labels; for (N, L) 0/1
+    findings the row's rarest finding (ties: the lower index), or L when it has none."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.ndim == 1:
+        return labels, num_classes
+    width = labels.shape[1]
+    if not len(labels):
+        return np.zeros(0, dtype=np.int64), width + 1
+    rarity = np.argsort(np.argsort(labels.sum(axis=0), kind="stable"), kind="stable")  # 0 = rarest finding
+    ranked = np.where(labels > 0, rarity[None, :], width)
+    rarest = np.argmin(ranked, axis=1)
+    return np.where(labels.any(axis=1), rarest, width).astype(np.int64), width + 1
+
+
 @dataclass
 class SplitArrays:
-    """One split: images uint8 (N, H, W, C) and labels int64 (N,), C = 1 (grey) or 3 (colour, RGB).
+    """One split: images uint8 (N, H, W, C) and labels int64 (N,), C = 1 (grey) or 3 (colour, RGB);
+    multi-label data has labels (N, L) of 0/1 findings.
     Images may be a read-only memmap.
     ``groups``: each row's patient or study ID when the source has them (folds keep them whole)."""
 
@@ -49,7 +72,13 @@ class DatasetSplits:
 
     @property
     def num_classes(self) -> int:
+        """The classes, or the findings of multi-label data (the model's outputs either way)."""
         return len(self.class_names)
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether each image has any number of 0/1 findings (labels (N, L)) rather than one class."""
+        return self.train.labels.ndim == 2
 
     @property
     def channels(self) -> int:
@@ -98,6 +127,7 @@ def carve_val(labels: np.ndarray, fraction: float, seed: int, num_classes: int,
     one image of exact proportion) and always keeps at least one row in train. With ``groups``
     val takes whole groups (``carve_grouped``).
     """
+    labels, num_classes = stratum_key(labels, num_classes)
     if groups is not None:
         return carve_grouped(labels, fraction, seed, num_classes, groups)
     members = _per_class(labels, num_classes)
@@ -150,6 +180,7 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int | list[int], num_
     """Sorted indices of a stratified, seeded subsample of `size` rows (all rows if size >= N)."""
     if size >= len(labels):
         return np.arange(len(labels))
+    labels, num_classes = stratum_key(labels, num_classes)
     members = _per_class(labels, num_classes)
     want = _allocate(np.array([len(m) for m in members]), size)
     rng = np.random.default_rng(seed)
@@ -187,7 +218,7 @@ def plan_indices(labels: dict[str, np.ndarray], cfg: DataConfig, num_classes: in
 def take(images: np.ndarray, labels: np.ndarray, idx: np.ndarray, groups: np.ndarray | None = None) -> SplitArrays:
     """Rows `idx` of a split. Images are not copied when idx is all rows in order (keeps the
     memmap shared); labels are always a fresh array, so callers cannot corrupt the cache memo."""
-    labels_out = np.array(labels[idx], dtype=np.int64)
+    labels_out = np.array(labels[idx], dtype=np.int64)  # (n,) or (n, L): a fresh copy either way
     groups_out = None if groups is None else np.asarray(groups)[idx]
     if len(idx) == len(labels) and np.array_equal(idx, np.arange(len(labels))):
         return SplitArrays(images=images, labels=labels_out, groups=groups_out)
@@ -213,6 +244,10 @@ def kfold_indices(labels: np.ndarray, folds: int, seed: int, groups: np.ndarray 
     """
     from sklearn.model_selection import StratifiedKFold
 
+    if np.ndim(labels) == 2:  # multi-label: one stratum per row; strata too rare to spread join the largest
+        labels, _ = stratum_key(labels, 0)
+        counts = np.bincount(labels)
+        labels = np.where(counts[labels] < folds, int(np.argmax(counts)), labels)
     if groups is not None:
         return _group_kfold_indices(labels, folds, seed, groups)
 

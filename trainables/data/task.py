@@ -7,6 +7,13 @@ grade is from the true one (``medtune.trainables.ordinal``). ``auto`` never gues
 from integer class names: that would change what a sweep reports, and maybe optimises, behind the
 user's back (MedMNIST's tissue types are numbered too).
 
+``multilabel`` says each image has any number of findings (ChestMNIST's 14, a CSV manifest's
+several 0/1 columns): labels are (N, L) 0/1 and trials train a sigmoid head
+(``medtune.trainables.multilabel``). Unlike grades, ``auto`` does detect it, because the labels'
+shape says it without guessing: an .npz whose labels are (N, L) with L > 1 or a manifest with
+several label columns. ``classification`` or ``ordinal`` on such data, and ``multilabel`` on
+single-label data, are refused rather than silently trained as something else.
+
 The grade order is the class index order, which every source fixes before a trial starts: an
 .npz's label values, a CSV manifest's labels sorted numerically when they are all integers, a
 folder's class folders sorted by name. So a folder whose names sort differently as text and as
@@ -20,9 +27,9 @@ import re
 
 from .errors import DataSettingError
 
-AUTO, CLASSIFICATION, ORDINAL = "auto", "classification", "ordinal"
+AUTO, CLASSIFICATION, ORDINAL, MULTILABEL = "auto", "classification", "ordinal", "multilabel"
 #: What ``data.task`` may say.
-TASKS = (AUTO, CLASSIFICATION, ORDINAL)
+TASKS = (AUTO, CLASSIFICATION, ORDINAL, MULTILABEL)
 #: Fewer grades than this are a binary task (kappa and grade error add nothing to its report).
 MIN_ORDINAL_CLASSES = 3
 
@@ -40,9 +47,19 @@ def grade_order(class_names: tuple[str, ...]) -> str:
     return " < ".join(class_names)
 
 
-def check_task(class_names: tuple[str, ...], task: str, where: str) -> None:
+def check_task(class_names: tuple[str, ...], task: str, where: str, multilabel: bool = False) -> None:
     """Refuse ``data.task: ordinal`` on classes that are no scale: fewer than three, or numbered
-    names whose class index order is not their numeric order (``DataSettingError`` naming ``task``)."""
+    names whose class index order is not their numeric order; and a task that the labels' shape
+    contradicts (``multilabel``: the labels are (N, L) 0/1 findings). ``DataSettingError`` naming ``task``."""
+    if multilabel and task not in (AUTO, MULTILABEL):
+        raise DataSettingError("task", f"{where}: the labels are multi-label (each image has any number of the "
+                                       f"{len(class_names)} findings {', '.join(class_names)}), which data.task: "
+                                       f"{task} cannot read; use data.task: multilabel or auto")
+    if task == MULTILABEL and not multilabel:
+        raise DataSettingError("task", f"{where}: data.task: multilabel needs labels with several 0/1 findings per "
+                                       "image (an .npz's (N, L) labels, a CSV manifest's several data.label_columns); "
+                                       f"this data has one label per image ({', '.join(class_names)}): use "
+                                       "data.task: auto")
     if task != ORDINAL:
         return
     if len(class_names) < MIN_ORDINAL_CLASSES:

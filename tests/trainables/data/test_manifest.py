@@ -84,9 +84,8 @@ def test_label_columns_may_be_a_list_of_one_and_integer_labels_sort_numerically(
     assert inspect_source(cfg)["class_names"] == ["0", "2", "10"]
 
 
-def test_several_label_columns_are_refused_as_multi_label():
-    with pytest.raises(DataError, match="multi-label is not supported yet"):
-        DataConfig("labels.csv", label_columns=["Effusion", "Mass"])
+def test_several_label_columns_are_a_multi_label_task_and_commas_in_a_name_are_refused():
+    assert DataConfig("labels.csv", label_columns=["Effusion", "Mass"]).label_columns == "Effusion,Mass"
     with pytest.raises(DataError, match="must not contain ','"):
         DataConfig("labels.csv", path_column="a,b")
 

@@ -51,7 +51,7 @@ def _bad_npz(tmp_path: Path, case: str) -> tuple[Path, str]:
     if case == "empty":
         a["test_images"], a["test_labels"] = a["test_images"][:0], a["test_labels"][:0]
         return write_npz(tmp_path / "x.npz", **a), "test_images"
-    if case == "multilabel":
+    if case == "mixed_label_shapes":  # multi-label train, single-label val and test
         a["train_labels"] = np.zeros((10, 3), np.uint8)
         return write_npz(tmp_path / "x.npz", **a), "train_labels"
     if case == "float_images":
@@ -73,7 +73,7 @@ def _bad_npz(tmp_path: Path, case: str) -> tuple[Path, str]:
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case", ["missing_keys", "mismatched", "empty", "multilabel", "float_images",
+@pytest.mark.parametrize("case", ["missing_keys", "mismatched", "empty", "mixed_label_shapes", "float_images",
                                   "bad_rank", "pickled", "not_a_zip", "label_out_of_range"])
 def test_npz_bad_inputs(tmp_path, case):
     path, key = _bad_npz(tmp_path, case)
