@@ -123,6 +123,7 @@ def test_every_third_party_import_is_a_declared_dependency():
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
 
 
+@pytest.mark.slow  # builds and inspects a wheel (~10 s)
 def test_installed_names_are_under_medtune(tmp_path):
     """``search`` and ``trainables`` are folders here but are installed as ``medtune.search`` and
     ``medtune.trainables``, so they cannot collide with another installed package of that name."""

@@ -108,6 +108,7 @@ def test_folds_partition_the_pool_and_keep_the_class_balance():
         kfold_indices(np.repeat([0, 1], [3, 50]), 5, seed=0)
 
 
+@pytest.mark.slow  # trains every fold of a trial
 def test_cross_validated_trial_reports_the_fold_mean_with_its_standard_error(tmp_path, pneumoniamnist_path):
     reporter = LocalReporter(tmp_path / "cv", metric="val_auc", mode="max", num_threads=1)
     outcome = run_training({**TINY, "cv_folds": 3, "epochs": 2}, reporter)
@@ -130,6 +131,7 @@ def test_cross_validated_trial_reports_the_fold_mean_with_its_standard_error(tmp
     assert len(state["folds"]) == 3 and set(state["folds"][0]) == {"model", "optimizer", "lr_schedule"}
 
 
+@pytest.mark.slow  # trains every fold of a trial
 def test_a_cross_validated_trial_resumes_every_fold_from_its_checkpoint(tmp_path, pneumoniamnist_path):
     class Interrupted(Exception):
         pass

@@ -172,6 +172,7 @@ def test_unknown_rule_raises_naming_it_and_the_accepted_ones(rule):
     assert "youden-mid" in str(err.value) and "youden" in str(err.value)
 
 
+@pytest.mark.slow  # bootstraps every rule's intervals (5-9 s)
 def test_build_report_carries_the_rule_the_tie_and_the_metrics_at_one_half():
     val_scores, val_labels = separated()
     # Test split shifted: negatives score higher, positives lower than on validation.
@@ -245,6 +246,7 @@ def test_calibrated_is_the_old_name_of_balanced_whose_raw_threshold_is_where_a_b
     assert 0.35 < calibration.raw_threshold(choice.value) < 0.65  # the classes' centres are symmetric about 0
 
 
+@pytest.mark.slow  # bootstraps every rule's intervals (5-9 s)
 def test_report_gives_every_rules_threshold_and_test_metrics():
     val_scores = np.array([0.01, 0.02, 0.03, 0.04, 0.9, 0.95, 0.97, 0.99])
     val_labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])

@@ -61,6 +61,7 @@ def test_one_fold_trains_until_the_race_ends_then_every_fold():
     assert folds_in_epoch(TrialConfig.from_dict(TINY), 1, 400) == 1
 
 
+@pytest.mark.slow  # trains every fold of a trial
 def test_a_racing_trial_reports_the_objective_only_once_every_fold_trains(tmp_path, pneumoniamnist_path):
     reporter = LocalReporter(tmp_path / "race", metric="val_auc", mode="max", num_threads=1)
     outcome = run_training({**TINY, "cv_folds": 3, "epochs": 4, "cv_race_until": 2}, reporter)
@@ -91,6 +92,7 @@ def test_a_trial_stopped_while_racing_trained_one_fold(tmp_path, pneumoniamnist_
     assert len(load_checkpoint(reporter.last_checkpoint).get("folds") or [None]) == 1
 
 
+@pytest.mark.slow  # trains every fold of a trial
 def test_a_racing_trial_resumed_before_the_folds_join_matches_one_run_straight(tmp_path, pneumoniamnist_path):
     class Interrupted(Exception):
         pass

@@ -58,6 +58,7 @@ class InterruptingReporter(LocalReporter):
             raise Interrupted
 
 
+@pytest.mark.slow  # trains and restarts a model
 def test_restart_from_checkpoint_continues_at_the_next_epoch(tmp_path, pneumoniamnist_path):
     folder = tmp_path / "run"
     first = InterruptingReporter(folder, num_threads=1, after=1)
@@ -178,6 +179,7 @@ def test_training_never_reads_the_test_split(tmp_path, pneumoniamnist_path):
     assert len(reporter.history) == 1
 
 
+@pytest.mark.slow  # trains and restarts a model
 def test_report_threshold_comes_from_validation_and_intervals_bracket_the_value():
     from medtune.trainables.binary_report import build_report, choose_threshold, point_metrics, youden_threshold
 

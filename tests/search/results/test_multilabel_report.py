@@ -56,6 +56,7 @@ def test_each_finding_gets_its_threshold_and_intervals_and_an_unscorable_one_is_
     assert report.threshold_rule == "youden" and not any(np.isnan(v) for v in report.metrics.values())
 
 
+@pytest.mark.slow  # writes every artifact of a report
 def test_report_json_md_html_mlflow_bundle_and_gradcam(tmp_path):
     from medtune.search.results.final_artifacts import write_artifacts, write_report_page
     from medtune.search.results.final_bundle import bundle_operating_point

@@ -25,6 +25,9 @@ from medtune.search.results.final_members import FinalMember
 from medtune.search.results.final_reports import build_reports, check_threshold_applies
 from medtune.search.spec.sweep_spec import SpecError
 
+#: Its fixture calibrates and reports several members with bootstrap intervals: out of the fast loop.
+pytestmark = pytest.mark.slow
+
 DEMO = Path(__file__).resolve().parents[3] / "spaces" / "demo.yaml"
 CLASSES = ("benign", "malignant")
 

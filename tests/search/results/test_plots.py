@@ -257,6 +257,7 @@ def _assert_no_label_overlaps(fig) -> None:
     assert all(_inside_figure(fig, t) for t in [*labels, ax.title])
 
 
+@pytest.mark.slow  # renders a figure
 def test_parallel_coordinates_have_an_axis_per_parameter_and_the_objective():
     fig = parallel_coordinates_figure(_study(_many(16)), SPEC)
     ax = fig.axes[0]

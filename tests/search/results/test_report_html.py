@@ -18,6 +18,9 @@ import numpy as np
 import pytest
 from report_page import OpenedPage, assert_images_drawn, assert_numbers_match_report_json, assert_self_contained
 
+#: A real headless browser opens each page: out of the fast loop.
+pytestmark = pytest.mark.slow
+
 DEMO = Path(__file__).resolve().parents[3] / "spaces" / "demo.yaml"
 HOSTILE_TITLE = "Final <script>window.__pwned = 1</script> & \"co\""
 HOSTILE_VALUE = "<script>window.__pwned = 2</script><img src=x onerror=\"window.__pwned = 3\">"

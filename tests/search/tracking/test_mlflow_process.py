@@ -11,6 +11,9 @@ from mlflow.exceptions import MlflowException
 
 from medtune.search.tracking.client_process import MlflowClientProcess, store_runs_in_process
 
+#: Each test starts MLflow child processes (4-8 s each): out of the fast loop.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("uri, local", [
     ("sqlite:////tmp/mlruns.db", True), ("postgresql://u:p@db/mlflow", True), ("/tmp/mlruns", True),

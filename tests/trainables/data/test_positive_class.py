@@ -72,6 +72,7 @@ def test_a_folder_whose_finding_sorts_first_scores_the_finding(tmp_path):
     assert chosen.fingerprint != splits.fingerprint  # the labels the model sees differ
 
 
+@pytest.mark.slow  # trains twice
 def test_sensitivity_and_specificity_swap_when_the_positive_class_changes(tmp_path):
     root = _folder(tmp_path / "data")
     p_abnormal: list[float] = []
