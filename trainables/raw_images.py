@@ -35,8 +35,10 @@ import numpy as np
 
 from medtune.trainables.data.colour import grey_to_rgb, rgb_to_gray
 from medtune.trainables.data.dicom import DICOM_EXTS
-from medtune.trainables.data.folder import IMAGE_EXTS
-from medtune.trainables.data.folder import _class_files as _listing  # the folder source's listing, reused
+from medtune.trainables.data.folder import (
+    IMAGE_EXTS,
+    class_files,  # the folder source's own listing
+)
 from medtune.trainables.data.imaging import decode_file, decode_file_colour, resize_stack
 
 #: The column of a table that holds the images (any single column is taken too).
@@ -56,7 +58,7 @@ class RawImageError(ValueError):
 def list_images(folder: str | Path) -> list[str]:
     """Every image file under ``folder`` (JPEG, PNG, DICOM), recursively, hidden files and folders
     skipped, as paths relative to it with ``/``, sorted: the folder source's listing."""
-    return [relative for relative, _ in _listing(str(folder))]
+    return [relative for relative, _ in class_files(str(folder))]
 
 
 def is_image_file(path: str | Path) -> bool:

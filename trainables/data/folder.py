@@ -83,7 +83,7 @@ def _has_train_and_test(folder: Path) -> bool:
         return False
 
 
-def _class_files(class_dir: str) -> list[tuple[str, os.stat_result]]:
+def class_files(class_dir: str) -> list[tuple[str, os.stat_result]]:
     """(path relative to the class folder, stat) of every image under it, subfolders included, sorted."""
     found = []
     for folder, subfolders, names in os.walk(class_dir):
@@ -105,7 +105,7 @@ def _scan_split(root: Path, folder: str) -> dict[str, list[tuple[str, os.stat_re
             if _hidden(entry.name):
                 continue
             if entry.is_dir():
-                classes[entry.name] = _class_files(entry.path)
+                classes[entry.name] = class_files(entry.path)
             elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTS:
                 loose.append(entry.name)
     if loose:
